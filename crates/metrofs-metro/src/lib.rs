@@ -1,1 +1,15 @@
-//! metrofs-metro
+//! metrofs-metro: the metro (HyperMetro) module.
+//!
+//! # Layout
+//! - [`array`]: [`Array`], one array's file systems behind the [`metrofs_core::Backend`] seam:
+//!   reads go to the local store; each change is made fully determined (inode number and
+//!   generation, timestamp) and applied. The pair issue adds the dual-write process (LOG,
+//!   remote apply, DCL) here, between "determined" and "applied".
+//! - [`error`]: [`ArrayError`], what catalog operations answer.
+
+pub mod array;
+pub mod error;
+
+pub use array::Array;
+pub use error::ArrayError;
+pub use metrofs_store::FsInfo;

@@ -1,0 +1,226 @@
+//! One array: its file systems served through the [`Backend`] seam.
+//!
+//! A change from the front end is turned into an [`FsOp`] here, never below: the inode a
+//! creating op gets (`Store::next_inode`), and the op's time (a clock that never goes backwards
+//! within this array, so every change moves ctime forward and SETATTR's ctime guard sees it).
+//! The store then applies the op as given; the pair issue sends the same op to the twin.
+//!
+//! Ordering: namespace ops of one fs (create, mkdir, symlink, remove, rmdir, rename, link) are
+//! serialised by a per-fs lock held from "determined" to "applied", which also makes the
+//! `next_inode` peek and the apply that consumes it atomic. Data and attribute ops run in
+//! parallel; the store orders them per inode.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use metrofs_core::{
+    Attr, Backend, Caller, Clock, ExportInfo, ExportRules, FsError, FsId, FsOp, FsStat, Ino, OpBody,
+    OpReply, ReadDirPage, ReadReply, Stability, Time,
+};
+use metrofs_store::{FsInfo, Store};
+
+use crate::ArrayError;
+
+pub struct Array {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    /// The write verifier of this run: random at every start, so clients resend what they
+    /// wrote UNSTABLE and did not COMMIT before a restart.
+    verifier: [u8; 8],
+    /// Last time handed to an op, in ns: times only move forward.
+    last_time_ns: AtomicU64,
+    /// Per-fs namespace lock (see module doc).
+    namespace: Mutex<HashMap<FsId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for Array {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Array").field("verifier", &self.verifier).finish_non_exhaustive()
+    }
+}
+
+fn export_of(info: FsInfo) -> ExportInfo {
+    ExportInfo { fs: info.id, name: info.name, rules: info.rules }
+}
+
+impl Array {
+    #[must_use]
+    pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            clock,
+            verifier: rand::random(),
+            last_time_ns: AtomicU64::new(0),
+            namespace: Mutex::new(HashMap::new()),
+        })
+    }
+
+    #[must_use]
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Creates a file system with a fresh random id, exported as `/NAME` under `rules`.
+    pub fn create_fs(&self, name: &str, rules: ExportRules) -> Result<FsInfo, ArrayError> {
+        // A zero id would look like "no fs" in dumps; anything else is fine.
+        let id = loop {
+            let id = FsId(rand::random());
+            if id.0 != 0 && self.store.fs_by_id(id).is_none() {
+                break id;
+            }
+        };
+        let info = self.store.create_fs(name, id, rules, self.now())?;
+        tracing::info!(fs = %info.name, id = %info.id, "file system created");
+        Ok(info)
+    }
+
+    pub fn delete_fs(&self, name: &str) -> Result<(), ArrayError> {
+        let info = self.fs(name).ok_or_else(|| ArrayError::NotFound(name.to_owned()))?;
+        self.store.delete_fs(info.id)?;
+        self.lock_map().remove(&info.id);
+        tracing::info!(fs = %name, id = %info.id, "file system deleted");
+        Ok(())
+    }
+
+    #[must_use]
+    pub fn list_fs(&self) -> Vec<FsInfo> {
+        self.store.list_fs()
+    }
+
+    #[must_use]
+    pub fn fs(&self, name: &str) -> Option<FsInfo> {
+        self.store.fs_by_name(name)
+    }
+
+    pub fn set_export(&self, name: &str, rules: ExportRules) -> Result<FsInfo, ArrayError> {
+        let info = self.fs(name).ok_or_else(|| ArrayError::NotFound(name.to_owned()))?;
+        let info = self.store.set_export(info.id, rules)?;
+        tracing::info!(fs = %name, rules = ?info.rules, "export rules changed");
+        Ok(info)
+    }
+
+    /// Makes everything applied so far durable.
+    pub fn sync(&self) -> Result<(), ArrayError> {
+        self.store.sync()?;
+        Ok(())
+    }
+
+    /// The time for the next op: the clock, but never at or before the previous op's time.
+    fn now(&self) -> Time {
+        let wall = self.clock.now().as_nanos();
+        let mut prev = self.last_time_ns.load(Ordering::Relaxed);
+        loop {
+            let next = wall.max(prev + 1);
+            match self.last_time_ns.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Time::from_nanos(next),
+                Err(p) => prev = p,
+            }
+        }
+    }
+
+    fn lock_map(&self) -> std::sync::MutexGuard<'_, HashMap<FsId, Arc<tokio::sync::Mutex<()>>>> {
+        // A poisoned map only means another thread panicked while inserting; the map itself
+        // is still a valid map of locks.
+        self.namespace.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn namespace_lock(&self, fs: FsId) -> Arc<tokio::sync::Mutex<()>> {
+        self.lock_map().entry(fs).or_default().clone()
+    }
+
+    /// Applies an op on a blocking thread when it waits for the disk, inline otherwise (an
+    /// UNSTABLE write or a namespace change only reaches the page cache and redb's cache).
+    async fn apply(&self, op: FsOp) -> Result<OpReply, FsError> {
+        let waits_for_disk = matches!(
+            op.body,
+            OpBody::Commit { .. } | OpBody::Write { stable: Stability::FileSync | Stability::DataSync, .. }
+        );
+        if waits_for_disk {
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.apply(&op))
+                .await
+                .map_err(|e| FsError::Io(format!("apply task failed: {e}")))?
+        } else {
+            self.store.apply(&op)
+        }
+    }
+}
+
+impl Backend for Array {
+    fn export_by_path(&self, path: &str) -> Option<ExportInfo> {
+        let name = path.strip_prefix('/').unwrap_or(path).trim_end_matches('/');
+        self.store.fs_by_name(name).map(export_of)
+    }
+
+    fn export_by_fs(&self, fs: FsId) -> Option<ExportInfo> {
+        self.store.fs_by_id(fs).map(export_of)
+    }
+
+    fn write_verifier(&self) -> [u8; 8] {
+        self.verifier
+    }
+
+    async fn getattr(&self, fs: FsId, ino: Ino) -> Result<Attr, FsError> {
+        self.store.getattr(fs, ino)
+    }
+
+    async fn lookup(&self, fs: FsId, dir: Ino, name: &[u8]) -> Result<Attr, FsError> {
+        self.store.lookup(fs, dir, name)
+    }
+
+    async fn read(&self, fs: FsId, ino: Ino, offset: u64, count: u32) -> Result<ReadReply, FsError> {
+        self.store.read(fs, ino, offset, count)
+    }
+
+    async fn readlink(&self, fs: FsId, ino: Ino) -> Result<(Vec<u8>, Attr), FsError> {
+        self.store.readlink(fs, ino)
+    }
+
+    async fn readdir(
+        &self,
+        fs: FsId,
+        dir: Ino,
+        cookie: u64,
+        max_entries: usize,
+        plus: bool,
+    ) -> Result<ReadDirPage, FsError> {
+        self.store.readdir(fs, dir, cookie, max_entries, plus)
+    }
+
+    async fn fsstat(&self, fs: FsId) -> Result<FsStat, FsError> {
+        self.store.fsstat(fs)
+    }
+
+    /// Turns a change into an `FsOp` and applies it. For one array this is steps 1, 2
+    /// ("fully determined") and 4–6 of the write I/O process on the local store only; the
+    /// pair issue adds the LOG, the remote apply and the DCL around the apply.
+    async fn change(&self, fs: FsId, body: OpBody, caller: &Caller) -> Result<OpReply, FsError> {
+        if self.store.fs_by_id(fs).is_none() {
+            return Err(FsError::Stale);
+        }
+        let namespace = matches!(
+            body,
+            OpBody::Create { .. }
+                | OpBody::Mkdir { .. }
+                | OpBody::Symlink { .. }
+                | OpBody::Remove { .. }
+                | OpBody::Rmdir { .. }
+                | OpBody::Rename { .. }
+                | OpBody::Link { .. }
+        );
+        let kind = body.kind();
+        let result = if namespace {
+            let lock = self.namespace_lock(fs);
+            let _held = lock.lock().await;
+            let new_inode = if body.creates() { Some(self.store.next_inode(fs)?) } else { None };
+            self.apply(FsOp { fs, time: self.now(), new_inode, body }).await
+        } else {
+            self.apply(FsOp { fs, time: self.now(), new_inode: None, body }).await
+        };
+        if let Err(e) = &result {
+            tracing::debug!(%fs, op = kind, xid = caller.xid, client = %caller.addr, error = %e, "change refused");
+        }
+        result
+    }
+}
