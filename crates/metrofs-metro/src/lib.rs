@@ -8,6 +8,7 @@
 //! - [`error`]: [`ArrayError`], what catalog operations answer.
 
 pub mod array;
+pub mod engine;
 pub mod error;
 
 pub use array::Array;
