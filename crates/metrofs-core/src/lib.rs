@@ -22,7 +22,7 @@ pub use attr::{Attr, FileType, FsStat, SetAttr, SetTime};
 pub use backend::{Backend, Caller, Cidr, DirEntry, ExportInfo, ExportRules, ReadDirPage, ReadReply};
 pub use error::FsError;
 pub use ids::{Epoch, FileHandle, FsId, Gen, Ino, Seq};
-pub use op::{CreateHow, FsOp, NewInode, OpBody, OpReply, Stability, WccAttr};
+pub use op::{CreateHow, FsOp, NewInode, OpBody, OpReply, Stability, SyncOp, WccAttr};
 pub use time::{Clock, SystemClock, Time};
 
 /// Longest name in a directory, in bytes (as PATHCONF reports it and every op enforces it).

@@ -130,3 +130,28 @@ pub struct OpReply {
     /// RENAME's target directory, when it differs from the source: before and after.
     pub dir2: Option<(WccAttr, Attr)>,
 }
+
+/// One step of a resync: copies state from the serving side to the other *as it is*, rather
+/// than replaying a host's change. Used by resync and the initial full sync of a new pair,
+/// never by hosts. Like [`FsOp`], a `SyncOp` invents nothing; unlike it, it sets no times of
+/// its own (times travel inside [`Attr`]).
+///
+/// Resync applies them in phases so a moved subtree is never orphaned on the target:
+/// `PutInode` for every dirty inode, then `Link` for entries the target lacks, then `Unlink`
+/// for entries it has in excess (an inode whose last link goes is freed; a freed directory
+/// loses its remaining entries the same way), then `PutData` for dirty chunks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncOp {
+    /// Create inode `attr.ino` (generation `attr.gen`) or overwrite it, with exactly these
+    /// attributes except `nlink` (derived from entries) and `used`. The data file is cut or
+    /// extended to `attr.size`. A symlink carries its target.
+    PutInode { attr: Attr, symlink: Option<Vec<u8>> },
+    /// Make `dir`'s entry `name` point at `ino` (replacing what it named, if anything).
+    Link { dir: Ino, name: Vec<u8>, ino: Ino },
+    /// Remove `dir`'s entry `name` if present.
+    Unlink { dir: Ino, name: Vec<u8> },
+    /// Make bytes `[offset, offset + len)` of `ino` equal to the source's: holes everywhere
+    /// except the given data segments `(offset, bytes)`, which lie inside the range. Does not
+    /// change the size or any time.
+    PutData { ino: Ino, offset: u64, len: u64, segments: Vec<(u64, Bytes)> },
+}
