@@ -160,6 +160,11 @@ pub trait Backend: Send + Sync + 'static {
     fn export_by_path(&self, path: &str) -> Option<ExportInfo>;
     /// The export of a file system (every call re-checks its rules).
     fn export_by_fs(&self, fs: FsId) -> Option<ExportInfo>;
+    /// Every export, for MOUNT's EXPORT procedure (`showmount -e`). The default lists none;
+    /// a backend that knows its file systems should list them.
+    fn exports(&self) -> Vec<ExportInfo> {
+        Vec::new()
+    }
     /// The WRITE/COMMIT verifier: changes whenever this array restarts or starts serving.
     fn write_verifier(&self) -> [u8; 8];
 
