@@ -9,6 +9,7 @@
 
 pub mod array;
 pub mod engine;
+pub mod log;
 pub mod error;
 
 pub use array::Array;

@@ -1,0 +1,313 @@
+//! The LOG: an activity log of what is being dual-written (DESIGN.md, "LOG: cheap in the
+//! normal path").
+//!
+//! Contract:
+//! - Before a change is sent to the two stores, every key it touches is *active* in the log
+//!   ([`ActivityLog::enter`]); it stays active until both results are back
+//!   ([`ActivityLog::leave`]), and stays *resident* after that until evicted, so a hot extent
+//!   costs one record, not one per write.
+//! - A key is appended to the log file only when it becomes resident. The append is a plain
+//!   `write` (it survives `kill -9` of the process, the page cache keeps it); the file is
+//!   `fdatasync`ed by [`ActivityLog::flush`], which the runtime calls periodically (far below
+//!   the kernel's dirty write-back delay) and before any local apply that itself waits for the
+//!   disk (COMMIT, FILE_SYNC), so no data reaches the disk before the LOG record naming it.
+//! - After a crash every key in the file is treated as possibly different on the two sides and
+//!   moved to the DCL ([`ActivityLog::open`] returns them; the caller makes them durable in the
+//!   DCL, then calls [`ActivityLog::reset`]).
+//! - Records are fixed-size with a checksum; a torn tail (crash mid-append) is ignored.
+//! - The file is rewritten with just the resident set when it grows past
+//!   `LOG_FILE_RECORDS_MAX` records.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use metrofs_core::{FsId, Ino};
+
+/// Size of a data region the LOG tracks: one record covers 4 MiB of one file.
+pub const LOG_REGION_BYTES: u64 = 4 << 20;
+/// Resident keys kept before idle ones are evicted.
+pub const LOG_RESIDENT_MAX: usize = 8192;
+/// Records in the file before it is rewritten with the resident set only.
+const LOG_FILE_RECORDS_MAX: u64 = 65_536;
+const RECORD_BYTES: usize = 32;
+
+/// What a change touches, as the LOG and the DCL name it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LogKey {
+    /// 4 MiB region `region` of file `ino`.
+    Region { ino: Ino, region: u64 },
+    /// The attributes of `ino`, or the entries of directory `ino`.
+    Object(Ino),
+}
+
+impl LogKey {
+    /// The regions covering `[offset, offset + len)` of `ino` (at least one).
+    pub fn regions(ino: Ino, offset: u64, len: u64) -> impl Iterator<Item = LogKey> {
+        let first = offset / LOG_REGION_BYTES;
+        let last = offset.saturating_add(len.max(1) - 1) / LOG_REGION_BYTES;
+        (first..=last).map(move |region| LogKey::Region { ino, region })
+    }
+
+    fn encode(fs: FsId, key: LogKey) -> [u8; RECORD_BYTES] {
+        let mut r = [0u8; RECORD_BYTES];
+        r[0] = b'L';
+        let (kind, ino, region) = match key {
+            LogKey::Region { ino, region } => (1u8, ino, region),
+            LogKey::Object(ino) => (2u8, ino, 0),
+        };
+        r[1] = kind;
+        r[4..12].copy_from_slice(&fs.0.to_le_bytes());
+        r[12..20].copy_from_slice(&ino.0.to_le_bytes());
+        r[20..28].copy_from_slice(&region.to_le_bytes());
+        let crc = crc32fast::hash(&r[..28]);
+        r[28..32].copy_from_slice(&crc.to_le_bytes());
+        r
+    }
+
+    fn decode(r: &[u8]) -> Option<(FsId, LogKey)> {
+        let crc = u32::from_le_bytes(r[28..32].try_into().ok()?);
+        if r[0] != b'L' || crc32fast::hash(&r[..28]) != crc {
+            return None;
+        }
+        let u = |a: usize| r[a..a + 8].try_into().ok().map(u64::from_le_bytes);
+        let (fs, ino, region) = (FsId(u(4)?), Ino(u(12)?), u(20)?);
+        match r[1] {
+            1 => Some((fs, LogKey::Region { ino, region })),
+            2 => Some((fs, LogKey::Object(ino))),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    /// Changes in flight that touch this key.
+    active: u32,
+    /// Logical time of the last use, for eviction of idle keys.
+    last_use: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    file: File,
+    records: u64,
+    /// Appended since the last fdatasync.
+    dirty: bool,
+    resident: HashMap<(FsId, LogKey), Slot>,
+    tick: u64,
+}
+
+/// The activity log of one array (all its pairs).
+#[derive(Debug)]
+pub struct ActivityLog {
+    path: PathBuf,
+    inner: Mutex<Inner>,
+}
+
+impl ActivityLog {
+    /// Opens the log at `path` and returns what a previous run left in it: keys that were
+    /// possibly being dual-written when it stopped. The caller must record them in the DCL
+    /// durably and then call [`ActivityLog::reset`].
+    pub fn open(path: &Path) -> std::io::Result<(Self, Vec<(FsId, LogKey)>)> {
+        let mut left = Vec::new();
+        if let Ok(mut f) = File::open(path) {
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf)?;
+            for rec in buf.chunks_exact(RECORD_BYTES) {
+                match LogKey::decode(rec) {
+                    Some(k) => left.push(k),
+                    // A torn or garbled record: the crash happened mid-append. Every record
+                    // before it was whole; nothing after it can be trusted.
+                    None => break,
+                }
+            }
+            left.sort_unstable();
+            left.dedup();
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let records = file.metadata()?.len() / RECORD_BYTES as u64;
+        let log = Self {
+            path: path.to_owned(),
+            inner: Mutex::new(Inner { file, records, dirty: false, resident: HashMap::new(), tick: 0 }),
+        };
+        Ok((log, left))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Empties the file: call only once what [`ActivityLog::open`] returned is durable in the DCL.
+    pub fn reset(&self) -> std::io::Result<()> {
+        let mut g = self.lock();
+        self.rewrite(&mut g)
+    }
+
+    /// Marks `keys` active (appending the ones not yet resident). Step 2 of the write process.
+    pub fn enter(&self, fs: FsId, keys: &[LogKey]) -> std::io::Result<()> {
+        let mut g = self.lock();
+        g.tick += 1;
+        let tick = g.tick;
+        let mut new = Vec::new();
+        for &k in keys {
+            let slot = g.resident.entry((fs, k)).or_insert_with(|| {
+                new.extend_from_slice(&LogKey::encode(fs, k));
+                Slot { active: 0, last_use: tick }
+            });
+            slot.active += 1;
+            slot.last_use = tick;
+        }
+        if !new.is_empty() {
+            if let Err(e) = g.file.write_all(&new) {
+                // Undo the activity: the change will not be sent.
+                for &k in keys {
+                    if let Some(s) = g.resident.get_mut(&(fs, k)) {
+                        s.active -= 1;
+                    }
+                }
+                return Err(e);
+            }
+            g.records += (new.len() / RECORD_BYTES) as u64;
+            g.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// Marks `keys` no longer active (both results are back). Idle keys stay resident until
+    /// evicted.
+    pub fn leave(&self, fs: FsId, keys: &[LogKey]) {
+        let mut g = self.lock();
+        for k in keys {
+            if let Some(s) = g.resident.get_mut(&(fs, *k)) {
+                assert!(s.active > 0, "LOG leave without enter: {fs} {k:?}");
+                s.active -= 1;
+            }
+        }
+        if g.resident.len() > LOG_RESIDENT_MAX {
+            // Evict the older half of the idle keys. They stay in the file until the next
+            // rewrite: after a crash they are merely resynchronised for nothing.
+            let mut idle: Vec<_> = g.resident.iter().filter(|(_, s)| s.active == 0).map(|(k, s)| (s.last_use, *k)).collect();
+            idle.sort_unstable_by_key(|(t, _)| *t);
+            for (_, k) in idle.iter().take(idle.len() / 2 + 1) {
+                g.resident.remove(k);
+            }
+        }
+        if g.records > LOG_FILE_RECORDS_MAX {
+            if let Err(e) = self.rewrite(&mut g) {
+                tracing::warn!(error = %e, "LOG rewrite failed; keeping the longer file");
+            }
+        }
+    }
+
+    /// Makes every appended record durable (fdatasync), if any is not yet.
+    pub fn flush(&self) -> std::io::Result<()> {
+        let mut g = self.lock();
+        if g.dirty {
+            g.file.sync_data()?;
+            g.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Keys being dual-written or resident.
+    pub fn resident(&self) -> usize {
+        self.lock().resident.len()
+    }
+
+    /// Keys with a change in flight right now.
+    pub fn active(&self) -> usize {
+        self.lock().resident.values().filter(|s| s.active > 0).count()
+    }
+
+    /// Replaces the file by one holding just the resident keys: written aside, made durable,
+    /// then renamed over the old one (so a crash leaves one of the two, both supersets of what
+    /// is active).
+    fn rewrite(&self, g: &mut Inner) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("rewrite");
+        let mut f = File::create(&tmp)?;
+        let mut buf = Vec::with_capacity(g.resident.len() * RECORD_BYTES);
+        for (fs, k) in g.resident.keys() {
+            buf.extend_from_slice(&LogKey::encode(*fs, *k));
+        }
+        f.write_all(&buf)?;
+        // The new file must be durable before the rename can make it the log.
+        f.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        g.file = OpenOptions::new().append(true).open(&self.path)?;
+        g.records = g.resident.len() as u64;
+        g.dirty = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_cover_the_range() {
+        let r: Vec<_> = LogKey::regions(Ino(5), LOG_REGION_BYTES - 1, 2).collect();
+        assert_eq!(r, vec![LogKey::Region { ino: Ino(5), region: 0 }, LogKey::Region { ino: Ino(5), region: 1 }]);
+        assert_eq!(LogKey::regions(Ino(5), 0, 0).count(), 1);
+    }
+
+    #[test]
+    fn a_restart_returns_what_was_entered_and_reset_forgets_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log");
+        {
+            let (log, left) = ActivityLog::open(&path).expect("open");
+            assert!(left.is_empty());
+            let keys = [LogKey::Object(Ino(1)), LogKey::Region { ino: Ino(9), region: 3 }];
+            log.enter(FsId(7), &keys).expect("enter");
+            log.enter(FsId(7), &keys).expect("enter again: resident, no new record");
+            assert_eq!(log.active(), 2);
+            log.leave(FsId(7), &keys);
+            log.leave(FsId(7), &keys);
+            assert_eq!(log.active(), 0);
+            assert_eq!(log.resident(), 2);
+            assert_eq!(std::fs::metadata(&path).expect("meta").len(), 2 * RECORD_BYTES as u64);
+            // No flush: a process crash keeps what `write` put in the page cache.
+        }
+        let (log, left) = ActivityLog::open(&path).expect("reopen");
+        // Sorted: regions before objects.
+        assert_eq!(left, vec![(FsId(7), LogKey::Region { ino: Ino(9), region: 3 }), (FsId(7), LogKey::Object(Ino(1)))]);
+        log.reset().expect("reset");
+        drop(log);
+        let (_, left) = ActivityLog::open(&path).expect("reopen");
+        assert!(left.is_empty());
+    }
+
+    #[test]
+    fn a_torn_tail_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log");
+        let mut bytes = LogKey::encode(FsId(1), LogKey::Object(Ino(2))).to_vec();
+        bytes.extend_from_slice(&LogKey::encode(FsId(1), LogKey::Object(Ino(3)))[..20]);
+        std::fs::write(&path, &bytes).expect("write");
+        let (_, left) = ActivityLog::open(&path).expect("open");
+        assert_eq!(left, vec![(FsId(1), LogKey::Object(Ino(2)))]);
+    }
+
+    #[test]
+    fn eviction_keeps_active_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (log, _) = ActivityLog::open(&dir.path().join("log")).expect("open");
+        let held = [LogKey::Object(Ino(1))];
+        log.enter(FsId(1), &held).expect("enter");
+        for i in 0..(LOG_RESIDENT_MAX as u64 + 10) {
+            let k = [LogKey::Region { ino: Ino(2), region: i }];
+            log.enter(FsId(1), &k).expect("enter");
+            log.leave(FsId(1), &k);
+        }
+        assert!(log.resident() <= LOG_RESIDENT_MAX + 1);
+        assert_eq!(log.active(), 1);
+        log.leave(FsId(1), &held);
+    }
+}
