@@ -1,0 +1,484 @@
+//! The listener, connections, and dispatch of calls to MOUNT and NFS.
+//!
+//! One connection is three parts:
+//! - a reader (the connection's task) reads records ([`crate::record`]) and parses call
+//!   headers ([`crate::rpc`]). A record that is not RPC closes the connection; a call refused
+//!   at header level (RPC version, credentials) is answered at once; any other call runs in
+//!   its own task, so several calls of one client run at the same time and their replies may
+//!   leave out of order (RPC matches them by xid);
+//! - at most [`IN_FLIGHT_MAX`] calls per connection are running or have a reply waiting to
+//!   be sent: the reader takes a slot before it reads the next record and the slot is freed
+//!   once the reply is written, so a client that sends without reading stalls itself only;
+//! - one writer task owns the socket's write half behind a buffer and sends the replies,
+//!   flushing when no more are queued. A READ's data is written after its header from the
+//!   backend's buffer, never copied into the reply.
+//!
+//! [`Connections::close_all`] closes every connection at once (a failover does, so that
+//! clients reconnect to the side that serves now).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use metrofs_core::Backend;
+use nfs3_types::nfs3::nfsstat3;
+use nfs3_types::rpc::accept_stat_data;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::cache::{Begin, Key, ReplyCache};
+use crate::nfs::Fail;
+use crate::record::{self, RecordReader, RECORD_BYTES_MAX};
+use crate::rpc::{self, Call, Cred, Refused};
+use crate::xdr::{padded, Dec};
+
+/// Calls of one connection running or waiting for their reply to be written, at most.
+pub const IN_FLIGHT_MAX: usize = 64;
+/// Write buffer per connection, in bytes: many small replies per send; a READ's data larger
+/// than this goes straight to the socket.
+const WRITE_BUFFER_BYTES: usize = 64 << 10;
+/// Pause after a failed accept (out of file descriptors, usually) before the next one.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+pub const NFS_PROGRAM: u32 = nfs3_types::nfs3::PROGRAM;
+pub const MOUNT_PROGRAM: u32 = nfs3_types::mount::PROGRAM;
+/// The one version served of each program.
+const VERSION: u32 = 3;
+
+/// NFSv3 procedures whose retransmission must not run twice: answered from the reply cache.
+fn non_idempotent(proc: u32) -> bool {
+    // SETATTR, WRITE, CREATE, MKDIR, SYMLINK, MKNOD, REMOVE, RMDIR, RENAME, LINK
+    matches!(proc, 2 | 7..=15)
+}
+
+/// What the procedures share: the backend and the reply cache.
+pub(crate) struct Shared<B> {
+    pub backend: Arc<B>,
+    pub cache: Mutex<ReplyCache>,
+}
+
+/// One call, as the procedures see it.
+#[derive(Debug, Clone)]
+pub(crate) struct Req {
+    pub peer: SocketAddr,
+    pub xid: u32,
+    pub cred: Cred,
+}
+
+/// An encoded reply: the RPC message, then `data` and its XDR padding (READ).
+#[derive(Debug, Clone)]
+pub(crate) struct Reply {
+    pub msg: Bytes,
+    pub data: Bytes,
+}
+
+/// A handle on the open connections of a server.
+#[derive(Clone, Debug)]
+pub struct Connections {
+    close: Arc<watch::Sender<u64>>,
+    open: Arc<AtomicUsize>,
+}
+
+impl Connections {
+    /// Closes every open connection now. Calls already running finish in the backend; their
+    /// replies are not sent (the client resends them on its next connection).
+    pub fn close_all(&self) {
+        self.close.send_modify(|generation| *generation += 1);
+    }
+
+    /// How many connections are open.
+    #[must_use]
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+/// Serves MOUNT v3 and NFS v3 on one TCP listener for every file system of `B`.
+pub struct NfsServer<B: Backend> {
+    shared: Arc<Shared<B>>,
+    conns: Connections,
+}
+
+impl<B: Backend> NfsServer<B> {
+    #[must_use]
+    pub fn new(backend: Arc<B>) -> Self {
+        let (close, _) = watch::channel(0);
+        Self {
+            shared: Arc::new(Shared {
+                backend,
+                cache: Mutex::new(ReplyCache::default()),
+            }),
+            conns: Connections {
+                close: Arc::new(close),
+                open: Arc::new(AtomicUsize::new(0)),
+            },
+        }
+    }
+
+    /// A handle to count and close this server's connections, usable while it serves.
+    #[must_use]
+    pub fn connections(&self) -> Connections {
+        self.conns.clone()
+    }
+
+    /// Accepts connections until `shutdown` completes, then closes them all.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(%addr, "NFS and MOUNT v3 listening");
+        }
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        tokio::spawn(connection(self.shared.clone(), self.conns.clone(), stream, peer));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(ACCEPT_RETRY).await;
+                    }
+                },
+            }
+        }
+        self.conns.close_all();
+    }
+}
+
+/// Counts an open connection for as long as it lives.
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A reply on its way to the writer, holding its connection's slot until written.
+struct Outgoing {
+    reply: Reply,
+    _slot: OwnedSemaphorePermit,
+}
+
+enum Closed {
+    /// The client closed its side: the replies still due are sent first.
+    Eof,
+    /// Closed by us (server or protocol error): at once.
+    Now,
+}
+
+async fn connection<B: Backend>(
+    shared: Arc<Shared<B>>,
+    conns: Connections,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    conns.open.fetch_add(1, Ordering::Relaxed);
+    let _open = OpenGuard(conns.open.clone());
+    let mut close = conns.close.subscribe();
+    tracing::debug!(%peer, "connection opened");
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
+    }
+    let (rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel::<Outgoing>();
+    let writer = tokio::spawn(write_loop(wr, rx, peer));
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
+    let mut records = RecordReader::new(rd, RECORD_BYTES_MAX);
+    let closed = loop {
+        let slot = tokio::select! {
+            biased;
+            _ = close.changed() => break Closed::Now,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(s) => s,
+                Err(_) => break Closed::Now,
+            },
+        };
+        let rec = tokio::select! {
+            biased;
+            _ = close.changed() => break Closed::Now,
+            rec = records.next() => rec,
+        };
+        let rec = match rec {
+            Ok(Some(rec)) => rec,
+            Ok(None) => break Closed::Eof,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "bad RPC record; closing the connection");
+                break Closed::Now;
+            }
+        };
+        let mut d = Dec::new(rec);
+        match rpc::parse_call(&mut d) {
+            Ok(call) => {
+                tokio::spawn(run_call(shared.clone(), peer, call, d, slot, tx.clone()));
+            }
+            Err(Refused::Drop(why)) => {
+                tracing::warn!(%peer, why, "not an RPC call; closing the connection");
+                break Closed::Now;
+            }
+            Err(Refused::Denied { xid, why }) => {
+                tracing::warn!(%peer, xid, ?why, "call refused");
+                let mut out = BytesMut::new();
+                match rpc::denied(xid, why, &mut out) {
+                    Ok(()) => {
+                        let reply = Reply {
+                            msg: out.freeze(),
+                            data: Bytes::new(),
+                        };
+                        // A send fails only when the writer is gone: the loop ends on the next read.
+                        let _ = tx.send(Outgoing { reply, _slot: slot });
+                    }
+                    Err(e) => tracing::error!(%peer, xid, error = ?e, "cannot encode a rejection"),
+                }
+            }
+        }
+    };
+    drop(tx);
+    match closed {
+        Closed::Eof => {
+            if let Err(e) = writer.await {
+                tracing::debug!(%peer, error = %e, "writer ended abnormally");
+            }
+        }
+        Closed::Now => writer.abort(),
+    }
+    tracing::debug!(%peer, "connection closed");
+}
+
+async fn run_call<B: Backend>(
+    shared: Arc<Shared<B>>,
+    peer: SocketAddr,
+    call: Call,
+    args: Dec,
+    slot: OwnedSemaphorePermit,
+    tx: mpsc::UnboundedSender<Outgoing>,
+) {
+    if let Some(reply) = shared.dispatch(peer, call, args).await {
+        // Fails only when the connection is closed already: nobody to answer.
+        let _ = tx.send(Outgoing { reply, _slot: slot });
+    }
+}
+
+async fn write_loop(
+    wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    peer: SocketAddr,
+) {
+    let mut w = BufWriter::with_capacity(WRITE_BUFFER_BYTES, wr);
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(o) = next {
+            if let Err(e) = write_reply(&mut w, &o.reply).await {
+                tracing::debug!(%peer, error = %e, "cannot send a reply; closing");
+                return;
+            }
+            drop(o);
+            next = rx.try_recv().ok();
+        }
+        if let Err(e) = w.flush().await {
+            tracing::debug!(%peer, error = %e, "cannot send replies; closing");
+            return;
+        }
+    }
+    // Every sender is gone: the reader ended and no call is running any more.
+    let _ = w.shutdown().await;
+}
+
+async fn write_reply(w: &mut BufWriter<OwnedWriteHalf>, r: &Reply) -> std::io::Result<()> {
+    let pad = padded(r.data.len()) - r.data.len();
+    let len = u32::try_from(r.msg.len() + r.data.len() + pad)
+        .map_err(|_| std::io::Error::other("reply longer than a record can be"))?;
+    w.write_all(&record::mark(len)).await?;
+    w.write_all(&r.msg).await?;
+    if !r.data.is_empty() {
+        w.write_all(&r.data).await?;
+        w.write_all(&[0u8; 3][..pad]).await?;
+    }
+    Ok(())
+}
+
+/// Forgets a cached call in progress unless it finished (a panic or an uncacheable outcome).
+struct Pending<'a, B> {
+    shared: &'a Shared<B>,
+    key: Key,
+    finished: bool,
+}
+
+impl<B> Drop for Pending<'_, B> {
+    fn drop(&mut self) {
+        if !self.finished {
+            lock(&self.shared.cache).abandon(self.key);
+        }
+    }
+}
+
+fn lock(cache: &Mutex<ReplyCache>) -> std::sync::MutexGuard<'_, ReplyCache> {
+    // The cache's invariants hold between its methods, so a panic elsewhere leaves it usable.
+    cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A whole reply with a non-success accept status.
+fn accepted_only(peer: SocketAddr, xid: u32, stat: accept_stat_data) -> Option<Reply> {
+    let mut out = BytesMut::with_capacity(32);
+    match rpc::accepted(xid, stat, &mut out) {
+        Ok(()) => Some(Reply {
+            msg: out.freeze(),
+            data: Bytes::new(),
+        }),
+        Err(e) => {
+            tracing::error!(%peer, xid, error = ?e, "cannot encode a reply");
+            None
+        }
+    }
+}
+
+fn proc_name(prog: u32, proc: u32) -> &'static str {
+    const NFS: [&str; 22] = [
+        "NULL",
+        "GETATTR",
+        "SETATTR",
+        "LOOKUP",
+        "ACCESS",
+        "READLINK",
+        "READ",
+        "WRITE",
+        "CREATE",
+        "MKDIR",
+        "SYMLINK",
+        "MKNOD",
+        "REMOVE",
+        "RMDIR",
+        "RENAME",
+        "LINK",
+        "READDIR",
+        "READDIRPLUS",
+        "FSSTAT",
+        "FSINFO",
+        "PATHCONF",
+        "COMMIT",
+    ];
+    const MOUNT: [&str; 6] = ["MNT_NULL", "MNT", "DUMP", "UMNT", "UMNTALL", "EXPORT"];
+    let table: &[&str] = if prog == MOUNT_PROGRAM { &MOUNT } else { &NFS };
+    table.get(proc as usize).copied().unwrap_or("unknown")
+}
+
+impl<B: Backend> Shared<B> {
+    /// Runs one call: program and version checks, the reply cache, the procedure.
+    /// `None`: no reply (a duplicate of a call still running, or an unencodable reply).
+    pub(crate) async fn dispatch(
+        &self,
+        peer: SocketAddr,
+        call: Call,
+        mut args: Dec,
+    ) -> Option<Reply> {
+        let Call {
+            xid,
+            prog,
+            vers,
+            proc,
+            cred,
+        } = call;
+        if prog != NFS_PROGRAM && prog != MOUNT_PROGRAM {
+            tracing::warn!(%peer, xid, prog, "call to an unknown program");
+            return accepted_only(peer, xid, accept_stat_data::PROG_UNAVAIL);
+        }
+        if vers != VERSION {
+            tracing::warn!(%peer, xid, prog, vers, "call to an unsupported version");
+            return accepted_only(
+                peer,
+                xid,
+                accept_stat_data::PROG_MISMATCH {
+                    low: VERSION,
+                    high: VERSION,
+                },
+            );
+        }
+        let req = Req { peer, xid, cred };
+        if prog != NFS_PROGRAM || !non_idempotent(proc) {
+            return self.run(prog, proc, &req, &mut args).await.map(|(r, _)| r);
+        }
+        let key = Key::new(peer.ip(), xid, proc, args.rest());
+        let now = tokio::time::Instant::now().into_std();
+        match lock(&self.cache).begin(key, now) {
+            Begin::New => {}
+            Begin::InProgress => {
+                tracing::debug!(%peer, xid, proc = proc_name(prog, proc), "retransmission of a call in progress: dropped");
+                return None;
+            }
+            Begin::Done(msg) => {
+                tracing::debug!(%peer, xid, proc = proc_name(prog, proc), "retransmission: cached reply");
+                return Some(Reply {
+                    msg,
+                    data: Bytes::new(),
+                });
+            }
+        }
+        let mut pending = Pending {
+            shared: self,
+            key,
+            finished: false,
+        };
+        let (reply, status) = self.run(prog, proc, &req, &mut args).await?;
+        // JUKEBOX asks for a retry: the retry must run again. Calls that did not run (garbage)
+        // have nothing to protect.
+        if status.is_some_and(|s| s != nfsstat3::NFS3ERR_JUKEBOX) {
+            lock(&self.cache).finish(key, reply.msg.clone());
+            pending.finished = true;
+        }
+        Some(reply)
+    }
+
+    /// Runs a procedure; the status is `None` when it did not run (garbage, unknown procedure).
+    async fn run(
+        &self,
+        prog: u32,
+        proc: u32,
+        req: &Req,
+        args: &mut Dec,
+    ) -> Option<(Reply, Option<nfsstat3>)> {
+        let peer = req.peer;
+        let xid = req.xid;
+        let name = proc_name(prog, proc);
+        let mut out = BytesMut::with_capacity(256);
+        if let Err(e) = rpc::success(xid, &mut out) {
+            tracing::error!(%peer, xid, error = ?e, "cannot encode a reply header");
+            return None;
+        }
+        let done = if prog == NFS_PROGRAM {
+            self.nfs(proc, req, args, &mut out).await
+        } else {
+            self.mount(proc, req, args, &mut out).await
+        };
+        match done {
+            Ok(done) => {
+                tracing::debug!(%peer, xid, proc = name, status = %done.status, "call");
+                Some((
+                    Reply {
+                        msg: out.freeze(),
+                        data: done.data,
+                    },
+                    Some(done.status),
+                ))
+            }
+            Err(Fail::Garbage) => {
+                tracing::warn!(%peer, xid, proc = name, "arguments do not decode");
+                accepted_only(peer, xid, accept_stat_data::GARBAGE_ARGS).map(|r| (r, None))
+            }
+            Err(Fail::ProcUnavail) => {
+                tracing::warn!(%peer, xid, prog, proc, "call to an unknown procedure");
+                accepted_only(peer, xid, accept_stat_data::PROC_UNAVAIL).map(|r| (r, None))
+            }
+            Err(Fail::Encode(e)) => {
+                tracing::error!(%peer, xid, proc = name, error = ?e, "cannot encode a reply");
+                accepted_only(peer, xid, accept_stat_data::SYSTEM_ERR).map(|r| (r, None))
+            }
+        }
+    }
+}
