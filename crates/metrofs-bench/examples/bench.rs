@@ -5,7 +5,10 @@
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "metrofs-bench", about = "Drive an NFSv3 export and print what it sustains")]
+#[command(
+    name = "metrofs-bench",
+    about = "Drive an NFSv3 export and print what it sustains"
+)]
 struct Cli {
     #[command(flatten)]
     bench: metrofs_bench::BenchArgs,

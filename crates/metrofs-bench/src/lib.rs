@@ -85,6 +85,11 @@ pub struct BenchArgs {
     #[arg(long, value_enum, value_delimiter = ',')]
     pub only: Vec<Workload>,
 
+    /// Drop the page cache (`sync; echo 3 > /proc/sys/vm/drop_caches`) before the sequential
+    /// read, so it comes from disk. Only meaningful for a server on this machine; needs root.
+    #[arg(long)]
+    pub cold_read: bool,
+
     /// Print the results as one JSON object on stdout (progress goes to stderr).
     #[arg(long)]
     pub json: bool,
@@ -117,6 +122,7 @@ impl BenchArgs {
             rand_span: 64 << 20,
             files: 5000,
             only: Vec::new(),
+            cold_read: false,
             json: false,
             phase_limit_s: 120,
             rpc_timeout_s: 30,
@@ -178,6 +184,13 @@ pub struct Throughput {
     /// Time of the final COMMIT, included in `secs` (writes only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commit_secs: Option<f64>,
+    /// MiB/s of the WRITEs alone, before the COMMIT (writes only): what the server takes into
+    /// its cache, as opposed to `mib_per_s`, which includes getting it to disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before_commit_mib_per_s: Option<f64>,
+    /// The page cache was dropped before reading (reads with `--cold-read` only).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cold: bool,
     /// The phase hit `--phase-limit-s` before the whole size was moved.
     pub truncated: bool,
 }
@@ -231,11 +244,12 @@ impl Report {
         if let Some(t) = &self.seq_write {
             let _ = writeln!(
                 s,
-                "{:<40}{:>10.1} MiB/s  ({} in {:.2} s, COMMIT {:.3} s){}",
+                "{:<40}{:>10.1} MiB/s  ({} in {:.2} s; before COMMIT {:.0} MiB/s, COMMIT {:.2} s){}",
                 "sequential write (UNSTABLE + COMMIT)",
                 t.mib_per_s,
                 stats::human_bytes(t.bytes),
                 t.secs,
+                t.before_commit_mib_per_s.unwrap_or(0.0),
                 t.commit_secs.unwrap_or(0.0),
                 trunc(t.truncated)
             );
@@ -244,7 +258,11 @@ impl Report {
             let _ = writeln!(
                 s,
                 "{:<40}{:>10.1} MiB/s  ({} in {:.2} s){}",
-                "sequential read",
+                if t.cold {
+                    "sequential read (cold page cache)"
+                } else {
+                    "sequential read"
+                },
                 t.mib_per_s,
                 stats::human_bytes(t.bytes),
                 t.secs,
@@ -411,6 +429,8 @@ mod tests {
                 secs: 1.0,
                 mib_per_s: 1024.0,
                 commit_secs: Some(0.1),
+                before_commit_mib_per_s: Some(2000.0),
+                cold: false,
                 truncated: false,
             }),
             seq_read: None,

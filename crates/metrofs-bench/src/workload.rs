@@ -447,8 +447,22 @@ fn throughput(
         secs: elapsed.as_secs_f64(),
         mib_per_s: mib_per_s(bytes, elapsed),
         commit_secs: commit.map(|c| c.as_secs_f64()),
+        before_commit_mib_per_s: commit.map(|c| mib_per_s(bytes, elapsed.saturating_sub(c))),
+        cold: false,
         truncated,
     }
+}
+
+/// Writes dirty pages out and drops the page cache, so the next read comes from disk.
+fn drop_page_cache() -> Result<()> {
+    let status = std::process::Command::new("sync")
+        .status()
+        .context("running sync")?;
+    if !status.success() {
+        bail!("sync failed: {status}");
+    }
+    std::fs::write("/proc/sys/vm/drop_caches", b"3\n")
+        .context("--cold-read: cannot write /proc/sys/vm/drop_caches (needs root)")
 }
 
 /// Runs the workloads `args` asks for and returns what they measured. The bench directory and
@@ -572,10 +586,16 @@ async fn phases(args: &BenchArgs, ctx: &mut Ctx, report: &mut Report, seed: u64)
         seq = Some((fh, bytes));
     }
     if let (true, Some((fh, bytes))) = (args.wants(Workload::SeqRead), &seq) {
+        if args.cold_read {
+            ctx.progress("dropping the page cache");
+            tokio::task::spawn_blocking(drop_page_cache).await??;
+        }
         ctx.progress("sequential read");
         let t = Instant::now();
         let (read, truncated) = ctx.read_file(fh, *bytes).await?;
-        report.seq_read = Some(throughput(read, t.elapsed(), None, truncated));
+        let mut result = throughput(read, t.elapsed(), None, truncated);
+        result.cold = args.cold_read;
+        report.seq_read = Some(result);
     }
     if seq.is_some() {
         ctx.conns[0].remove(&ctx.dir, SEQ_FILE).await?;
