@@ -1,0 +1,792 @@
+//! An established link: multiplexed calls both ways, heartbeats, and a clean notion of "down".
+//!
+//! # Contract
+//! - After the handshake each end holds a [`Link`] (cheap to clone). [`Link::call`] sends a
+//!   `Request` with a fresh id and waits for the `Response` (or `Fail`) with the same id. Many
+//!   calls are in flight at once, at most `max_in_flight`; more wait for a slot. A call fails
+//!   with `CallTimeout` after `call_timeout_ms` (the peer may still have executed it).
+//! - Each incoming `Request` runs the [`Handler`] in its own task, at most
+//!   `max_incoming_in_flight` at once; one more is answered with `Fail` ("busy") at once rather
+//!   than stalling the reader (which would stall heartbeats too). A handler that panics is
+//!   answered with `Fail`.
+//! - One writer task per connection owns the write half. It takes every frame queued at the
+//!   moment and writes them with vectored writes: small frames are copied into one buffer,
+//!   bodies over `COPY_BODY_MAX_BYTES` are written from their own buffer (never copied). So
+//!   several queued 4 KiB ops cost one syscall, and a 1 MiB body costs no copy.
+//! - Each end sends a `Heartbeat` every `heartbeat_interval_ms`; the peer echoes it in a
+//!   `HeartbeatAck`, which gives [`Link::rtt`]. Any frame from the peer proves it alive; after
+//!   `heartbeat_timeout_ms` without one the link is down.
+//! - Down is final: the first reason wins ([`Link::closed`] returns it), every pending call and
+//!   every later call fails with `LinkError::Down`, all tasks end and the connection is
+//!   dropped. Reconnecting is the caller's business (a new `connect`).
+//! - Dropping the last `Link` handle closes the link (a `Close` frame, then the connection).
+//!
+//! Time is tokio's (`tokio::time`), so paused-time tests and turmoil drive it.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::auth::{self, Identity, Peer, Side, NONCE_BYTES};
+use crate::config::LinkConfig;
+use crate::error::{DownReason, LinkError};
+use crate::frame::{self, Frame, Kind, ReadError, BODY_MAX_BYTES, HEADER_MAX_BYTES};
+
+/// Bodies up to this size are copied into the writer's batch buffer; larger ones are written
+/// from their own buffer.
+const COPY_BODY_MAX_BYTES: usize = 16 * 1024;
+/// A write batch stops growing at this many bytes ...
+const BATCH_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// ... or this many buffers (well under the kernel's IOV_MAX of 1024).
+const BATCH_MAX_SEGMENTS: usize = 64;
+/// How long a closing link keeps trying to deliver its last frames.
+const CLOSE_LINGER: Duration = Duration::from_millis(500);
+/// Frames queued for the writer beyond the in-flight bounds (heartbeats, acks, fails, close).
+const OUT_QUEUE_SPARE: usize = 64;
+/// Initial size of the read buffer.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// What serves the peer's requests. Each request runs in its own task.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request with a reply header and body. Application errors belong in the
+    /// reply header: the link only carries bytes.
+    fn handle(&self, header: Bytes, body: Bytes) -> impl Future<Output = (Bytes, Bytes)> + Send;
+
+    /// `false` for an end that only makes calls: the peer's requests are answered with `Fail`
+    /// and `handle` is never called.
+    fn accepts_requests(&self) -> bool {
+        true
+    }
+}
+
+impl<H: Handler> Handler for Arc<H> {
+    fn handle(&self, header: Bytes, body: Bytes) -> impl Future<Output = (Bytes, Bytes)> + Send {
+        (**self).handle(header, body)
+    }
+
+    fn accepts_requests(&self) -> bool {
+        (**self).accepts_requests()
+    }
+}
+
+/// A handler for an end that only calls (e.g. a quorum client): every request from the peer
+/// is answered with `Fail`.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct NoRequests;
+
+impl Handler for NoRequests {
+    async fn handle(&self, _header: Bytes, _body: Bytes) -> (Bytes, Bytes) {
+        (Bytes::new(), Bytes::new())
+    }
+
+    fn accepts_requests(&self) -> bool {
+        false
+    }
+}
+
+type Reply = Result<(Bytes, Bytes), LinkError>;
+
+/// State shared by the handles and the connection's tasks.
+struct Shared {
+    peer: Peer,
+    config: LinkConfig,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    next_id: AtomicU64,
+    out: mpsc::Sender<Frame>,
+    /// One permit per outgoing call in flight.
+    calls: Semaphore,
+    down: watch::Sender<Option<DownReason>>,
+    started: Instant,
+    /// Milliseconds after `started` when the last frame arrived from the peer.
+    last_rx_ms: AtomicU64,
+    /// Last heartbeat round trip in microseconds; `u64::MAX` until the first ack.
+    rtt_us: AtomicU64,
+}
+
+impl Shared {
+    fn pending(&self) -> MutexGuard<'_, HashMap<u64, oneshot::Sender<Reply>>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn elapsed_us(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn down_reason(&self) -> Option<DownReason> {
+        self.down.borrow().clone()
+    }
+
+    fn down_error(&self) -> LinkError {
+        LinkError::Down {
+            peer: self.peer.name.clone(),
+            reason: self
+                .down_reason()
+                .unwrap_or_else(|| DownReason::Closed("the connection's tasks have ended".into())),
+        }
+    }
+
+    /// Takes the link down for `reason` (the first reason wins): later calls fail at once,
+    /// pending calls fail now, the tasks see the change and end.
+    fn shutdown(&self, reason: DownReason) {
+        let first = self.down.send_if_modified(|d| {
+            if d.is_none() {
+                *d = Some(reason.clone());
+                true
+            } else {
+                false
+            }
+        });
+        if !first {
+            return;
+        }
+        tracing::warn!(peer = %self.peer.name, "link down: {reason}");
+        self.calls.close();
+        // The down flag is set before the map is drained, and callers insert under the lock
+        // only after checking the flag: no call can be left waiting in the map.
+        let pending = std::mem::take(&mut *self.pending());
+        for (_, tx) in pending {
+            let _ = tx.send(Err(LinkError::Down {
+                peer: self.peer.name.clone(),
+                reason: reason.clone(),
+            }));
+        }
+    }
+
+    /// Queues a `Close` (if there is room) and takes the link down; the writer sends the
+    /// `Close` before it ends.
+    fn close(&self, reason: DownReason, text: &str) {
+        if self.down.borrow().is_none() {
+            let _ = self.out.try_send(Frame::text(Kind::Close, 0, text));
+        }
+        self.shutdown(reason);
+    }
+
+    fn complete(&self, id: u64, reply: Reply) {
+        let tx = self.pending().remove(&id);
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(reply);
+            }
+            // The caller timed out or went away: drop the late reply.
+            None => tracing::debug!(peer = %self.peer.name, id, "reply to no pending call"),
+        }
+    }
+}
+
+/// Removes a call's map entry however the call ends (reply, timeout, cancellation).
+struct PendingGuard<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.pending().remove(&self.id);
+    }
+}
+
+/// The user-facing side; the last one dropped closes the link.
+struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let why = "every handle to the link was dropped";
+        self.shared.close(
+            DownReason::Closed(why.into()),
+            &format!("peer closed the link: {why}"),
+        );
+    }
+}
+
+/// An authenticated link to one peer. Cheap to clone; all clones share the connection.
+#[derive(Clone)]
+pub struct Link {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("peer", &self.handle.shared.peer)
+            .field("down", &self.down_reason())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Link {
+    /// Sends a request and waits for its reply `(header, body)`.
+    ///
+    /// Fails with `TooLarge` (header over 64 KiB, body over 8 MiB), `Down` (link down before or
+    /// during the call), `CallTimeout` (no reply within `call_timeout_ms`, waiting for an
+    /// in-flight slot included) or `Remote` (the peer could not run its handler).
+    pub async fn call(&self, header: Bytes, body: Bytes) -> Result<(Bytes, Bytes), LinkError> {
+        let shared = &*self.handle.shared;
+        if header.len() > HEADER_MAX_BYTES {
+            return Err(LinkError::TooLarge {
+                what: "request header",
+                len: header.len(),
+                max: HEADER_MAX_BYTES,
+            });
+        }
+        if body.len() > BODY_MAX_BYTES {
+            return Err(LinkError::TooLarge {
+                what: "request body",
+                len: body.len(),
+                max: BODY_MAX_BYTES,
+            });
+        }
+        match tokio::time::timeout(
+            shared.config.call_timeout(),
+            call_inner(shared, header, body),
+        )
+        .await
+        {
+            Ok(reply) => reply,
+            Err(_) => Err(LinkError::CallTimeout {
+                peer: shared.peer.name.clone(),
+                ms: shared.config.call_timeout_ms,
+            }),
+        }
+    }
+
+    /// [`Link::call`] with a typed header (postcard), the body passed through raw.
+    pub async fn call_typed<Req, Resp>(
+        &self,
+        req: &Req,
+        body: Bytes,
+    ) -> Result<(Resp, Bytes), LinkError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let header = encode_header(req)?;
+        let (h, b) = self.call(header, body).await?;
+        Ok((decode_header(&h)?, b))
+    }
+
+    /// The authenticated peer.
+    #[must_use]
+    pub fn peer(&self) -> &Peer {
+        &self.handle.shared.peer
+    }
+
+    /// The last heartbeat round trip, once one was measured.
+    #[must_use]
+    pub fn rtt(&self) -> Option<Duration> {
+        match self.handle.shared.rtt_us.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            us => Some(Duration::from_micros(us)),
+        }
+    }
+
+    /// Outgoing calls in flight now.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.handle.shared.pending().len()
+    }
+
+    /// `Some(reason)` once the link is down.
+    #[must_use]
+    pub fn down_reason(&self) -> Option<DownReason> {
+        self.handle.shared.down_reason()
+    }
+
+    /// Completes when the link is down, with the reason.
+    pub async fn closed(&self) -> DownReason {
+        let mut rx = self.handle.shared.down.subscribe();
+        wait_down(&mut rx)
+            .await
+            .unwrap_or_else(|| DownReason::Closed("the link's state was dropped".into()))
+    }
+
+    /// Closes the link: the peer receives a `Close` with `reason`; pending calls fail.
+    pub fn close(&self, reason: &str) {
+        self.handle
+            .shared
+            .close(DownReason::Closed(reason.to_owned()), reason);
+    }
+}
+
+async fn call_inner(shared: &Shared, header: Bytes, body: Bytes) -> Reply {
+    let _permit = shared
+        .calls
+        .acquire()
+        .await
+        .map_err(|_| shared.down_error())?;
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = oneshot::channel();
+    {
+        let mut pending = shared.pending();
+        if shared.down.borrow().is_some() {
+            return Err(shared.down_error());
+        }
+        pending.insert(id, tx);
+    }
+    let _guard = PendingGuard { shared, id };
+    let frame = Frame::new(Kind::Request, id, header, body)
+        .unwrap_or_else(|_| unreachable!("sizes were checked by `call`"));
+    shared
+        .out
+        .send(frame)
+        .await
+        .map_err(|_| shared.down_error())?;
+    rx.await.map_err(|_| shared.down_error())?
+}
+
+/// Encodes a typed header (postcard).
+pub fn encode_header<T: Serialize + ?Sized>(value: &T) -> Result<Bytes, LinkError> {
+    let v = postcard::to_allocvec(value).map_err(|e| LinkError::Encode(e.to_string()))?;
+    if v.len() > HEADER_MAX_BYTES {
+        return Err(LinkError::TooLarge {
+            what: "encoded header",
+            len: v.len(),
+            max: HEADER_MAX_BYTES,
+        });
+    }
+    Ok(Bytes::from(v))
+}
+
+/// Decodes a typed header (postcard); trailing bytes are an error.
+pub fn decode_header<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, LinkError> {
+    let (v, rest) =
+        postcard::take_from_bytes(bytes).map_err(|e| LinkError::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(LinkError::Decode(format!(
+            "{} bytes left over after the header",
+            rest.len()
+        )));
+    }
+    Ok(v)
+}
+
+/// Runs the handshake on `stream`, then starts the link's tasks on the current tokio runtime.
+///
+/// `nonce` is this end's handshake nonce: [`auth::random_nonce`] in production, a seeded value
+/// in simulation. The handshake is bounded by `handshake_timeout_ms`.
+pub async fn establish<S, H>(
+    stream: S,
+    side: Side,
+    config: &LinkConfig,
+    identity: &Identity,
+    nonce: [u8; NONCE_BYTES],
+    handler: H,
+) -> Result<Link, LinkError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let (r, w) = tokio::io::split(stream);
+    establish_split(r, w, side, config, identity, nonce, handler, "the peer").await
+}
+
+/// [`establish`] on separate halves (TCP's owned halves avoid the lock of `tokio::io::split`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn establish_split<R, W, H>(
+    mut r: R,
+    mut w: W,
+    side: Side,
+    config: &LinkConfig,
+    identity: &Identity,
+    nonce: [u8; NONCE_BYTES],
+    handler: H,
+    peer_hint: &str,
+) -> Result<Link, LinkError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    config.validate()?;
+    let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
+    let handshake = auth::handshake(&mut r, &mut w, &mut buf, side, identity, nonce, peer_hint);
+    let peer = match tokio::time::timeout(config.handshake_timeout(), handshake).await {
+        Ok(peer) => peer?,
+        Err(_) => {
+            return Err(LinkError::HandshakeTimeout {
+                peer: peer_hint.to_owned(),
+                ms: config.handshake_timeout_ms,
+            })
+        }
+    };
+    tracing::info!(peer = %peer.name, domain = %peer.domain, ?side, "link up");
+    Ok(start(r, w, buf, peer, config.clone(), handler))
+}
+
+fn start<R, W, H>(r: R, w: W, buf: BytesMut, peer: Peer, config: LinkConfig, handler: H) -> Link
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    H: Handler,
+{
+    let (out, out_rx) =
+        mpsc::channel(config.max_in_flight + config.max_incoming_in_flight + OUT_QUEUE_SPARE);
+    let incoming = Arc::new(Semaphore::new(config.max_incoming_in_flight));
+    let shared = Arc::new(Shared {
+        peer,
+        calls: Semaphore::new(config.max_in_flight),
+        config,
+        pending: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(1),
+        out,
+        down: watch::Sender::new(None),
+        started: Instant::now(),
+        last_rx_ms: AtomicU64::new(0),
+        rtt_us: AtomicU64::new(u64::MAX),
+    });
+    tokio::spawn(writer_task(w, out_rx, shared.clone()));
+    tokio::spawn(reader_task(
+        r,
+        buf,
+        shared.clone(),
+        Arc::new(handler),
+        incoming,
+    ));
+    tokio::spawn(heartbeat_task(shared.clone()));
+    Link {
+        handle: Arc::new(Handle { shared }),
+    }
+}
+
+/// Waits until the link is down; the reason (`None` if the state is gone).
+async fn wait_down(rx: &mut watch::Receiver<Option<DownReason>>) -> Option<DownReason> {
+    match rx.wait_for(Option::is_some).await {
+        Ok(r) => r.clone(),
+        Err(_) => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reader
+
+async fn reader_task<R, H>(
+    mut r: R,
+    mut buf: BytesMut,
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    incoming: Arc<Semaphore>,
+) where
+    R: AsyncRead + Unpin,
+    H: Handler,
+{
+    let mut down = shared.down.subscribe();
+    loop {
+        let read = tokio::select! {
+            biased;
+            _ = wait_down(&mut down) => return,
+            read = frame::read_frame(&mut r, &mut buf) => read,
+        };
+        let f = match read {
+            Ok(Some(f)) => f,
+            Ok(None) => return shared.shutdown(DownReason::Eof),
+            Err(ReadError::Io(e)) => return shared.shutdown(DownReason::Io(e.to_string())),
+            Err(ReadError::Frame(e)) => {
+                let text = format!("protocol error: {e}");
+                return shared.close(DownReason::from(e), &text);
+            }
+        };
+        shared
+            .last_rx_ms
+            .store(shared.elapsed_ms(), Ordering::Relaxed);
+        if let Err(reason) = dispatch(&shared, &handler, &incoming, f) {
+            let text = reason.to_string();
+            return shared.close(reason, &text);
+        }
+    }
+}
+
+fn dispatch<H: Handler>(
+    shared: &Shared,
+    handler: &Arc<H>,
+    incoming: &Arc<Semaphore>,
+    f: Frame,
+) -> Result<(), DownReason> {
+    let id = f.id();
+    match f.kind() {
+        Kind::Request => {
+            if !handler.accepts_requests() {
+                let _ = shared.out.try_send(Frame::text(
+                    Kind::Fail,
+                    id,
+                    "this end of the link accepts no requests",
+                ));
+                return Ok(());
+            }
+            let Ok(permit) = incoming.clone().try_acquire_owned() else {
+                let text = format!(
+                    "busy: {} requests already in progress (max_incoming_in_flight)",
+                    shared.config.max_incoming_in_flight
+                );
+                let _ = shared.out.try_send(Frame::text(Kind::Fail, id, &text));
+                return Ok(());
+            };
+            let (header, body) = f.into_parts();
+            tokio::spawn(serve(
+                handler.clone(),
+                shared.out.clone(),
+                id,
+                header,
+                body,
+                permit,
+            ));
+        }
+        Kind::Response => shared.complete(id, Ok(f.into_parts())),
+        Kind::Fail => shared.complete(
+            id,
+            Err(LinkError::Remote {
+                peer: shared.peer.name.clone(),
+                reason: String::from_utf8_lossy(f.header()).into_owned(),
+            }),
+        ),
+        Kind::Heartbeat => {
+            let (header, _) = f.into_parts();
+            let _ = shared.out.try_send(
+                Frame::new(Kind::HeartbeatAck, id, header, Bytes::new())
+                    .map_err(|e| DownReason::Protocol(format!("heartbeat too large: {e}")))?,
+            );
+        }
+        Kind::HeartbeatAck => {
+            let mut h = f.header().clone();
+            if h.len() == 8 {
+                let sent_us = h.get_u64();
+                let rtt = shared.elapsed_us().saturating_sub(sent_us);
+                shared.rtt_us.store(rtt, Ordering::Relaxed);
+            }
+        }
+        Kind::Close => {
+            return Err(DownReason::PeerClosed {
+                reason: String::from_utf8_lossy(f.header()).into_owned(),
+            })
+        }
+        Kind::Refuse => {
+            return Err(DownReason::PeerClosed {
+                reason: format!("refused: {}", String::from_utf8_lossy(f.header())),
+            })
+        }
+        Kind::Hello | Kind::Proof => {
+            return Err(DownReason::Protocol(format!(
+                "unexpected {:?} frame after the handshake",
+                f.kind()
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// Runs one request through the handler and queues the reply.
+async fn serve<H: Handler>(
+    handler: Arc<H>,
+    out: mpsc::Sender<Frame>,
+    id: u64,
+    header: Bytes,
+    body: Bytes,
+    permit: OwnedSemaphorePermit,
+) {
+    let reply = CatchUnwind(Box::pin(handler.handle(header, body))).await;
+    let frame = match reply {
+        Ok((h, b)) => Frame::new(Kind::Response, id, h, b).unwrap_or_else(|e| {
+            tracing::error!(id, "handler reply not sent: {e}");
+            Frame::text(
+                Kind::Fail,
+                id,
+                &format!("the handler's reply is too large: {e}"),
+            )
+        }),
+        Err(()) => {
+            tracing::error!(id, "request handler panicked");
+            Frame::text(Kind::Fail, id, "the request handler panicked")
+        }
+    };
+    // Fails only when the link is down: then nobody waits for the reply.
+    let _ = out.send(frame).await;
+    drop(permit);
+}
+
+/// Resolves to `Err(())` if the inner future panics, so a panicking handler still answers.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.get_mut().0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(())),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+
+/// Frames gathered for one vectored write.
+struct Batch {
+    segs: VecDeque<Bytes>,
+    small: BytesMut,
+    bytes: usize,
+    has_close: bool,
+}
+
+impl Batch {
+    fn push(&mut self, f: &Frame) {
+        f.encode_head_and_header(&mut self.small);
+        if f.body().len() <= COPY_BODY_MAX_BYTES {
+            self.small.extend_from_slice(f.body());
+        } else {
+            self.segs.push_back(self.small.split().freeze());
+            self.segs.push_back(f.body().clone());
+        }
+        self.bytes += f.encoded_len();
+        self.has_close |= f.kind() == Kind::Close;
+    }
+
+    fn full(&self) -> bool {
+        self.bytes >= BATCH_MAX_BYTES || self.segs.len() + 2 >= BATCH_MAX_SEGMENTS
+    }
+
+    fn seal(&mut self) {
+        if !self.small.is_empty() {
+            self.segs.push_back(self.small.split().freeze());
+        }
+    }
+}
+
+async fn write_segments<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    segs: &mut VecDeque<Bytes>,
+) -> std::io::Result<()> {
+    while !segs.is_empty() {
+        let n = {
+            let iov: Vec<IoSlice<'_>> = segs.iter().map(|b| IoSlice::new(b)).collect();
+            w.write_vectored(&iov).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let mut left = n;
+        while left > 0 {
+            let Some(front) = segs.front_mut() else { break };
+            if front.len() <= left {
+                left -= front.len();
+                segs.pop_front();
+            } else {
+                front.advance(left);
+                left = 0;
+            }
+        }
+    }
+    w.flush().await
+}
+
+async fn writer_task<W: AsyncWrite + Unpin>(
+    mut w: W,
+    mut rx: mpsc::Receiver<Frame>,
+    shared: Arc<Shared>,
+) {
+    let mut down = shared.down.subscribe();
+    let mut batch = Batch {
+        segs: VecDeque::new(),
+        small: BytesMut::with_capacity(64 * 1024),
+        bytes: 0,
+        has_close: false,
+    };
+    loop {
+        let first = tokio::select! {
+            biased;
+            f = rx.recv() => f,
+            _ = wait_down(&mut down) => None,
+        };
+        let Some(first) = first else { break };
+        batch.push(&first);
+        // Everything queued now goes in the same write.
+        while !batch.full() {
+            match rx.try_recv() {
+                Ok(f) => batch.push(&f),
+                Err(_) => break,
+            }
+        }
+        batch.seal();
+        let res = {
+            let write = write_segments(&mut w, &mut batch.segs);
+            tokio::pin!(write);
+            tokio::select! {
+                res = &mut write => res,
+                reason = wait_down(&mut down) => {
+                    if reason.is_none_or(|d| d.is_fatal()) {
+                        // Dropped mid-frame: nothing more may be written.
+                        return;
+                    }
+                    // Orderly close: finish this write if the peer takes it soon.
+                    match tokio::time::timeout(CLOSE_LINGER, write).await {
+                        Ok(res) => res,
+                        Err(_) => return,
+                    }
+                }
+            }
+        };
+        if let Err(e) = res {
+            return shared.shutdown(DownReason::Io(e.to_string()));
+        }
+        batch.bytes = 0;
+        if batch.has_close {
+            break;
+        }
+    }
+    if !shared.down_reason().is_some_and(|d| d.is_fatal()) {
+        let _ = tokio::time::timeout(CLOSE_LINGER, w.shutdown()).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heartbeats
+
+async fn heartbeat_task(shared: Arc<Shared>) {
+    let interval = shared.config.heartbeat_interval();
+    let timeout = shared.config.heartbeat_timeout();
+    let timeout_ms = shared.config.heartbeat_timeout_ms;
+    let mut down = shared.down.subscribe();
+    let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let last_rx =
+            shared.started + Duration::from_millis(shared.last_rx_ms.load(Ordering::Relaxed));
+        tokio::select! {
+            biased;
+            _ = wait_down(&mut down) => return,
+            () = tokio::time::sleep_until(last_rx + timeout) => {
+                let silent_ms = shared
+                    .elapsed_ms()
+                    .saturating_sub(shared.last_rx_ms.load(Ordering::Relaxed));
+                if silent_ms >= timeout_ms {
+                    return shared.shutdown(DownReason::HeartbeatTimeout { silent_ms, timeout_ms });
+                }
+            }
+            _ = ticks.tick() => {
+                let now_us = shared.elapsed_us();
+                let hb = Frame::new(Kind::Heartbeat, 0, Bytes::copy_from_slice(&now_us.to_be_bytes()), Bytes::new())
+                    .unwrap_or_else(|_| unreachable!("8 bytes"));
+                // A full queue means frames are flowing anyway; the peer sees those.
+                let _ = shared.out.try_send(hb);
+            }
+        }
+    }
+}
