@@ -157,6 +157,10 @@ impl Backend for Array {
         self.store.fs_by_id(fs).map(export_of)
     }
 
+    fn exports(&self) -> Vec<ExportInfo> {
+        self.store.list_fs().into_iter().map(export_of).collect()
+    }
+
     fn write_verifier(&self) -> [u8; 8] {
         self.verifier
     }

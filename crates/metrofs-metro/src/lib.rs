@@ -8,6 +8,7 @@
 //! - [`error`]: [`ArrayError`], what catalog operations answer.
 
 pub mod array;
+pub mod dcl;
 pub mod engine;
 pub mod log;
 pub mod error;
