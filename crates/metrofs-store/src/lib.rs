@@ -1,93 +1,62 @@
-//! metrofs-store: one array's store (skeleton, being filled in).
+//! metrofs-store: one array's store.
+//!
+//! Metadata (catalog of file systems, inodes, directory entries, free inode numbers, readdir
+//! slots) lives in one redb database, `DIR/meta.redb`; file data in one sparse file per regular
+//! inode under `DIR/data/`. [`Store::apply`] executes a fully determined [`metrofs_core::FsOp`]
+//! identically on any array (DESIGN.md, "Making it identical on both sides").
+//!
+//! # Layout
+//! - [`store`](crate::Store): the tables, caches, open and recovery, catalog, reads, and the
+//!   durability machinery (its module docs explain the durability design and why).
+//! - `apply`: the ops, their POSIX/RFC 1813 semantics and errors.
+//! - `rec`: the inode record and its encoding.
+//! - `data`: data files, their paths, the bounded descriptor cache.
+//! - `recovery`: what `open` does after a crash.
+//! - `check`: [`Store::check`] (fsck) and [`Store::image`] ([`FsImage`]).
 
-use std::path::Path;
+mod apply;
+mod check;
+mod data;
+mod rec;
+mod recovery;
+mod store;
 
-use metrofs_core::{
-    Attr, ExportRules, FsError, FsId, FsOp, FsStat, Ino, NewInode, OpReply, ReadDirPage, ReadReply, Time,
-};
-use serde::{Deserialize, Serialize};
+pub use check::{FsImage, ImageInode};
+pub use recovery::RecoveryReport;
+pub use store::{FsInfo, Store, READ_MAX_BYTES};
 
-/// Open and catalog errors.
+use std::path::PathBuf;
+
+use metrofs_core::FsId;
+
+/// Errors of opening the store and of catalog operations (per-op errors are
+/// [`metrofs_core::FsError`]).
 #[derive(thiserror::Error, Debug)]
 pub enum StoreError {
-    #[error("store I/O error: {0}")]
-    Io(String),
-    #[error("not implemented yet")]
-    Todo,
-}
-
-/// One file system in the catalog.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FsInfo {
-    pub id: FsId,
-    pub name: String,
-    pub rules: ExportRules,
-    pub created: Time,
-}
-
-/// One array's store.
-pub struct Store {}
-
-impl Store {
-    pub fn open(_dir: &Path) -> Result<Store, StoreError> {
-        Err(StoreError::Todo)
-    }
-    pub fn create_fs(&self, _name: &str, _id: FsId, _rules: ExportRules, _time: Time) -> Result<FsInfo, StoreError> {
-        Err(StoreError::Todo)
-    }
-    pub fn delete_fs(&self, _id: FsId) -> Result<(), StoreError> {
-        Err(StoreError::Todo)
-    }
-    pub fn list_fs(&self) -> Vec<FsInfo> {
-        Vec::new()
-    }
-    pub fn fs_by_name(&self, _name: &str) -> Option<FsInfo> {
-        None
-    }
-    pub fn fs_by_id(&self, _id: FsId) -> Option<FsInfo> {
-        None
-    }
-    pub fn set_export(&self, _id: FsId, _rules: ExportRules) -> Result<FsInfo, StoreError> {
-        Err(StoreError::Todo)
-    }
-    pub fn apply(&self, _op: &FsOp) -> Result<OpReply, FsError> {
-        Err(FsError::NotSupp)
-    }
-    pub fn next_inode(&self, _fs: FsId) -> Result<NewInode, FsError> {
-        Err(FsError::NotSupp)
-    }
-    pub fn getattr(&self, _fs: FsId, _ino: Ino) -> Result<Attr, FsError> {
-        Err(FsError::NotSupp)
-    }
-    pub fn lookup(&self, _fs: FsId, _dir: Ino, _name: &[u8]) -> Result<Attr, FsError> {
-        Err(FsError::NotSupp)
-    }
-    pub fn read(&self, _fs: FsId, _ino: Ino, _offset: u64, _count: u32) -> Result<ReadReply, FsError> {
-        Err(FsError::NotSupp)
-    }
-    pub fn readlink(&self, _fs: FsId, _ino: Ino) -> Result<(Vec<u8>, Attr), FsError> {
-        Err(FsError::NotSupp)
-    }
-    pub fn readdir(
-        &self,
-        _fs: FsId,
-        _dir: Ino,
-        _cookie: u64,
-        _max_entries: usize,
-        _plus: bool,
-    ) -> Result<ReadDirPage, FsError> {
-        Err(FsError::NotSupp)
-    }
-    pub fn fsstat(&self, _fs: FsId) -> Result<FsStat, FsError> {
-        Err(FsError::NotSupp)
-    }
-    pub fn sync(&self) -> Result<(), FsError> {
-        Err(FsError::NotSupp)
-    }
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("metadata database: {0}")]
+    Db(String),
+    #[error("store is corrupt: {0}")]
+    Corrupt(String),
+    #[error("{} is in use by another process (one array per data directory)", .0.display())]
+    InUse(PathBuf),
+    #[error("a file system named '{0}' already exists")]
+    NameExists(String),
+    #[error("a file system with id {:016x} already exists", .0 .0)]
+    IdExists(FsId),
+    #[error("no file system with id {:016x}", .0 .0)]
+    NotFound(FsId),
+    #[error("invalid file system name '{0}': {1}")]
+    InvalidName(String, &'static str),
 }
 
 #[allow(dead_code)]
-fn _assert_send_sync() {
+fn assert_send_sync() {
     fn f<T: Send + Sync>() {}
     f::<Store>();
 }

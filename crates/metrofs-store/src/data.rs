@@ -1,0 +1,191 @@
+//! File data: one sparse file per regular inode, and a bounded cache of open descriptors.
+//!
+//! Layout under the store's directory:
+//! - `data/<fs id, 16 hex>/<bucket, 2 hex>/<ino decimal>`: the bytes of a regular file. Absent
+//!   until the first write. Its length never exceeds the inode's size (bytes past it are
+//!   truncated away at recovery); everything between its length and the size reads as zeros,
+//!   and holes stay holes.
+//! - `data/<fs id>/trash/<ino>.<gen>`: the data of a file whose last link went, kept until that
+//!   removal is durable in the metadata. A crash before that puts it back (see `recovery`).
+//!
+//! The metadata (redb) is the truth; data files follow it.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use metrofs_core::{FsError, FsId, Gen, Ino};
+
+/// Open data files kept at once. A descriptor per file being written or read saves an
+/// open+close per 4 KiB WRITE; more than this many files in use at once reopen on a miss.
+pub(crate) const OPEN_FILES_MAX: usize = 256;
+/// Buckets per file system: spreads 100 000s of data files over directories of a few 1000 each.
+pub(crate) const BUCKETS: u64 = 256;
+
+pub(crate) fn fs_dir(root: &Path, fs: FsId) -> PathBuf {
+    root.join("data").join(format!("{:016x}", fs.0))
+}
+
+pub(crate) fn bucket_dir(root: &Path, fs: FsId, ino: Ino) -> PathBuf {
+    fs_dir(root, fs).join(format!("{:02x}", ino.0 % BUCKETS))
+}
+
+pub(crate) fn data_path(root: &Path, fs: FsId, ino: Ino) -> PathBuf {
+    bucket_dir(root, fs, ino).join(ino.0.to_string())
+}
+
+pub(crate) fn trash_dir(root: &Path, fs: FsId) -> PathBuf {
+    fs_dir(root, fs).join("trash")
+}
+
+pub(crate) fn trash_path(root: &Path, fs: FsId, ino: Ino, gen: Gen) -> PathBuf {
+    trash_dir(root, fs).join(format!("{}.{}", ino.0, gen.0))
+}
+
+/// Maps a local I/O error to what the op answers: a full disk is the client's NOSPC (the array
+/// goes on), anything else is a local failure (fatal, STYLE 9).
+pub(crate) fn io_err(what: &str, path: &Path, e: &std::io::Error) -> FsError {
+    match e.raw_os_error() {
+        Some(c)
+            if c == rustix::io::Errno::NOSPC.raw_os_error()
+                || c == rustix::io::Errno::DQUOT.raw_os_error() =>
+        {
+            FsError::NoSpace
+        }
+        Some(c) if c == rustix::io::Errno::FBIG.raw_os_error() => FsError::FBig,
+        _ => FsError::Io(format!("{what} {}: {e}", path.display())),
+    }
+}
+
+/// Bytes the local file system allocated for a data file.
+pub(crate) fn allocated(meta: &std::fs::Metadata) -> u64 {
+    meta.blocks() * 512
+}
+
+/// An open data file.
+pub(crate) struct DataFile {
+    pub file: File,
+    pub path: PathBuf,
+}
+
+#[derive(Default)]
+struct FdCacheInner {
+    map: HashMap<(FsId, Ino), (Arc<DataFile>, u64)>,
+    tick: u64,
+}
+
+/// Open descriptors of data files, at most [`OPEN_FILES_MAX`], least recently used evicted.
+/// A user keeps its `Arc` while it works, so evicting never closes a file under a write.
+pub(crate) struct FdCache {
+    root: PathBuf,
+    inner: Mutex<FdCacheInner>,
+}
+
+impl FdCache {
+    pub fn new(root: PathBuf) -> Self {
+        Self {
+            root,
+            inner: Mutex::new(FdCacheInner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FdCacheInner> {
+        // A panic while holding this lock leaves only a map of open files: still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The open data file of `ino`. With `create`, makes it if absent and says so (its bucket
+    /// directory then needs an fsync before the file's existence is durable); without, `None`
+    /// when there is no data file.
+    pub fn get(
+        &self,
+        fs: FsId,
+        ino: Ino,
+        create: bool,
+    ) -> Result<Option<(Arc<DataFile>, bool)>, FsError> {
+        let mut g = self.lock();
+        g.tick += 1;
+        let tick = g.tick;
+        if let Some((f, used)) = g.map.get_mut(&(fs, ino)) {
+            *used = tick;
+            return Ok(Some((f.clone(), false)));
+        }
+        let path = data_path(&self.root, fs, ino);
+        let (file, created) = match OpenOptions::new().read(true).write(true).open(&path) {
+            Ok(f) => (f, false),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                if !create {
+                    return Ok(None);
+                }
+                let f = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .map_err(|e| io_err("creating data file", &path, &e))?;
+                (f, true)
+            }
+            Err(e) => return Err(io_err("opening data file", &path, &e)),
+        };
+        let df = Arc::new(DataFile { file, path });
+        if g.map.len() >= OPEN_FILES_MAX {
+            if let Some(oldest) = g
+                .map
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| *k)
+            {
+                g.map.remove(&oldest);
+            }
+        }
+        g.map.insert((fs, ino), (df.clone(), tick));
+        Ok(Some((df, created)))
+    }
+
+    /// Forgets the descriptor of `ino` (its data file is being moved or deleted).
+    pub fn forget(&self, fs: FsId, ino: Ino) {
+        self.lock().map.remove(&(fs, ino));
+    }
+
+    pub fn forget_fs(&self, fs: FsId) {
+        self.lock().map.retain(|(f, _), _| *f != fs);
+    }
+
+    /// The cached descriptor only (no open): for cheap `used` look-ups.
+    pub fn cached(&self, fs: FsId, ino: Ino) -> Option<Arc<DataFile>> {
+        self.lock().map.get(&(fs, ino)).map(|(f, _)| f.clone())
+    }
+}
+
+/// Reads `len` bytes at `offset` from `file`, zeros past its end.
+pub(crate) fn read_zero_filled(
+    file: &File,
+    path: &Path,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<(), FsError> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err("reading data file", path, &e)),
+        }
+    }
+    buf[done..].fill(0);
+    Ok(())
+}
+
+/// fsyncs a directory, so that the entries made in it are durable.
+pub(crate) fn fsync_dir(path: &Path) -> Result<(), FsError> {
+    File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| FsError::Io(format!("fsync of directory {}: {e}", path.display())))
+}

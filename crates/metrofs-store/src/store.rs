@@ -1,0 +1,1085 @@
+//! The store: its tables, its caches, opening and recovery, the catalog, reads, and the
+//! machinery every change goes through (metadata transactions, group commit, fatal errors).
+//!
+//! # Durability design
+//!
+//! redb's non-durable commits (`Durability::None`) keep the new header in memory only: after a
+//! `kill -9` the database reopens at the last *durable* commit and every non-durable commit
+//! since is gone (measured: `examples/redb_probe.rs` commits 1 durable + 1000 non-durable rows,
+//! gets killed, and 1 row is back). A durable commit costs one fsync (~0.5 ms here), a
+//! non-durable one ~20 µs. So:
+//!
+//! - A namespace or attribute op is one non-durable redb transaction (the "cache" level of
+//!   DESIGN.md). An UNSTABLE write is a `pwrite` into the data file and an update of the inode's
+//!   attributes in an in-memory table ([`AttrCache`]), written back by the next durable commit:
+//!   no redb transaction per write.
+//! - COMMIT, FILE_SYNC/DATA_SYNC writes and [`Store::sync`] fsync the data file(s), then commit
+//!   the metadata durably. Concurrent callers share one durable commit (group commit).
+//! - After a crash the metadata is the last durable commit, consistent by redb's atomicity, and
+//!   the data files are newer (the page cache survives a process crash). Recovery makes them
+//!   follow the metadata: a data file with no live inode goes, one longer than its inode's size
+//!   is cut to the size, and the data of a removed file whose removal never became durable is
+//!   put back from the trash (data of removed files is moved to `trash/` and deleted only once
+//!   the removal is durable, because a crash would otherwise bring the file back without data).
+//! - Shrinking a file (SETATTR size, or UNCHECKED CREATE with a size) commits the metadata
+//!   durably *before* cutting the data file, for the same reason.
+//!
+//! A clean close records a flag; an open without it runs the recovery scan.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, RwLock};
+
+use metrofs_core::{
+    Attr, DirEntry, ExportRules, FsError, FsId, FsStat, Gen, Ino, NewInode, ReadDirPage, ReadReply,
+    Time, ROOT_INO,
+};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{self, FdCache};
+use crate::rec::{Inode, Kind};
+use crate::StoreError;
+
+/// fs id → `FsInfo` as JSON (array-level, not replicated by ops).
+pub(crate) const CATALOG: TableDefinition<u64, &[u8]> = TableDefinition::new("catalog");
+/// fs id → (next never-used inode number, number of live inodes).
+pub(crate) const ALLOC: TableDefinition<u64, (u64, u64)> = TableDefinition::new("alloc");
+/// (fs, ino) → encoded [`Inode`].
+pub(crate) const INODES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("inodes");
+/// (fs, dir, name) → (slot, ino): look-up by name.
+pub(crate) const DIRENTS: TableDefinition<(u64, u64, &[u8]), (u64, u64)> =
+    TableDefinition::new("dirents");
+/// (fs, dir, slot) → (ino, name): listing order and READDIR cookies.
+pub(crate) const SLOTS: TableDefinition<(u64, u64, u64), (u64, &[u8])> =
+    TableDefinition::new("slots");
+/// (fs, ino) → generation it last had: freed inode numbers.
+pub(crate) const FREE: TableDefinition<(u64, u64), u64> = TableDefinition::new("free");
+/// Store-wide values: format version, clean-close flag.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const FORMAT_VERSION: u64 = 1;
+/// READDIR cookies 1 and 2 are left to the front end for "." and ".."; entries start at 3.
+pub(crate) const FIRST_SLOT: u64 = 3;
+/// What a directory reports as size and space used.
+pub(crate) const DIR_SIZE_BYTES: u64 = 4096;
+/// Links to one file at most (LINK answers MLINK past it); subdirectories per directory too.
+pub(crate) const LINKS_MAX: u32 = 65_000;
+/// Largest READ answered at once (a larger count gets a short read, as NFS allows).
+pub const READ_MAX_BYTES: u32 = 4 << 20;
+/// Inode attributes kept in memory at most; beyond it clean ones are dropped.
+const CACHED_INODES_MAX: usize = 65_536;
+/// Written inodes whose attributes wait in memory at most before a write-back transaction.
+const DIRTY_INODES_MAX: usize = 8_192;
+/// Non-durable commits in a row at most: redb cannot reuse pages freed by non-durable commits,
+/// so the file would grow without a durable one now and then.
+const NONDURABLE_COMMITS_MAX: u32 = 4_096;
+
+const _: () = assert!(FIRST_SLOT > 2 && DIRTY_INODES_MAX < CACHED_INODES_MAX);
+
+/// One file system in the catalog.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsInfo {
+    pub id: FsId,
+    pub name: String,
+    pub rules: ExportRules,
+    pub created: Time,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum CacheState {
+    /// Same as the committed redb record.
+    Clean,
+    /// Changed by writes since; the next durable commit writes it back.
+    Dirty,
+    /// Written into the transaction being committed.
+    Pending,
+}
+
+pub(crate) struct CacheEntry {
+    /// `None`: the inode was removed.
+    pub inode: Option<Inode>,
+    pub state: CacheState,
+}
+
+/// Inode records newer than (or as new as) redb's committed ones. Invariant: any inode that a
+/// transaction not yet committed has changed is here, so a miss means redb's committed record
+/// is current (that is what lets a WRITE load a missing entry without the transaction lock).
+#[derive(Default)]
+pub(crate) struct AttrCache {
+    pub map: HashMap<(FsId, Ino), CacheEntry>,
+    pub dirty: HashSet<(FsId, Ino)>,
+    pub pending: Vec<(FsId, Ino)>,
+}
+
+impl AttrCache {
+    pub fn stage(&mut self, fs: FsId, ino: Ino, inode: Option<Inode>) {
+        self.dirty.remove(&(fs, ino));
+        self.map.insert(
+            (fs, ino),
+            CacheEntry {
+                inode,
+                state: CacheState::Pending,
+            },
+        );
+        self.pending.push((fs, ino));
+    }
+
+    /// After a commit: what it wrote is now redb's committed state.
+    fn settle(&mut self) {
+        for k in std::mem::take(&mut self.pending) {
+            if let Some(e) = self.map.get_mut(&k) {
+                if e.state == CacheState::Pending {
+                    e.state = CacheState::Clean;
+                }
+            }
+        }
+        if self.map.len() > CACHED_INODES_MAX {
+            self.map.retain(|_, e| e.state != CacheState::Clean);
+        }
+    }
+}
+
+/// State of the metadata writer, under its lock (one redb write transaction at a time).
+#[derive(Default)]
+pub(crate) struct TxnState {
+    nondurable_commits: u32,
+    /// Trash files whose removal is committed but not yet durable.
+    trash: Vec<PathBuf>,
+}
+
+impl TxnState {
+    pub(crate) fn trash_pending(&self) -> Vec<PathBuf> {
+        self.trash.clone()
+    }
+}
+
+/// Group commit: a durable commit that *starts* after a caller asked covers that caller.
+#[derive(Default)]
+struct Group {
+    started: u64,
+    done: u64,
+    running: bool,
+}
+
+/// One array's store. See the crate docs.
+pub struct Store {
+    pub(crate) root: PathBuf,
+    pub(crate) db: Database,
+    pub(crate) catalog: RwLock<BTreeMap<FsId, FsInfo>>,
+    pub(crate) txn: Mutex<TxnState>,
+    pub(crate) cache: Mutex<AttrCache>,
+    pub(crate) fds: FdCache,
+    /// Data files written since their last fsync, and whether each was created since (its
+    /// bucket directory then needs an fsync too).
+    pub(crate) unsynced: Mutex<HashMap<(FsId, Ino), bool>>,
+    group: Mutex<Group>,
+    group_cv: Condvar,
+    /// Set by the first local I/O failure; every later change answers it (STYLE 9: a failed
+    /// fsync is never retried).
+    fatal: OnceLock<String>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // These locks guard caches and counters whose every update is a single step; a panic
+    // elsewhere cannot leave them half-changed.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub(crate) fn db_err(e: impl std::fmt::Display) -> FsError {
+    FsError::Io(format!("metadata database: {e}"))
+}
+
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> FsError {
+    FsError::Io(format!("metadata corrupt: {what}"))
+}
+
+fn store_db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+fn from_fs_err(e: FsError) -> StoreError {
+    match e {
+        FsError::Io(m) => StoreError::Db(m),
+        other => StoreError::Db(other.to_string()),
+    }
+}
+
+/// Checks a file system name: 1..=64 of `[A-Za-z0-9_.-]`, not starting with '.'.
+pub(crate) fn check_fs_name(name: &str) -> Result<(), StoreError> {
+    let bad = |why: &'static str| Err(StoreError::InvalidName(name.to_string(), why));
+    if name.is_empty() || name.len() > 64 {
+        return bad("must be 1 to 64 characters long");
+    }
+    if name.starts_with('.') {
+        return bad("must not start with '.'");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+    {
+        return bad("may contain only letters, digits, '_', '.' and '-'");
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if absent) the store in `dir`: `dir/meta.redb` + `dir/data/...`.
+    /// After a crash (no clean close recorded) it first makes the data files follow the
+    /// metadata (see the module docs), so the store is consistent when this returns.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let ctx = |what: &str| {
+            let what = what.to_string();
+            move |source| StoreError::Io {
+                context: what,
+                source,
+            }
+        };
+        std::fs::create_dir_all(dir.join("data"))
+            .map_err(ctx(&format!("creating {}", dir.join("data").display())))?;
+        let path = dir.join("meta.redb");
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse(path.clone()),
+            e => StoreError::Db(format!("opening {}: {e}", path.display())),
+        })?;
+        let root = dir.to_path_buf();
+        let clean = {
+            let w = db.begin_write().map_err(store_db_err)?;
+            let clean;
+            {
+                let mut meta = w.open_table(META).map_err(store_db_err)?;
+                let version = meta.get("format").map_err(store_db_err)?.map(|v| v.value());
+                match version {
+                    None => {
+                        meta.insert("format", FORMAT_VERSION)
+                            .map_err(store_db_err)?;
+                    }
+                    Some(FORMAT_VERSION) => {}
+                    Some(v) => {
+                        return Err(StoreError::Corrupt(format!(
+                            "{} has format {v}; this build reads format {FORMAT_VERSION}",
+                            path.display()
+                        )))
+                    }
+                }
+                clean = meta.get("clean").map_err(store_db_err)?.map(|v| v.value()) == Some(1);
+                // From now until a clean close, a crash must lead to recovery.
+                meta.insert("clean", 0).map_err(store_db_err)?;
+                for t in [
+                    w.open_table(CATALOG).map(|_| ()),
+                    w.open_table(INODES).map(|_| ()),
+                ] {
+                    t.map_err(store_db_err)?;
+                }
+                w.open_table(ALLOC).map_err(store_db_err)?;
+                w.open_table(DIRENTS).map_err(store_db_err)?;
+                w.open_table(SLOTS).map_err(store_db_err)?;
+                w.open_table(FREE).map_err(store_db_err)?;
+            }
+            w.commit().map_err(store_db_err)?;
+            clean
+        };
+        let mut catalog = BTreeMap::new();
+        {
+            let r = db.begin_read().map_err(store_db_err)?;
+            let t = r.open_table(CATALOG).map_err(store_db_err)?;
+            for row in t.iter().map_err(store_db_err)? {
+                let (k, v) = row.map_err(store_db_err)?;
+                let info: FsInfo = serde_json::from_slice(v.value()).map_err(|e| {
+                    StoreError::Corrupt(format!("catalog entry {:016x}: {e}", k.value()))
+                })?;
+                catalog.insert(info.id, info);
+            }
+        }
+        let store = Store {
+            fds: FdCache::new(root.clone()),
+            root,
+            db,
+            catalog: RwLock::new(catalog),
+            txn: Mutex::new(TxnState::default()),
+            cache: Mutex::new(AttrCache::default()),
+            unsynced: Mutex::new(HashMap::new()),
+            group: Mutex::new(Group::default()),
+            group_cv: Condvar::new(),
+            fatal: OnceLock::new(),
+        };
+        if !clean {
+            crate::recovery::recover(&store)?;
+        }
+        Ok(store)
+    }
+
+    /// The directory this store lives in.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.root
+    }
+
+    // ---- catalog ----
+
+    /// Creates fs `name` with id `id`; its root directory is [`ROOT_INO`], `Gen(1)`, mode
+    /// 0o755, uid 0, gid 0, times = `time`. Durable when it returns.
+    pub fn create_fs(
+        &self,
+        name: &str,
+        id: FsId,
+        rules: ExportRules,
+        time: Time,
+    ) -> Result<FsInfo, StoreError> {
+        check_fs_name(name)?;
+        self.check_fatal().map_err(from_fs_err)?;
+        let _t = lock(&self.txn);
+        {
+            let cat = self
+                .catalog
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if cat.values().any(|f| f.name == name) {
+                return Err(StoreError::NameExists(name.to_string()));
+            }
+            if cat.contains_key(&id) {
+                return Err(StoreError::IdExists(id));
+            }
+        }
+        let info = FsInfo {
+            id,
+            name: name.to_string(),
+            rules,
+            created: time,
+        };
+        let fs_dir = data::fs_dir(&self.root, id);
+        let io = |p: &Path| {
+            let what = format!("creating {}", p.display());
+            move |source| StoreError::Io {
+                context: what,
+                source,
+            }
+        };
+        // A leftover of an fs that was deleted during a crash may still be there.
+        match std::fs::remove_dir_all(&fs_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(StoreError::Io {
+                    context: format!("removing {}", fs_dir.display()),
+                    source: e,
+                })
+            }
+        }
+        for b in 0..data::BUCKETS {
+            let p = data::bucket_dir(&self.root, id, Ino(b));
+            std::fs::create_dir_all(&p).map_err(io(&p))?;
+        }
+        let trash = data::trash_dir(&self.root, id);
+        std::fs::create_dir_all(&trash).map_err(io(&trash))?;
+        // Durability order: the data directories must be durable before the catalog says the
+        // fs exists, or a power loss could leave an fs whose first data file cannot be made.
+        data::fsync_dir(&fs_dir).map_err(from_fs_err)?;
+        data::fsync_dir(&self.root.join("data")).map_err(from_fs_err)?;
+        let root = Inode {
+            gen: Gen(1),
+            mode: 0o755,
+            nlink: 2,
+            uid: 0,
+            gid: 0,
+            size: DIR_SIZE_BYTES,
+            atime: time,
+            mtime: time,
+            ctime: time,
+            kind: Kind::Dir {
+                parent: ROOT_INO,
+                next_slot: FIRST_SLOT,
+            },
+        };
+        let w = self.db.begin_write().map_err(store_db_err)?;
+        {
+            let json = serde_json::to_vec(&info).map_err(store_db_err)?;
+            w.open_table(CATALOG)
+                .map_err(store_db_err)?
+                .insert(id.0, json.as_slice())
+                .map_err(store_db_err)?;
+            w.open_table(ALLOC)
+                .map_err(store_db_err)?
+                .insert(id.0, (ROOT_INO.0 + 1, 1))
+                .map_err(store_db_err)?;
+            w.open_table(INODES)
+                .map_err(store_db_err)?
+                .insert((id.0, ROOT_INO.0), root.encode().as_slice())
+                .map_err(store_db_err)?;
+        }
+        // Durability: a durable commit (the default), so the new fs survives any crash.
+        w.commit().map_err(store_db_err)?;
+        self.catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, info.clone());
+        Ok(info)
+    }
+
+    /// Removes the fs, all its inodes and its data files. Durable when it returns.
+    pub fn delete_fs(&self, id: FsId) -> Result<(), StoreError> {
+        self.check_fatal().map_err(from_fs_err)?;
+        let _t = lock(&self.txn);
+        if self.fs_by_id(id).is_none() {
+            return Err(StoreError::NotFound(id));
+        }
+        let w = self.db.begin_write().map_err(store_db_err)?;
+        {
+            let f = id.0;
+            w.open_table(CATALOG)
+                .map_err(store_db_err)?
+                .remove(f)
+                .map_err(store_db_err)?;
+            w.open_table(ALLOC)
+                .map_err(store_db_err)?
+                .remove(f)
+                .map_err(store_db_err)?;
+            w.open_table(INODES)
+                .map_err(store_db_err)?
+                .retain_in((f, 0)..=(f, u64::MAX), |_, _| false)
+                .map_err(store_db_err)?;
+            w.open_table(FREE)
+                .map_err(store_db_err)?
+                .retain_in((f, 0)..=(f, u64::MAX), |_, _| false)
+                .map_err(store_db_err)?;
+            w.open_table(SLOTS)
+                .map_err(store_db_err)?
+                .retain_in((f, 0, 0)..=(f, u64::MAX, u64::MAX), |_, _| false)
+                .map_err(store_db_err)?;
+            let mut d = w.open_table(DIRENTS).map_err(store_db_err)?;
+            let lo: (u64, u64, &[u8]) = (f, 0, &[]);
+            // Every key of fs `f` is below (f + 1, 0, []); fs ids are u64, so saturate.
+            if f == u64::MAX {
+                d.retain_in(lo.., |_, _| false).map_err(store_db_err)?;
+            } else {
+                let hi: (u64, u64, &[u8]) = (f + 1, 0, &[]);
+                d.retain_in(lo..hi, |_, _| false).map_err(store_db_err)?;
+            }
+        }
+        // Durability order: the fs is gone from the metadata durably before its data files
+        // go; a crash in between leaves a data directory that recovery removes.
+        w.commit().map_err(store_db_err)?;
+        self.catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
+        {
+            let mut c = lock(&self.cache);
+            c.map.retain(|(f, _), _| *f != id);
+            c.dirty.retain(|(f, _)| *f != id);
+        }
+        lock(&self.unsynced).retain(|(f, _), _| *f != id);
+        self.fds.forget_fs(id);
+        let dir = data::fs_dir(&self.root, id);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::Io {
+                context: format!("removing {}", dir.display()),
+                source: e,
+            }),
+        }
+    }
+
+    /// Every file system, by id.
+    pub fn list_fs(&self) -> Vec<FsInfo> {
+        self.catalog
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn fs_by_name(&self, name: &str) -> Option<FsInfo> {
+        self.catalog
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .find(|f| f.name == name)
+            .cloned()
+    }
+
+    pub fn fs_by_id(&self, id: FsId) -> Option<FsInfo> {
+        self.catalog
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+    }
+
+    /// Replaces the export rules of fs `id`. Durable when it returns.
+    pub fn set_export(&self, id: FsId, rules: ExportRules) -> Result<FsInfo, StoreError> {
+        self.check_fatal().map_err(from_fs_err)?;
+        let _t = lock(&self.txn);
+        let mut info = self.fs_by_id(id).ok_or(StoreError::NotFound(id))?;
+        info.rules = rules;
+        let w = self.db.begin_write().map_err(store_db_err)?;
+        {
+            let json = serde_json::to_vec(&info).map_err(store_db_err)?;
+            w.open_table(CATALOG)
+                .map_err(store_db_err)?
+                .insert(id.0, json.as_slice())
+                .map_err(store_db_err)?;
+        }
+        w.commit().map_err(store_db_err)?;
+        self.catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, info.clone());
+        Ok(info)
+    }
+
+    // ---- shared helpers ----
+
+    pub(crate) fn check_fs(&self, fs: FsId) -> Result<(), FsError> {
+        if self
+            .catalog
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains_key(&fs)
+        {
+            Ok(())
+        } else {
+            Err(FsError::NoFs)
+        }
+    }
+
+    pub(crate) fn check_fatal(&self) -> Result<(), FsError> {
+        match self.fatal.get() {
+            Some(m) => Err(FsError::Io(format!(
+                "the store stopped after an earlier failure: {m}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a local I/O failure: the store accepts no change after it.
+    pub(crate) fn stop(&self, e: &FsError) {
+        if let FsError::Io(m) = e {
+            let _ = self.fatal.set(m.clone());
+        }
+    }
+
+    /// Whether a local I/O failure stopped the store (every change then answers `Io`).
+    #[must_use]
+    pub fn failed(&self) -> Option<&str> {
+        self.fatal.get().map(String::as_str)
+    }
+
+    /// The newest record of an inode: the cache, else redb's committed one.
+    pub(crate) fn inode(&self, fs: FsId, ino: Ino) -> Result<Option<Inode>, FsError> {
+        if let Some(e) = lock(&self.cache).map.get(&(fs, ino)) {
+            return Ok(e.inode.clone());
+        }
+        self.committed_inode(fs, ino)
+    }
+
+    pub(crate) fn committed_inode(&self, fs: FsId, ino: Ino) -> Result<Option<Inode>, FsError> {
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(INODES).map_err(db_err)?;
+        match t.get((fs.0, ino.0)).map_err(db_err)? {
+            Some(v) => Ok(Some(
+                Inode::decode(v.value()).map_err(|e| corrupt(format!("inode {fs}/{ino}: {e}")))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Bytes the local file system allocated for an inode.
+    pub(crate) fn used(&self, fs: FsId, ino: Ino, inode: &Inode) -> Result<u64, FsError> {
+        match &inode.kind {
+            Kind::Dir { .. } => Ok(DIR_SIZE_BYTES),
+            Kind::Symlink { target } => Ok(target.len() as u64),
+            Kind::File { .. } => {
+                if let Some(f) = self.fds.cached(fs, ino) {
+                    return f
+                        .file
+                        .metadata()
+                        .map(|m| data::allocated(&m))
+                        .map_err(|e| data::io_err("stat of data file", &f.path, &e));
+                }
+                let p = data::data_path(&self.root, fs, ino);
+                match std::fs::metadata(&p) {
+                    Ok(m) => Ok(data::allocated(&m)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+                    Err(e) => Err(data::io_err("stat of data file", &p, &e)),
+                }
+            }
+        }
+    }
+
+    /// Length of an inode's data file (0 when it has none).
+    pub(crate) fn data_len(&self, fs: FsId, ino: Ino) -> Result<u64, FsError> {
+        if let Some(f) = self.fds.cached(fs, ino) {
+            return f
+                .file
+                .metadata()
+                .map(|m| m.len())
+                .map_err(|e| data::io_err("stat of data file", &f.path, &e));
+        }
+        let p = data::data_path(&self.root, fs, ino);
+        match std::fs::metadata(&p) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(data::io_err("stat of data file", &p, &e)),
+        }
+    }
+
+    pub(crate) fn attr_of(&self, fs: FsId, ino: Ino, inode: &Inode) -> Result<Attr, FsError> {
+        Ok(inode.attr(ino, self.used(fs, ino, inode)?))
+    }
+
+    // ---- reads (local, never replicated, never change anything: no atime) ----
+
+    /// The attributes of `ino`; `Stale` when it does not exist (or was freed).
+    pub fn getattr(&self, fs: FsId, ino: Ino) -> Result<Attr, FsError> {
+        self.check_fs(fs)?;
+        let inode = self.inode(fs, ino)?.ok_or(FsError::Stale)?;
+        self.attr_of(fs, ino, &inode)
+    }
+
+    /// The object named `name` in `dir`. "." is `dir`, ".." its parent (the root's is itself).
+    pub fn lookup(&self, fs: FsId, dir: Ino, name: &[u8]) -> Result<Attr, FsError> {
+        self.check_fs(fs)?;
+        let d = self.inode(fs, dir)?.ok_or(FsError::Stale)?;
+        let Kind::Dir { parent, .. } = d.kind else {
+            return Err(FsError::NotDir);
+        };
+        let target = match name {
+            b"." => dir,
+            b".." => parent,
+            _ => {
+                crate::apply::check_name(name, crate::apply::NameUse::Lookup)?;
+                let r = self.db.begin_read().map_err(db_err)?;
+                let t = r.open_table(DIRENTS).map_err(db_err)?;
+                let Some(v) = t.get((fs.0, dir.0, name)).map_err(db_err)? else {
+                    return Err(FsError::NoEnt);
+                };
+                Ino(v.value().1)
+            }
+        };
+        // Gone meanwhile (a remove raced this look-up): as if it had not been found.
+        let inode = self.inode(fs, target)?.ok_or(FsError::NoEnt)?;
+        self.attr_of(fs, target, &inode)
+    }
+
+    /// Up to `count` bytes at `offset` (at most [`READ_MAX_BYTES`]); holes read as zeros.
+    pub fn read(&self, fs: FsId, ino: Ino, offset: u64, count: u32) -> Result<ReadReply, FsError> {
+        self.check_fs(fs)?;
+        let inode = self.inode(fs, ino)?.ok_or(FsError::Stale)?;
+        match inode.kind {
+            Kind::File { .. } => {}
+            Kind::Dir { .. } => return Err(FsError::IsDir),
+            Kind::Symlink { .. } => return Err(FsError::Inval),
+        }
+        let size = inode.size;
+        let n = if offset >= size {
+            0
+        } else {
+            (size - offset).min(u64::from(count.min(READ_MAX_BYTES)))
+        };
+        let mut buf = vec![0u8; n as usize];
+        if n > 0 {
+            if let Some((f, _)) = self.fds.get(fs, ino, false)? {
+                data::read_zero_filled(&f.file, &f.path, offset, &mut buf)?;
+            }
+        }
+        let attr = self.attr_of(fs, ino, &inode)?;
+        Ok(ReadReply {
+            eof: offset.saturating_add(n) >= size,
+            data: buf.into(),
+            attr,
+        })
+    }
+
+    /// A symlink's target.
+    pub fn readlink(&self, fs: FsId, ino: Ino) -> Result<(Vec<u8>, Attr), FsError> {
+        self.check_fs(fs)?;
+        let inode = self.inode(fs, ino)?.ok_or(FsError::Stale)?;
+        let Kind::Symlink { target } = &inode.kind else {
+            return Err(FsError::Inval);
+        };
+        Ok((target.clone(), self.attr_of(fs, ino, &inode)?))
+    }
+
+    /// Entries of `dir` after `cookie` (0: from the start), in the order they were made, at most
+    /// `max_entries`. An entry's cookie is its slot, given when it was made, so it stays valid
+    /// while others come and go. Cookies 1 and 2 are the front end's ("." and "..").
+    pub fn readdir(
+        &self,
+        fs: FsId,
+        dir: Ino,
+        cookie: u64,
+        max_entries: usize,
+        plus: bool,
+    ) -> Result<ReadDirPage, FsError> {
+        self.check_fs(fs)?;
+        let d = self.inode(fs, dir)?.ok_or(FsError::Stale)?;
+        let Kind::Dir { next_slot, .. } = d.kind else {
+            return Err(FsError::NotDir);
+        };
+        if cookie >= FIRST_SLOT && cookie >= next_slot {
+            return Err(FsError::BadCookie);
+        }
+        let mut raw = Vec::new();
+        let mut eof = true;
+        {
+            let r = self.db.begin_read().map_err(db_err)?;
+            let t = r.open_table(SLOTS).map_err(db_err)?;
+            let from = cookie.max(FIRST_SLOT - 1) + 1;
+            for row in t
+                .range((fs.0, dir.0, from)..=(fs.0, dir.0, u64::MAX))
+                .map_err(db_err)?
+            {
+                let (k, v) = row.map_err(db_err)?;
+                if raw.len() == max_entries {
+                    eof = false;
+                    break;
+                }
+                let (ino, name) = v.value();
+                raw.push((k.value().2, Ino(ino), name.to_vec()));
+            }
+        }
+        let mut entries = Vec::with_capacity(raw.len());
+        for (slot, ino, name) in raw {
+            let attr = if plus {
+                match self.inode(fs, ino)? {
+                    Some(i) => Some(self.attr_of(fs, ino, &i)?),
+                    None => None,
+                }
+            } else {
+                None
+            };
+            entries.push(DirEntry {
+                cookie: slot,
+                name,
+                ino,
+                attr,
+            });
+        }
+        Ok(ReadDirPage {
+            dir: self.attr_of(fs, dir, &d)?,
+            entries,
+            eof,
+        })
+    }
+
+    /// Space from the file system holding the data directory; files from the store.
+    pub fn fsstat(&self, fs: FsId) -> Result<FsStat, FsError> {
+        self.check_fs(fs)?;
+        let data_dir = self.root.join("data");
+        let v = rustix::fs::statvfs(&data_dir)
+            .map_err(|e| FsError::Io(format!("statvfs of {}: {e}", data_dir.display())))?;
+        let files = {
+            let r = self.db.begin_read().map_err(db_err)?;
+            let t = r.open_table(ALLOC).map_err(db_err)?;
+            t.get(fs.0).map_err(db_err)?.map_or(0, |v| v.value().1)
+        };
+        let frsize = v.f_frsize;
+        Ok(FsStat {
+            total_bytes: v.f_blocks.saturating_mul(frsize),
+            free_bytes: v.f_bfree.saturating_mul(frsize),
+            avail_bytes: v.f_bavail.saturating_mul(frsize),
+            // Each file may need a data file: the local file system's free inodes bound them.
+            total_files: files.saturating_add(v.f_ffree),
+            free_files: v.f_ffree,
+            avail_files: v.f_favail,
+        })
+    }
+
+    /// The inode a creating op should use next in `fs`: the lowest freed number (its last
+    /// generation + 1) or the next never-used one (generation 1). Reads only; `apply` of the
+    /// creating op consumes it. The caller serialises creating ops per fs.
+    pub fn next_inode(&self, fs: FsId) -> Result<NewInode, FsError> {
+        self.check_fs(fs)?;
+        let r = self.db.begin_read().map_err(db_err)?;
+        let free = r.open_table(FREE).map_err(db_err)?;
+        if let Some(row) = free
+            .range((fs.0, 0)..=(fs.0, u64::MAX))
+            .map_err(db_err)?
+            .next()
+        {
+            let (k, v) = row.map_err(db_err)?;
+            return Ok(NewInode {
+                ino: Ino(k.value().1),
+                gen: Gen(v.value() + 1),
+            });
+        }
+        let alloc = r.open_table(ALLOC).map_err(db_err)?;
+        let next = alloc
+            .get(fs.0)
+            .map_err(db_err)?
+            .ok_or_else(|| corrupt(format!("fs {fs} has no allocator row")))?;
+        Ok(NewInode {
+            ino: Ino(next.value().0),
+            gen: Gen(1),
+        })
+    }
+
+    // ---- durability ----
+
+    /// Makes everything applied so far durable: data files fsync'd, then metadata committed
+    /// durably.
+    pub fn sync(&self) -> Result<(), FsError> {
+        self.check_fatal()?;
+        let r = self.sync_inner();
+        if let Err(e) = &r {
+            self.stop(e);
+        }
+        r
+    }
+
+    fn sync_inner(&self) -> Result<(), FsError> {
+        let files: Vec<((FsId, Ino), bool)> = lock(&self.unsynced).drain().collect();
+        let mut dirs = HashSet::new();
+        for ((fs, ino), created) in files {
+            self.fsync_data(fs, ino)?;
+            if created {
+                dirs.insert(data::bucket_dir(&self.root, fs, ino));
+            }
+        }
+        for d in dirs {
+            // A data file created since the last sync: its directory entry must be durable
+            // before the metadata that names its inode is.
+            data::fsync_dir(&d)?;
+        }
+        self.durable()
+    }
+
+    /// fsyncs the data file of `ino`, if it has one.
+    pub(crate) fn fsync_data(&self, fs: FsId, ino: Ino) -> Result<(), FsError> {
+        if let Some((f, _)) = self.fds.get(fs, ino, false)? {
+            f.file
+                .sync_all()
+                .map_err(|e| FsError::Io(format!("fsync of {}: {e}", f.path.display())))?;
+        }
+        Ok(())
+    }
+
+    /// Makes `ino`'s data durable (data file and, if it was created since, its directory entry).
+    pub(crate) fn sync_file(&self, fs: FsId, ino: Ino) -> Result<(), FsError> {
+        let created = lock(&self.unsynced).remove(&(fs, ino));
+        if let Some(created) = created {
+            self.fsync_data(fs, ino)?;
+            if created {
+                data::fsync_dir(&data::bucket_dir(&self.root, fs, ino))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits all metadata applied before this call durably (group commit: concurrent callers
+    /// share one durable redb commit). The caller has made the data it vouches for durable.
+    pub(crate) fn durable(&self) -> Result<(), FsError> {
+        let mut g = lock(&self.group);
+        // The first durable commit to start after this moment covers this caller.
+        let target = g.started + 1;
+        loop {
+            self.check_fatal()?;
+            if g.done >= target {
+                return Ok(());
+            }
+            if !g.running {
+                g.running = true;
+                g.started += 1;
+                let mine = g.started;
+                drop(g);
+                let r = self.commit_durable();
+                if let Err(e) = &r {
+                    self.stop(e);
+                }
+                g = lock(&self.group);
+                g.running = false;
+                if r.is_ok() {
+                    g.done = mine;
+                }
+                self.group_cv.notify_all();
+                r?;
+                continue;
+            }
+            g = self
+                .group_cv
+                .wait(g)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// One durable redb commit: written-back attributes of written files, every non-durable
+    /// commit before it. Then the trash it made removable goes.
+    fn commit_durable(&self) -> Result<(), FsError> {
+        let mut ts = lock(&self.txn);
+        let w = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = w.open_table(INODES).map_err(db_err)?;
+            let mut c = lock(&self.cache);
+            flush_dirty(&mut c, &mut t)?;
+        }
+        let trash = std::mem::take(&mut ts.trash);
+        // Durability order: the callers fsync'd the data they vouch for before calling; this
+        // one fsync (redb's commit, Durability::Immediate being the default) makes the metadata
+        // that names it durable. Only then may the trash of durable removals go.
+        debug_assert!(
+            self.fatal.get().is_none(),
+            "no durable commit after a failure"
+        );
+        w.commit().map_err(db_err)?;
+        ts.nondurable_commits = 0;
+        lock(&self.cache).settle();
+        drop(ts);
+        for p in trash {
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(FsError::Io(format!("removing {}: {e}", p.display()))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes back dirty attributes when too many wait (non-durably: it only bounds memory).
+    pub(crate) fn flush_if_many_dirty(&self) -> Result<(), FsError> {
+        if lock(&self.cache).dirty.len() < DIRTY_INODES_MAX {
+            return Ok(());
+        }
+        let _ts = lock(&self.txn);
+        let mut w = self.db.begin_write().map_err(db_err)?;
+        w.set_durability(Durability::None).map_err(db_err)?;
+        {
+            let mut t = w.open_table(INODES).map_err(db_err)?;
+            let mut c = lock(&self.cache);
+            flush_dirty(&mut c, &mut t)?;
+        }
+        w.commit().map_err(db_err)?;
+        lock(&self.cache).settle();
+        Ok(())
+    }
+
+    /// Runs a metadata change as one redb transaction: `f` reads and stages through a
+    /// [`crate::apply::Ctx`]; on success the staged inodes go into the transaction and the cache,
+    /// the transaction commits (non-durably unless `f` asked for durability or too many
+    /// non-durable commits ran in a row), and the data-file actions `f` asked for run, in order,
+    /// still under the transaction lock. On error nothing changes.
+    pub(crate) fn txn<R>(
+        &self,
+        fs: FsId,
+        time: Time,
+        f: impl FnOnce(&mut crate::apply::Ctx<'_>) -> Result<R, FsError>,
+    ) -> Result<R, FsError> {
+        let mut ts = lock(&self.txn);
+        let mut w = self.db.begin_write().map_err(db_err)?;
+        let (r, post, need_durable) = {
+            let mut cache = lock(&self.cache);
+            let mut ctx = crate::apply::Ctx::new(self, fs, time, &w, &mut cache)?;
+            match f(&mut ctx) {
+                Ok(r) => {
+                    ctx.write_back()?;
+                    let (post, need_durable) = ctx.finish();
+                    (Ok(r), post, need_durable)
+                }
+                Err(e) => (Err(e), Vec::new(), false),
+            }
+        };
+        let r = match r {
+            Ok(r) => r,
+            Err(e) => {
+                w.abort().map_err(db_err)?;
+                return Err(e);
+            }
+        };
+        let durable = need_durable || ts.nondurable_commits >= NONDURABLE_COMMITS_MAX;
+        let taken_trash = if durable {
+            // A durable commit: also write back dirty attributes (their data may be behind,
+            // which only an UNSTABLE write allows) and let the earlier trash go after it.
+            let mut t = w.open_table(INODES).map_err(db_err)?;
+            flush_dirty(&mut lock(&self.cache), &mut t)?;
+            drop(t);
+            std::mem::take(&mut ts.trash)
+        } else {
+            w.set_durability(Durability::None).map_err(db_err)?;
+            Vec::new()
+        };
+        // Durability order: with `need_durable`, this fsync (redb's durable commit) must come
+        // before the data-file actions below that cut data (a shrink), so a crash between them
+        // finds the new size already durable and recovery cuts the rest.
+        w.commit().map_err(db_err)?;
+        if durable {
+            ts.nondurable_commits = 0;
+        } else {
+            ts.nondurable_commits += 1;
+        }
+        lock(&self.cache).settle();
+        for p in taken_trash {
+            let _ = std::fs::remove_file(&p);
+        }
+        for action in post {
+            match action {
+                crate::apply::Post::Trash { ino, gen } => {
+                    // Under the cache lock, like a WRITE's check-and-open (see `write`).
+                    let _c = lock(&self.cache);
+                    self.fds.forget(fs, ino);
+                    lock(&self.unsynced).remove(&(fs, ino));
+                    let from = data::data_path(&self.root, fs, ino);
+                    let to = data::trash_path(&self.root, fs, ino, gen);
+                    match std::fs::rename(&from, &to) {
+                        Ok(()) => ts.trash.push(to),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(FsError::Io(format!(
+                                "moving {} to the trash: {e}",
+                                from.display()
+                            )))
+                        }
+                    }
+                }
+                crate::apply::Post::Shrink { ino, size } => {
+                    assert!(
+                        durable,
+                        "a shrink runs only after a durable commit of the new size"
+                    );
+                    if let Some((f, _)) = self.fds.get(fs, ino, false)? {
+                        f.file
+                            .set_len(size)
+                            .map_err(|e| data::io_err("truncating", &f.path, &e))?;
+                    }
+                }
+            }
+        }
+        Ok(r)
+    }
+}
+
+/// Writes every dirty inode into `t` and marks it pending (settled after the commit).
+pub(crate) fn flush_dirty(
+    c: &mut AttrCache,
+    t: &mut redb::Table<'_, (u64, u64), &'static [u8]>,
+) -> Result<(), FsError> {
+    let dirty: Vec<(FsId, Ino)> = c.dirty.drain().collect();
+    for k in dirty {
+        let Some(e) = c.map.get_mut(&k) else { continue };
+        if let Some(i) = &e.inode {
+            t.insert((k.0 .0, k.1 .0), i.encode().as_slice())
+                .map_err(db_err)?;
+        }
+        e.state = CacheState::Pending;
+        c.pending.push(k);
+    }
+    Ok(())
+}
+
+impl Drop for Store {
+    /// A clean close: everything synced and a flag that spares the next open the recovery scan.
+    fn drop(&mut self) {
+        if self.fatal.get().is_some() || self.sync().is_err() {
+            return;
+        }
+        let Ok(w) = self.db.begin_write() else { return };
+        let ok = match w.open_table(META) {
+            Ok(mut t) => t.insert("clean", 1).is_ok(),
+            Err(_) => false,
+        };
+        if ok {
+            let _ = w.commit();
+        }
+    }
+}
