@@ -10,6 +10,7 @@
 pub mod array;
 pub mod dcl;
 pub mod engine;
+pub mod locks;
 pub mod log;
 pub mod error;
 
