@@ -1,0 +1,163 @@
+//! Connections: many calls in flight, out-of-order replies, closing them all, shutdown.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use nfs3_client::nfs3_types::nfs3::*;
+
+use crate::harness::*;
+use crate::raw::{self, Raw};
+
+#[tokio::test]
+async fn many_calls_in_flight_on_one_connection() {
+    let srv = Server::start().await;
+    let mut c = root(&srv).await;
+    let rfh = root_fh(&c);
+    let (f, _) = create(&mut c, &rfh, "f").await.expect("create");
+    let who = cred(0, 0, &[]);
+    // 300 calls in one burst (over the in-flight limit of 64): writes to distinct ranges,
+    // reads and getattrs, all answered, each once.
+    let mut burst = Vec::new();
+    let mut xids = HashSet::new();
+    for i in 0..300u32 {
+        let xid = 1000 + i;
+        xids.insert(xid);
+        let body = match i % 3 {
+            0 => raw::call(
+                xid,
+                raw::NFS,
+                3,
+                7,
+                &who,
+                &WRITE3args {
+                    file: f.clone(),
+                    offset: u64::from(i) * 4096,
+                    count: 4096,
+                    stable: stable_how::UNSTABLE,
+                    data: nfs3_client::nfs3_types::xdr_codec::Opaque::owned(vec![i as u8; 4096]),
+                },
+            ),
+            1 => raw::call(
+                xid,
+                raw::NFS,
+                3,
+                6,
+                &who,
+                &READ3args {
+                    file: f.clone(),
+                    offset: 0,
+                    count: 4096,
+                },
+            ),
+            _ => raw::call(
+                xid,
+                raw::NFS,
+                3,
+                1,
+                &who,
+                &GETATTR3args { object: f.clone() },
+            ),
+        };
+        burst.extend(raw::record(&body));
+    }
+    let mut r = Raw::connect(srv.addr).await;
+    let (mut rd, mut wr) = r.s.into_split();
+    let sender = tokio::spawn(async move {
+        tokio::io::AsyncWriteExt::write_all(&mut wr, &burst)
+            .await
+            .expect("send burst");
+        wr
+    });
+    let mut got = HashSet::new();
+    for _ in 0..300 {
+        let mut mark = [0u8; 4];
+        tokio::io::AsyncReadExt::read_exact(&mut rd, &mut mark)
+            .await
+            .expect("reply mark");
+        let len = (u32::from_be_bytes(mark) & 0x7fff_ffff) as usize;
+        let mut body = vec![0u8; len];
+        tokio::io::AsyncReadExt::read_exact(&mut rd, &mut body)
+            .await
+            .expect("reply");
+        let xid = raw::xid_of(&body);
+        assert!(got.insert(xid), "xid {xid} answered twice");
+        assert!(matches!(raw::outcome(&body), raw::Outcome::Success(_)));
+    }
+    assert_eq!(got, xids);
+    let wr = sender.await.expect("sender");
+    r = Raw {
+        s: rd.reunite(wr).expect("same stream"),
+    };
+    r.send(&raw::record(&raw::call(
+        9,
+        raw::NFS,
+        3,
+        0,
+        &who,
+        &nfs3_client::nfs3_types::xdr_codec::Void,
+    )))
+    .await;
+    assert_eq!(r.recv().await.map(|b| raw::xid_of(&b)), Some(9));
+    // Every write landed.
+    for i in (0..300u64).step_by(3) {
+        let (data, _) = read(&mut c, &f, i * 4096, 4096).await.expect("read");
+        assert!(data.iter().all(|b| *b == i as u8), "block {i}");
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn close_all_closes_every_connection_and_the_server_goes_on() {
+    let srv = Server::start().await;
+    let mut a = root(&srv).await;
+    let mut raws = Vec::new();
+    for _ in 0..3 {
+        let mut r = Raw::connect(srv.addr).await;
+        r.send(&raw::record(&raw::call(
+            1,
+            raw::NFS,
+            3,
+            0,
+            &cred(0, 0, &[]),
+            &nfs3_client::nfs3_types::xdr_codec::Void,
+        )))
+        .await;
+        r.recv().await.expect("NULL reply");
+        raws.push(r);
+    }
+    // nfs3_client's two connections (MOUNT, NFS) and ours.
+    assert_eq!(srv.conns.open(), 5);
+    srv.conns.close_all();
+    for r in &mut raws {
+        assert!(r.closed().await, "connection closed by the server");
+    }
+    assert!(
+        a.null().await.is_err(),
+        "the client's connection is gone too"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while srv.conns.open() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} connections still open",
+            srv.conns.open()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut b = root(&srv).await;
+    b.null().await.expect("a new connection is served");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_closes() {
+    let srv = Server::start().await;
+    let addr = srv.addr;
+    let mut r = Raw::connect(addr).await;
+    srv.stop().await;
+    assert!(r.closed().await);
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "nobody listens any more"
+    );
+}

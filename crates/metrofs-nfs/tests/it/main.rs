@@ -1,0 +1,9 @@
+//! End-to-end tests of the NFS front end over TCP against a real array (store + metro).
+
+mod bad_input;
+mod connections;
+mod harness;
+mod procs;
+mod raw;
+mod readdir;
+mod semantics;
