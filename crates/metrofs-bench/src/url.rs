@@ -1,6 +1,7 @@
 //! libnfs-style NFS URLs: `nfs://HOST[:NFSPORT]/EXPORT[?KEY=VALUE&...]`.
 //!
-//! The whole path names the export to MOUNT (`/export`, `/demo`, `/srv/nfs`). The host is an IP
+//! The whole path names the export to MOUNT (`/export`, `/demo`, `/srv/nfs`; a trailing `/` is
+//! dropped). The host is an IP
 //! literal (`127.0.0.1`, `[::1]`) or a name. Query keys, as libnfs spells them:
 //!
 //! | key | meaning |
@@ -89,7 +90,11 @@ impl NfsUrl {
                 "no export path after the host (e.g. nfs://HOST/export)".into(),
             ));
         }
-        let export = percent_decode(path).map_err(err)?;
+        let mut export = percent_decode(path).map_err(err)?;
+        // `nfs://h/demo/` names the same export as `nfs://h/demo` (libnfs prints the former).
+        while export.len() > 1 && export.ends_with('/') {
+            export.pop();
+        }
         if export.contains('\0') {
             return Err(err("the export path contains a NUL byte".into()));
         }
@@ -308,6 +313,16 @@ mod tests {
         assert!(bad("nfs://::1/e").contains("brackets"));
         assert!(bad("nfs://[::1/e").contains("closing"));
         assert!(bad("nfs://[zz]/e").contains("IPv6"));
+    }
+
+    #[test]
+    fn trailing_slash_is_the_same_export() {
+        assert_eq!(
+            ok("nfs://127.0.0.1/demo/?nfsport=20490&mountport=20490&version=3").export,
+            "/demo"
+        );
+        assert_eq!(ok("nfs://h/a/b//").export, "/a/b");
+        assert_eq!(ok("nfs://h/").export, "/");
     }
 
     #[test]
