@@ -12,6 +12,7 @@ pub mod dcl;
 pub mod engine;
 pub mod locks;
 pub mod log;
+pub mod proto;
 pub mod error;
 
 pub use array::Array;

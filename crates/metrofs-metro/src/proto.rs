@@ -1,0 +1,189 @@
+//! What metro modules say to each other over the link.
+//!
+//! The link carries a typed header ([`Request`] / [`Response`], postcard) and a raw body. Bulk
+//! data never travels in the header: a WRITE's data and a resync's segments go in the body
+//! ([`split_data`] / [`join_data`]), so a 1 MiB write is not re-encoded.
+
+use bytes::Bytes;
+use metrofs_core::{Attr, Epoch, ExportRules, FsError, FsId, FsOp, Ino, OpBody, OpReply, Seq, SyncOp, Time};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::PairState;
+
+/// A pair's identity: random at creation, the same on both sides.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PairId(pub u64);
+
+impl std::fmt::Display for PairId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl std::str::FromStr for PairId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        u64::from_str_radix(s, 16)
+            .map(PairId)
+            .map_err(|_| format!("'{s}' is not a pair id: expected 16 hex digits as `metrofs pair list` shows"))
+    }
+}
+
+/// A pair as both sides record it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairRecord {
+    pub id: PairId,
+    pub fs: FsId,
+    pub fs_name: String,
+    /// The array that serves the fs now.
+    pub primary: String,
+    /// The other one.
+    pub secondary: String,
+    pub state: PairState,
+    pub epoch: Epoch,
+    pub created: Time,
+}
+
+/// Requests from one metro module to the other.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// First words on a new link: the sender's pairs as it records them.
+    Hello { array: String, pairs: Vec<PairRecord> },
+    /// Create the twin of an fs: same id and name, an empty root with these attributes.
+    CreateTwin { pair: PairRecord, rules: ExportRules, root: Attr },
+    /// The pair record changed (state, epoch, roles): the receiver stores it.
+    Record { pair: PairRecord },
+    /// Step 3 of the write I/O process, remote half: apply this op. `session` + `seq` make
+    /// it idempotent; `epoch` fences an old primary. A WRITE's data is in the body.
+    Replicate { pair: PairId, epoch: Epoch, session: u64, seq: Seq, op: FsOp },
+    /// Resync steps, applied in order. `PutData` segments are in the body, in order.
+    Sync { pair: PairId, epoch: Epoch, ops: Vec<SyncOp> },
+    /// Make everything applied so far durable.
+    Flush { pair: PairId },
+    /// The entries of a directory.
+    ListDir { pair: PairId, dir: Ino },
+    /// An inode as resync compares it (attributes and symlink target).
+    GetInode { pair: PairId, ino: Ino },
+    /// Digests of `ino`'s data in `chunk_bytes` chunks (verify).
+    Digests { pair: PairId, ino: Ino, chunk_bytes: u64 },
+    /// Every inode number in use (verify).
+    Inodes { pair: PairId },
+    /// Unpair: the receiver forgets the pair and keeps its copy as an independent fs.
+    Delete { pair: PairId },
+}
+
+/// Answers, one per request kind. Errors are values, so the sender can compare them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    Hello { array: String, pairs: Vec<PairRecord> },
+    Done,
+    Applied(Result<OpReply, FsError>),
+    Entries(Vec<(Vec<u8>, Ino)>),
+    Inode(Option<(Attr, Option<Vec<u8>>)>),
+    Digests(Vec<u64>),
+    Inodes(Vec<Ino>),
+    /// The request was refused (wrong epoch, unknown pair, not the secondary...), with why.
+    Refused(String),
+}
+
+/// Moves a WRITE's data out of the op (for the body).
+#[must_use]
+pub fn split_data(mut op: FsOp) -> (FsOp, Bytes) {
+    if let OpBody::Write { data, .. } = &mut op.body {
+        let d = std::mem::take(data);
+        return (op, d);
+    }
+    (op, Bytes::new())
+}
+
+/// Puts a WRITE's data back from the body.
+#[must_use]
+pub fn join_data(mut op: FsOp, body: Bytes) -> FsOp {
+    if let OpBody::Write { data, .. } = &mut op.body {
+        *data = body;
+    }
+    op
+}
+
+/// Moves `PutData` segments out of sync ops (for the body).
+#[must_use]
+pub fn split_segments(mut ops: Vec<SyncOp>) -> (Vec<SyncOp>, Bytes) {
+    let total: usize = ops
+        .iter()
+        .map(|o| match o {
+            SyncOp::PutData { segments, .. } => segments.iter().map(|s| s.1.len()).sum(),
+            _ => 0,
+        })
+        .sum();
+    let mut body = bytes::BytesMut::with_capacity(total);
+    for o in &mut ops {
+        if let SyncOp::PutData { segments, .. } = o {
+            for (_, data) in segments.iter_mut() {
+                body.extend_from_slice(data);
+                // The header keeps the length as an empty placeholder's position: see join.
+                *data = Bytes::from(data.len().to_le_bytes().to_vec());
+            }
+        }
+    }
+    (ops, body.freeze())
+}
+
+/// Puts `PutData` segments back from the body; `None` when the body does not match.
+#[must_use]
+pub fn join_segments(mut ops: Vec<SyncOp>, mut body: Bytes) -> Option<Vec<SyncOp>> {
+    for o in &mut ops {
+        if let SyncOp::PutData { segments, .. } = o {
+            for (_, data) in segments.iter_mut() {
+                let len = usize::from_le_bytes(data.as_ref().try_into().ok()?);
+                if len > body.len() {
+                    return None;
+                }
+                *data = body.split_to(len);
+            }
+        }
+    }
+    body.is_empty().then_some(ops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrofs_core::Stability;
+
+    #[test]
+    fn write_data_travels_in_the_body() {
+        let op = FsOp {
+            fs: FsId(1),
+            time: Time::new(1, 2),
+            new_inode: None,
+            body: OpBody::Write { ino: Ino(3), offset: 4, data: Bytes::from_static(b"hello"), stable: Stability::Unstable },
+        };
+        let (head, body) = split_data(op.clone());
+        assert_eq!(body, Bytes::from_static(b"hello"));
+        assert_eq!(join_data(head, body), op);
+    }
+
+    #[test]
+    fn segments_travel_in_the_body() {
+        let ops = vec![
+            SyncOp::Unlink { dir: Ino(1), name: b"x".to_vec() },
+            SyncOp::PutData {
+                ino: Ino(2),
+                offset: 0,
+                len: 100,
+                segments: vec![(0, Bytes::from_static(b"abc")), (50, Bytes::from_static(b"de"))],
+            },
+        ];
+        let (head, body) = split_segments(ops.clone());
+        assert_eq!(body.len(), 5);
+        assert_eq!(join_segments(head.clone(), body), Some(ops));
+        assert_eq!(join_segments(head, Bytes::from_static(b"abcd")), None);
+    }
+
+    #[test]
+    fn pair_ids_parse_as_listed() {
+        let id = PairId(0xabc);
+        assert_eq!(id.to_string().parse::<PairId>(), Ok(id));
+        assert!("zz".parse::<PairId>().is_err());
+    }
+}
