@@ -178,6 +178,8 @@ pub struct Store {
     /// Set by the first local I/O failure; every later change answers it (STYLE 9: a failed
     /// fsync is never retried).
     fatal: OnceLock<String>,
+    /// What recovery did at open, when the last close was not clean.
+    recovery: Option<crate::RecoveryReport>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -291,7 +293,7 @@ impl Store {
                 catalog.insert(info.id, info);
             }
         }
-        let store = Store {
+        let mut store = Store {
             fds: FdCache::new(root.clone()),
             root,
             db,
@@ -302,11 +304,18 @@ impl Store {
             group: Mutex::new(Group::default()),
             group_cv: Condvar::new(),
             fatal: OnceLock::new(),
+            recovery: None,
         };
         if !clean {
-            crate::recovery::recover(&store)?;
+            store.recovery = Some(crate::recovery::recover(&store)?);
         }
         Ok(store)
+    }
+
+    /// What recovery did when this store was opened after a crash; `None` after a clean close.
+    #[must_use]
+    pub fn last_recovery(&self) -> Option<&crate::RecoveryReport> {
+        self.recovery.as_ref()
     }
 
     /// The directory this store lives in.
