@@ -106,6 +106,29 @@ impl Array {
         Ok(())
     }
 
+    /// Step 2 of the write I/O process, first half: makes a change fully determined (its
+    /// inode, if it creates one, and its time). A creating body must be determined under the
+    /// fs's namespace lock, held until the op is applied.
+    pub fn determine(&self, fs: FsId, body: OpBody) -> Result<FsOp, FsError> {
+        let new_inode = if body.creates() { Some(self.store.next_inode(fs)?) } else { None };
+        Ok(FsOp { fs, time: self.now(), new_inode, body })
+    }
+
+    /// Whether a body changes the namespace (serialised per fs).
+    #[must_use]
+    pub fn is_namespace(body: &OpBody) -> bool {
+        matches!(
+            body,
+            OpBody::Create { .. }
+                | OpBody::Mkdir { .. }
+                | OpBody::Symlink { .. }
+                | OpBody::Remove { .. }
+                | OpBody::Rmdir { .. }
+                | OpBody::Rename { .. }
+                | OpBody::Link { .. }
+        )
+    }
+
     /// The time for the next op: the clock, but never at or before the previous op's time.
     fn now(&self) -> Time {
         let wall = self.clock.now().as_nanos();
@@ -125,13 +148,15 @@ impl Array {
         self.namespace.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn namespace_lock(&self, fs: FsId) -> Arc<tokio::sync::Mutex<()>> {
+    /// The per-fs namespace lock (see module doc). Hold it from `determine` to the end of the
+    /// apply(s) of a namespace op.
+    pub fn namespace_lock(&self, fs: FsId) -> Arc<tokio::sync::Mutex<()>> {
         self.lock_map().entry(fs).or_default().clone()
     }
 
     /// Applies an op on a blocking thread when it waits for the disk, inline otherwise (an
     /// UNSTABLE write or a namespace change only reaches the page cache and redb's cache).
-    async fn apply(&self, op: FsOp) -> Result<OpReply, FsError> {
+    pub async fn apply(&self, op: FsOp) -> Result<OpReply, FsError> {
         let waits_for_disk = matches!(
             op.body,
             OpBody::Commit { .. } | OpBody::Write { stable: Stability::FileSync | Stability::DataSync, .. }
@@ -203,24 +228,16 @@ impl Backend for Array {
         if self.store.fs_by_id(fs).is_none() {
             return Err(FsError::Stale);
         }
-        let namespace = matches!(
-            body,
-            OpBody::Create { .. }
-                | OpBody::Mkdir { .. }
-                | OpBody::Symlink { .. }
-                | OpBody::Remove { .. }
-                | OpBody::Rmdir { .. }
-                | OpBody::Rename { .. }
-                | OpBody::Link { .. }
-        );
+        let namespace = Self::is_namespace(&body);
         let kind = body.kind();
         let result = if namespace {
             let lock = self.namespace_lock(fs);
             let _held = lock.lock().await;
-            let new_inode = if body.creates() { Some(self.store.next_inode(fs)?) } else { None };
-            self.apply(FsOp { fs, time: self.now(), new_inode, body }).await
+            let op = self.determine(fs, body)?;
+            self.apply(op).await
         } else {
-            self.apply(FsOp { fs, time: self.now(), new_inode: None, body }).await
+            let op = self.determine(fs, body)?;
+            self.apply(op).await
         };
         if let Err(e) = &result {
             tracing::debug!(%fs, op = kind, xid = caller.xid, client = %caller.addr, error = %e, "change refused");

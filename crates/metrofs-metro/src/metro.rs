@@ -1,0 +1,1140 @@
+//! [`Metro`]: the HyperMetro module of one array. It serves the [`Backend`] seam for every fs of
+//! the array; for a paired fs on its serving side it runs the write I/O process of DESIGN.md
+//! ([`Metro::dual_change`]), on the other side it applies what the serving side replicates.
+//!
+//! Owns: the pair records (in `metro.redb`), the LOG ([`ActivityLog`]), the DCL ([`Dcl`]), the
+//! range locks, the link to the peer array and the resync workers. The pair state machines
+//! ([`Engine`]) decide; this module carries out their commands.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use metrofs_core::{
+    Attr, Backend, Caller, Epoch, ExportInfo, FsError, FsId, FsOp, FsStat, Ino, OpBody, OpReply, ReadDirPage, ReadReply,
+    Seq, Stability, SyncOp,
+};
+use metrofs_link::{Identity, Link, LinkConfig};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use crate::array::Array;
+use crate::dcl::{Dcl, DclKey, DCL_CHUNK_BYTES};
+use crate::engine::{Command, DataStatus, Engine, Event, PairState, Refused, Role};
+use crate::locks::{RangeGuard, RangeLocks, WHOLE};
+use crate::log::{ActivityLog, LogKey, LOG_REGION_BYTES};
+use crate::proto::{self, PairId, PairRecord, Request, Response};
+use crate::resync::{Progress, ResyncHandle};
+
+/// pair id → JSON `PairRecord`.
+const PAIRS: TableDefinition<u64, &[u8]> = TableDefinition::new("pairs");
+/// Events kept in memory for `pair show` (the durable event log is the operator issue's).
+const EVENTS_KEPT_MAX: usize = 256;
+/// How long to wait before dialling the peer again after a failure.
+const REDIAL_MS: u64 = 500;
+
+/// Where the peer array is and how to reach it.
+#[derive(Clone, Debug)]
+pub struct PeerConfig {
+    /// This array's link listener.
+    pub listen: std::net::SocketAddr,
+    /// The peer's link address.
+    pub addr: String,
+    /// The peer's array name (proven by the handshake).
+    pub name: String,
+    pub identity: Identity,
+    pub link: LinkConfig,
+}
+
+/// How this array takes part in its domain.
+#[derive(Clone, Debug)]
+pub struct MetroConfig {
+    /// This array's name in the domain.
+    pub name: String,
+    /// Whether this array is the domain's preferred site.
+    pub preferred: bool,
+    /// The peer array; `None` for an array on its own (no pairs possible).
+    pub peer: Option<PeerConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetroError {
+    #[error("{0}")]
+    Refused(#[from] Refused),
+    #[error("file system '{0}' does not exist on this array (see `metrofs fs list`)")]
+    NoFs(String),
+    #[error("file system '{0}' is already paired (pair {1})")]
+    AlreadyPaired(String, PairId),
+    #[error("pair {0} does not exist (see `metrofs pair list`)")]
+    NoPair(PairId),
+    #[error("this array has no peer configured: add a [peer] section to its configuration")]
+    NoPeer,
+    #[error("the peer is '{configured}', not '{asked}'")]
+    WrongPeer { configured: String, asked: String },
+    #[error("the link to peer '{0}' is down: check that it runs and that the link address is reachable (`metrofs pair list` shows the link)")]
+    LinkDown(String),
+    #[error("the peer refused: {0}")]
+    PeerRefused(String),
+    #[error("link error: {0}")]
+    Link(String),
+    #[error("metro storage error: {0}")]
+    Storage(String),
+}
+
+fn storage<E: std::fmt::Display>(e: E) -> MetroError {
+    MetroError::Storage(e.to_string())
+}
+
+/// A pair as `pair list` / `pair show` report it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairView {
+    pub id: String,
+    pub fs: String,
+    pub fs_id: FsId,
+    pub state: PairState,
+    pub role: Role,
+    pub serving: String,
+    pub secondary: String,
+    pub preferred_site: String,
+    pub local_data: DataStatus,
+    pub remote_data: DataStatus,
+    pub link_up: bool,
+    pub link_rtt_us: Option<u64>,
+    pub epoch: u64,
+    pub dcl_bytes: u64,
+    pub dcl_dirs: usize,
+    pub dcl_inodes: usize,
+    pub dcl_chunks: usize,
+    pub dcl_full: bool,
+    pub sync: Option<Progress>,
+    pub alarms: Vec<String>,
+    pub events: Vec<String>,
+}
+
+/// What `pair verify` found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub inodes_compared: u64,
+    pub bytes_compared: u64,
+    pub differences: Vec<String>,
+}
+
+/// Idempotence of replicated ops on the receiving side: the (session, seq) already applied.
+#[derive(Debug, Default)]
+struct SeqWindow {
+    session: u64,
+    /// Every seq below this was applied (or skipped); above it, the set.
+    floor: u64,
+    above: std::collections::BTreeSet<u64>,
+}
+
+impl SeqWindow {
+    /// Records `seq`; false when it was applied already.
+    fn admit(&mut self, session: u64, seq: u64) -> bool {
+        if session != self.session {
+            // A new sender run: its seqs start again. A late op of the old session is refused
+            // by its epoch or simply lands as a fresh op; the old session's ops were either
+            // answered (and DCL'd on the sender if they failed) or never sent.
+            *self = Self { session, floor: 0, above: Default::default() };
+        }
+        if seq < self.floor || !self.above.insert(seq) {
+            return false;
+        }
+        while self.above.remove(&self.floor) {
+            self.floor += 1;
+        }
+        // Keep the window bounded: a gap older than 64k ops is a lost op, never resent.
+        if self.above.len() > 65_536 {
+            if let Some(&first) = self.above.iter().next() {
+                self.floor = first;
+                while self.above.remove(&self.floor) {
+                    self.floor += 1;
+                }
+            }
+        }
+        true
+    }
+}
+
+/// One pair on this array.
+pub(crate) struct PairRt {
+    pub(crate) record: Mutex<PairRecord>,
+    engine: Mutex<Engine>,
+    seq: AtomicU64,
+    window: Mutex<SeqWindow>,
+    alarms: Mutex<Vec<String>>,
+    events: Mutex<VecDeque<String>>,
+    pub(crate) resync: Mutex<Option<ResyncHandle>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl PairRt {
+    fn new(record: PairRecord, me: &str) -> Self {
+        let role = if record.primary == me { Role::Primary } else { Role::Secondary };
+        Self {
+            engine: Mutex::new(Engine::new(record.state, role)),
+            record: Mutex::new(record),
+            seq: AtomicU64::new(0),
+            window: Mutex::new(SeqWindow::default()),
+            alarms: Mutex::new(Vec::new()),
+            events: Mutex::new(VecDeque::new()),
+            resync: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn id(&self) -> PairId {
+        lock(&self.record).id
+    }
+
+    pub(crate) fn fs(&self) -> FsId {
+        lock(&self.record).fs
+    }
+
+    fn epoch(&self) -> Epoch {
+        lock(&self.record).epoch
+    }
+
+    pub(crate) fn state(&self) -> PairState {
+        lock(&self.engine).state()
+    }
+
+    fn role(&self) -> Role {
+        lock(&self.engine).role()
+    }
+
+    pub(crate) fn event_pub(&self, text: String) {
+        self.event(text);
+    }
+
+    pub(crate) fn epoch_pub(&self) -> Epoch {
+        self.epoch()
+    }
+
+    fn event(&self, text: String) {
+        tracing::info!(pair = %self.id(), "{text}");
+        let mut e = lock(&self.events);
+        e.push_back(text);
+        while e.len() > EVENTS_KEPT_MAX {
+            e.pop_front();
+        }
+    }
+}
+
+/// The metro module of one array.
+pub struct Metro {
+    array: Arc<Array>,
+    config: MetroConfig,
+    db: Arc<Database>,
+    log: ActivityLog,
+    pub(crate) dcl: Arc<Dcl>,
+    pub(crate) locks: Arc<RangeLocks>,
+    pairs: RwLock<HashMap<FsId, Arc<PairRt>>>,
+    link: tokio::sync::watch::Sender<Option<Link>>,
+    /// Random per process start: with `seq`, makes replicated ops idempotent.
+    session: u64,
+    /// Itself, for the `Backend` methods that take `&self`.
+    me: std::sync::Weak<Metro>,
+}
+
+impl std::fmt::Debug for Metro {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metro").field("name", &self.config.name).finish_non_exhaustive()
+    }
+}
+
+impl Metro {
+    /// Opens the metro state in `dir` (`metro.redb`, `metro.log`). What a previous run left
+    /// in the LOG (changes possibly half dual-written when it stopped) goes to the DCL first.
+    pub async fn open(array: Arc<Array>, dir: &Path, config: MetroConfig) -> Result<Arc<Self>, MetroError> {
+        std::fs::create_dir_all(dir).map_err(storage)?;
+        let db = Arc::new(Database::create(dir.join("metro.redb")).map_err(storage)?);
+        {
+            let w = db.begin_write().map_err(storage)?;
+            w.open_table(PAIRS).map_err(storage)?;
+            w.commit().map_err(storage)?;
+        }
+        let dcl = Dcl::open(db.clone()).map_err(storage)?;
+        let (log, left) = ActivityLog::open(&dir.join("metro.log")).map_err(storage)?;
+        let mut pairs = HashMap::new();
+        {
+            let r = db.begin_read().map_err(storage)?;
+            for row in r.open_table(PAIRS).map_err(storage)?.iter().map_err(storage)? {
+                let (_, v) = row.map_err(storage)?;
+                let rec: PairRecord = serde_json::from_slice(v.value()).map_err(storage)?;
+                pairs.insert(rec.fs, Arc::new(PairRt::new(rec, &config.name)));
+            }
+        }
+        // Crash recovery: every key left in the LOG may differ between the sides.
+        let mut by_fs: HashMap<FsId, Vec<DclKey>> = HashMap::new();
+        for (fs, key) in left {
+            if !pairs.contains_key(&fs) {
+                continue;
+            }
+            let keys = by_fs.entry(fs).or_default();
+            match key {
+                LogKey::Region { ino, region } => {
+                    keys.extend(DclKey::chunks(ino, region * LOG_REGION_BYTES, LOG_REGION_BYTES));
+                    keys.push(DclKey::Inode(ino));
+                }
+                LogKey::Object(ino) => {
+                    keys.push(DclKey::Inode(ino));
+                    keys.push(DclKey::Dir(ino));
+                }
+            }
+        }
+        let recovered = !by_fs.is_empty();
+        for (fs, keys) in by_fs {
+            tracing::warn!(%fs, keys = keys.len(), "changes in flight at the last stop moved from the LOG to the DCL");
+            dcl.mark(fs, keys).await.map_err(storage)?;
+        }
+        // Only now that the DCL holds them durably may the LOG forget them.
+        log.reset().map_err(storage)?;
+        let (link, _) = tokio::sync::watch::channel(None);
+        let metro = Arc::new_cyclic(|me| Self {
+            array,
+            config,
+            db,
+            log,
+            dcl,
+            locks: Arc::new(RangeLocks::default()),
+            pairs: RwLock::new(pairs),
+            link,
+            session: rand::random(),
+            me: me.clone(),
+        });
+        if recovered {
+            for p in metro.pair_list() {
+                if p.role() == Role::Primary && p.state() == PairState::Normal {
+                    metro.on_event(&p, Event::RemoteFailed { reason: "this array stopped with changes in flight; they are in the DCL".into() });
+                }
+            }
+        }
+        Ok(metro)
+    }
+
+    #[must_use]
+    pub fn array(&self) -> &Arc<Array> {
+        &self.array
+    }
+
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn pair_list(&self) -> Vec<Arc<PairRt>> {
+        self.pairs.read().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect()
+    }
+
+    fn pair_of(&self, fs: FsId) -> Option<Arc<PairRt>> {
+        self.pairs.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&fs).cloned()
+    }
+
+    fn pair_by_id(&self, id: PairId) -> Option<Arc<PairRt>> {
+        self.pair_list().into_iter().find(|p| p.id() == id)
+    }
+
+    pub(crate) fn current_link(&self) -> Option<Link> {
+        self.link.borrow().clone()
+    }
+
+    /// Persists a pair record durably (before anything is acknowledged under it).
+    fn persist(&self, rec: &PairRecord) -> Result<(), MetroError> {
+        let w = self.db.begin_write().map_err(storage)?;
+        {
+            let mut t = w.open_table(PAIRS).map_err(storage)?;
+            let v = serde_json::to_vec(rec).map_err(storage)?;
+            t.insert(rec.id.0, v.as_slice()).map_err(storage)?;
+        }
+        w.commit().map_err(storage)
+    }
+
+    fn forget(&self, id: PairId) -> Result<(), MetroError> {
+        let w = self.db.begin_write().map_err(storage)?;
+        w.open_table(PAIRS).map_err(storage)?.remove(id.0).map_err(storage)?;
+        w.commit().map_err(storage)
+    }
+
+    /// Feeds an event to a pair's engine and carries out its commands.
+    pub(crate) fn on_event(self: &Arc<Self>, pair: &Arc<PairRt>, event: Event) {
+        let cmds = lock(&pair.engine).on(event);
+        self.run(pair, cmds);
+    }
+
+    fn run(self: &Arc<Self>, pair: &Arc<PairRt>, cmds: Vec<Command>) {
+        for c in cmds {
+            match c {
+                Command::Persist => {
+                    let rec = {
+                        let mut r = lock(&pair.record);
+                        r.state = pair.state();
+                        r.clone()
+                    };
+                    if let Err(e) = self.persist(&rec) {
+                        tracing::error!(error = %e, "cannot persist the pair record");
+                    }
+                    if let Some(link) = self.current_link() {
+                        if rec.primary == self.config.name {
+                            tokio::spawn(async move {
+                                let _ = link.call_typed::<Request, Response>(&Request::Record { pair: rec }, Bytes::new()).await;
+                            });
+                        }
+                    }
+                }
+                Command::StartResync => crate::resync::start(self.clone(), pair.clone()),
+                Command::StopResync => {
+                    if let Some(h) = lock(&pair.resync).take() {
+                        h.stop();
+                    }
+                }
+                Command::Alarm(text) => {
+                    tracing::warn!(pair = %pair.id(), "{text}");
+                    let mut a = lock(&pair.alarms);
+                    if !a.contains(&text) {
+                        a.push(text);
+                    }
+                }
+                Command::ClearAlarms => lock(&pair.alarms).clear(),
+                Command::Log(text) => pair.event(text),
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- the write path
+
+    /// The write I/O process of DESIGN.md for one change of a paired fs, on its serving side:
+    ///
+    /// 1. The host's change reached the metro module (the caller).
+    /// 2. Make it fully determined (inode, time: [`Array::determine`]) under the namespace
+    ///    lock and the range locks that order it against overlapping changes, and record a
+    ///    LOG entry for what it touches ([`ActivityLog::enter`]; durable before any local
+    ///    apply that waits for the disk).
+    /// 3. Send it to the local store and, over the link, to the remote store, concurrently.
+    /// 4–5. Each store applies it (into its cache, or its disk for COMMIT / FILE_SYNC) and
+    ///    answers.
+    /// 6. Gather both results.
+    /// 7. Both succeeded alike: release the LOG entry and answer. The remote side failed or
+    ///    answered differently: record the difference in the DCL (durable before the answer),
+    ///    tell the pair's engine (the pair leaves Normal), and answer with the local result:
+    ///    this side serves (static priority; the arbitration issue asks the quorum first).
+    async fn dual_change(self: &Arc<Self>, pair: &Arc<PairRt>, fs: FsId, body: OpBody) -> Result<OpReply, FsError> {
+        // Step 2: order and determine.
+        let ns = Array::is_namespace(&body);
+        let ns_lock = self.array.namespace_lock(fs);
+        let _ns_guard = if ns { Some(ns_lock.lock().await) } else { None };
+        let _ranges = self.range_locks(fs, &body).await?;
+        let op = self.array.determine(fs, body)?;
+        let log_keys = log_keys(&op);
+        self.log.enter(fs, &log_keys).map_err(|e| FsError::Io(format!("LOG append failed: {e}")))?;
+        let waits_for_disk = matches!(op.body, OpBody::Commit { .. } | OpBody::Write { stable: Stability::FileSync | Stability::DataSync, .. });
+        let result = self.dual_apply(pair, fs, op, waits_for_disk).await;
+        self.log.leave(fs, &log_keys);
+        result
+    }
+
+    async fn dual_apply(self: &Arc<Self>, pair: &Arc<PairRt>, fs: FsId, op: FsOp, waits_for_disk: bool) -> Result<OpReply, FsError> {
+        if waits_for_disk {
+            // Durability order: the LOG record naming this change must be on disk before the
+            // change itself can be (it is flushed here, before the local fsync below).
+            self.log.flush().map_err(|e| FsError::Io(format!("LOG flush failed: {e}")))?;
+        }
+        let state = pair.state();
+        let (local, remote) = if state.replicates() {
+            // Step 3: both at once.
+            let (l, r) = tokio::join!(self.array.apply(op.clone()), self.replicate(pair, &op));
+            (l, Some(r))
+        } else {
+            (self.array.apply(op.clone()).await, None)
+        };
+        // Steps 6–7.
+        let differs = match &remote {
+            Some(Ok(r)) => !same_result(&local, r),
+            Some(Err(_)) => local.is_ok() || !matches!(op.body, OpBody::Commit { .. }),
+            None => local.is_ok(),
+        };
+        if differs && !matches!(op.body, OpBody::Commit { .. }) {
+            let keys = dcl_keys(&op, &local);
+            // Durability order: the DCL must name this change before the host hears of it.
+            if let Err(e) = self.dcl.mark(fs, keys).await {
+                return Err(FsError::Io(format!("DCL record failed: {e}")));
+            }
+        }
+        match remote {
+            Some(Err(reason)) => self.on_event(pair, Event::RemoteFailed { reason }),
+            Some(Ok(r)) if differs && state == PairState::Normal => {
+                let detail = format!("{} on inode {:?}: here {:?}, peer {:?}", op.body.kind(), target_ino(&op), brief(&local), brief(&r));
+                self.on_event(pair, Event::Diverged { detail });
+            }
+            _ => {}
+        }
+        local
+    }
+
+    /// Range locks for a change: its byte range for a write; the whole inode(s) for what
+    /// changes attributes or names (the inodes a namespace op touches are looked up under
+    /// the namespace lock, which keeps them stable).
+    async fn range_locks(&self, fs: FsId, body: &OpBody) -> Result<Vec<RangeGuard>, FsError> {
+        let mut inos: Vec<Ino> = Vec::new();
+        let store = self.array.store();
+        let add_entry = |dir: Ino, name: &[u8], inos: &mut Vec<Ino>| {
+            if let Ok(a) = store.lookup(fs, dir, name) {
+                inos.push(a.ino);
+            }
+        };
+        match body {
+            OpBody::Write { ino, offset, data, .. } => {
+                let end = offset.saturating_add(data.len() as u64);
+                return Ok(vec![self.locks.lock(fs, *ino, (*offset, end)).await]);
+            }
+            OpBody::Commit { .. } => return Ok(Vec::new()),
+            OpBody::SetAttr { ino, .. } => inos.push(*ino),
+            OpBody::Create { dir, name, .. } => {
+                inos.push(*dir);
+                add_entry(*dir, name, &mut inos);
+            }
+            OpBody::Mkdir { dir, .. } | OpBody::Symlink { dir, .. } => inos.push(*dir),
+            OpBody::Remove { dir, name } | OpBody::Rmdir { dir, name } => {
+                inos.push(*dir);
+                add_entry(*dir, name, &mut inos);
+            }
+            OpBody::Rename { from_dir, from_name, to_dir, to_name } => {
+                inos.push(*from_dir);
+                inos.push(*to_dir);
+                add_entry(*from_dir, from_name, &mut inos);
+                add_entry(*to_dir, to_name, &mut inos);
+            }
+            OpBody::Link { ino, dir, .. } => {
+                inos.push(*ino);
+                inos.push(*dir);
+            }
+        }
+        // One order for everyone: no two changes wait for each other's locks.
+        inos.sort_unstable();
+        inos.dedup();
+        let mut guards = Vec::with_capacity(inos.len());
+        for ino in inos {
+            guards.push(self.locks.lock(fs, ino, WHOLE).await);
+        }
+        Ok(guards)
+    }
+
+    /// Step 3, remote half: the op over the link. `Err` is a transport failure or a refusal
+    /// (the remote store never answered for it).
+    async fn replicate(&self, pair: &PairRt, op: &FsOp) -> Result<Result<OpReply, FsError>, String> {
+        let link = self.current_link().ok_or_else(|| "the link to the peer is down".to_owned())?;
+        let (head, data) = proto::split_data(op.clone());
+        let req = Request::Replicate {
+            pair: pair.id(),
+            epoch: pair.epoch(),
+            session: self.session,
+            seq: Seq(pair.seq.fetch_add(1, Ordering::Relaxed)),
+            op: head,
+        };
+        match link.call_typed::<Request, Response>(&req, data).await {
+            Ok((Response::Applied(r), _)) => Ok(r),
+            Ok((Response::Refused(why), _)) => Err(format!("the peer refused the change: {why}")),
+            Ok((other, _)) => Err(format!("unexpected answer from the peer: {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    // ---------------------------------------------------------------- the receiving side
+
+    /// Serves one request from the peer's metro module.
+    pub(crate) async fn handle(self: &Arc<Self>, req: Request, body: Bytes) -> Response {
+        match self.handle_inner(req, body).await {
+            Ok(r) => r,
+            Err(why) => {
+                tracing::warn!(peer_request_refused = %why);
+                Response::Refused(why)
+            }
+        }
+    }
+
+    /// The pair a request names, checked: known here, this side is its secondary, the
+    /// request's epoch not older than ours (fencing: an old primary cannot change anything).
+    fn secondary_pair(&self, id: PairId, epoch: Option<Epoch>) -> Result<Arc<PairRt>, String> {
+        let pair = self.pair_by_id(id).ok_or_else(|| format!("pair {id} is unknown on array {}", self.config.name))?;
+        if pair.role() != Role::Secondary {
+            return Err(format!("array {} serves pair {id}; it accepts no replicated change for it", self.config.name));
+        }
+        if let Some(e) = epoch {
+            let mine = pair.epoch();
+            if e < mine {
+                return Err(format!("op of epoch {e} refused: pair {id} is at epoch {mine} (a fenced side cannot change anything)"));
+            }
+        }
+        Ok(pair)
+    }
+
+    async fn handle_inner(self: &Arc<Self>, req: Request, body: Bytes) -> Result<Response, String> {
+        let store = self.array.store().clone();
+        match req {
+            Request::Hello { array, pairs } => {
+                self.adopt_records(&array, pairs);
+                Ok(Response::Hello { array: self.config.name.clone(), pairs: self.records() })
+            }
+            Request::CreateTwin { pair, rules, root } => {
+                if self.pair_by_id(pair.id).is_some() {
+                    return Ok(Response::Done);
+                }
+                if pair.secondary != self.config.name {
+                    return Err(format!("pair {} names {} as its secondary, this array is {}", pair.id, pair.secondary, self.config.name));
+                }
+                if let Some(existing) = store.fs_by_name(&pair.fs_name) {
+                    return Err(format!(
+                        "array {} already has a file system named '{}' (id {}): delete or rename it there first",
+                        self.config.name, pair.fs_name, existing.id
+                    ));
+                }
+                store.create_fs(&pair.fs_name, pair.fs, rules, pair.created).map_err(|e| e.to_string())?;
+                store.apply_sync(pair.fs, &SyncOp::PutInode { attr: root, symlink: None }).map_err(|e| e.to_string())?;
+                store.sync().map_err(|e| e.to_string())?;
+                self.persist(&pair).map_err(|e| e.to_string())?;
+                let rt = Arc::new(PairRt::new(pair.clone(), &self.config.name));
+                lock(&rt.engine).on(Event::LinkUp);
+                rt.event(format!("pair created as the secondary of {} for fs '{}'", pair.primary, pair.fs_name));
+                self.pairs.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(pair.fs, rt);
+                Ok(Response::Done)
+            }
+            Request::Record { pair } => {
+                self.adopt_records(&pair.primary.clone(), vec![pair]);
+                Ok(Response::Done)
+            }
+            Request::Replicate { pair, epoch, session, seq, op } => {
+                let p = self.secondary_pair(pair, Some(epoch))?;
+                if op.fs != p.fs() {
+                    return Err(format!("op for fs {} sent under pair {pair} of fs {}", op.fs, p.fs()));
+                }
+                if !lock(&p.window).admit(session, seq.0) {
+                    tracing::debug!(%pair, seq = seq.0, "duplicate replicated op ignored");
+                    return Err(format!("op {} of session {session:x} was already applied", seq.0));
+                }
+                let op = proto::join_data(op, body);
+                Ok(Response::Applied(self.array.apply(op).await))
+            }
+            Request::Sync { pair, epoch, ops } => {
+                let p = self.secondary_pair(pair, Some(epoch))?;
+                let ops = proto::join_segments(ops, body).ok_or("resync data does not match its description")?;
+                let fs = p.fs();
+                tokio::task::spawn_blocking(move || {
+                    for op in &ops {
+                        store.apply_sync(fs, op).map_err(|e| format!("{op:?}: {e}"))?;
+                    }
+                    Ok::<_, String>(())
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                Ok(Response::Done)
+            }
+            Request::Flush { pair } => {
+                self.secondary_pair(pair, None)?;
+                tokio::task::spawn_blocking(move || store.sync()).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+                Ok(Response::Done)
+            }
+            Request::ListDir { pair, dir } => {
+                let p = self.pair_by_id(pair).ok_or("unknown pair")?;
+                match store.entries(p.fs(), dir) {
+                    Ok(e) => Ok(Response::Entries(e)),
+                    Err(FsError::Stale | FsError::NoEnt | FsError::NotDir) => Ok(Response::Entries(Vec::new())),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            Request::GetInode { pair, ino } => {
+                let p = self.pair_by_id(pair).ok_or("unknown pair")?;
+                Ok(Response::Inode(store.inode(p.fs(), ino).map_err(|e| e.to_string())?))
+            }
+            Request::Digests { pair, ino, chunk_bytes } => {
+                let p = self.pair_by_id(pair).ok_or("unknown pair")?;
+                let fs = p.fs();
+                let d = tokio::task::spawn_blocking(move || store.digests(fs, ino, chunk_bytes)).await.map_err(|e| e.to_string())?;
+                Ok(Response::Digests(d.map_err(|e| e.to_string())?))
+            }
+            Request::Inodes { pair } => {
+                let p = self.pair_by_id(pair).ok_or("unknown pair")?;
+                Ok(Response::Inodes(store.inodes(p.fs()).map_err(|e| e.to_string())?))
+            }
+            Request::Delete { pair } => {
+                if let Some(p) = self.pair_by_id(pair) {
+                    self.drop_pair(&p).map_err(|e| e.to_string())?;
+                }
+                Ok(Response::Done)
+            }
+        }
+    }
+
+    fn records(&self) -> Vec<PairRecord> {
+        self.pair_list().iter().map(|p| lock(&p.record).clone()).collect()
+    }
+
+    /// Takes the peer's view of pairs where it is newer: its epoch is higher, or it serves
+    /// the pair and tells us its state.
+    fn adopt_records(self: &Arc<Self>, from: &str, recs: Vec<PairRecord>) {
+        for rec in recs {
+            let Some(p) = self.pair_by_id(rec.id) else { continue };
+            let mine = lock(&p.record).clone();
+            let newer = rec.epoch > mine.epoch || (rec.epoch == mine.epoch && rec.primary == from && mine.primary == from);
+            if !newer || rec == mine {
+                continue;
+            }
+            if let Err(e) = self.persist(&rec) {
+                tracing::error!(error = %e, "cannot persist the pair record from the peer");
+                continue;
+            }
+            let role = if rec.primary == self.config.name { Role::Primary } else { Role::Secondary };
+            {
+                let mut eng = lock(&p.engine);
+                let link_up = eng.link_up();
+                *eng = Engine::new(rec.state, role);
+                if link_up {
+                    eng.on(Event::LinkUp);
+                }
+            }
+            *lock(&p.record) = rec.clone();
+            if rec.state == PairState::Normal {
+                lock(&p.alarms).clear();
+            }
+            p.event(format!("pair state {} as told by {from}", rec.state));
+        }
+    }
+
+    // ---------------------------------------------------------------- the link
+
+    /// Keeps the link to the peer up: the array with the smaller name dials, the other
+    /// accepts; after a loss it is re-established. Runs until the process ends.
+    pub async fn run_link(self: Arc<Self>) -> Result<(), MetroError> {
+        let Some(peer) = self.config.peer.clone() else { return Ok(()) };
+        let handler = Arc::new(LinkHandler(Arc::downgrade(&self)));
+        let dials = self.config.name < peer.name;
+        let listener = tokio::net::TcpListener::bind(peer.listen)
+            .await
+            .map_err(|e| MetroError::Link(format!("cannot listen for the peer on {}: {e}", peer.listen)))?;
+        tracing::info!(listen = %peer.listen, peer = %peer.addr, dials, "replication link");
+        loop {
+            let attempt = if dials {
+                metrofs_link::connect(peer.addr.as_str(), &peer.link, &peer.identity, handler.clone()).await
+            } else {
+                match listener.accept().await {
+                    Ok((s, _)) => metrofs_link::accept_stream(s, &peer.link, &peer.identity, handler.clone()).await,
+                    Err(e) => Err(metrofs_link::LinkError::Accept(e)),
+                }
+            };
+            let link = match attempt {
+                Ok(l) if l.peer().name == peer.name => l,
+                Ok(l) => {
+                    tracing::error!(expected = %peer.name, got = %l.peer().name, "the peer presented another array name: fix [peer] name in the configuration");
+                    l.close("unexpected array name");
+                    tokio::time::sleep(Duration::from_millis(REDIAL_MS)).await;
+                    continue;
+                }
+                Err(e) => {
+                    if dials {
+                        tracing::debug!(error = %e, "link to the peer not established");
+                    } else {
+                        tracing::warn!(error = %e, "link from the peer refused");
+                    }
+                    if dials {
+                        tokio::time::sleep(Duration::from_millis(REDIAL_MS)).await;
+                    }
+                    continue;
+                }
+            };
+            tracing::info!(peer = %peer.name, "replication link up");
+            // Exchange records before any change is replicated on the new link.
+            match link.call_typed::<Request, Response>(&Request::Hello { array: self.config.name.clone(), pairs: self.records() }, Bytes::new()).await {
+                Ok((Response::Hello { array, pairs }, _)) => self.adopt_records(&array, pairs),
+                other => {
+                    tracing::warn!(answer = ?other.map(|r| r.0), "the peer did not answer Hello; dropping the link");
+                    link.close("no Hello");
+                    continue;
+                }
+            }
+            self.link.send_replace(Some(link.clone()));
+            for p in self.pair_list() {
+                self.on_event(&p, Event::LinkUp);
+            }
+            let reason = link.closed().await;
+            self.link.send_replace(None);
+            tracing::warn!(%reason, "replication link down");
+            for p in self.pair_list() {
+                self.on_event(&p, Event::LinkDown { reason: reason.to_string() });
+            }
+        }
+    }
+
+    /// Waits until the link is up (tests, CLI).
+    pub async fn wait_link(&self, timeout: Duration) -> bool {
+        let mut rx = self.link.subscribe();
+        let up = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await.is_ok_and(|r| r.is_ok());
+        up
+    }
+
+    // ---------------------------------------------------------------- operator actions
+
+    /// `pair create FS --remote PEER`: creates the twin on the peer (same fs id and inode
+    /// numbers) and starts the initial full sync while hosts keep writing.
+    pub async fn create_pair(self: &Arc<Self>, fs_name: &str, remote: &str) -> Result<PairView, MetroError> {
+        let peer = self.config.peer.as_ref().ok_or(MetroError::NoPeer)?;
+        if peer.name != remote {
+            return Err(MetroError::WrongPeer { configured: peer.name.clone(), asked: remote.to_owned() });
+        }
+        let info = self.array.fs(fs_name).ok_or_else(|| MetroError::NoFs(fs_name.to_owned()))?;
+        if let Some(p) = self.pair_of(info.id) {
+            return Err(MetroError::AlreadyPaired(fs_name.to_owned(), p.id()));
+        }
+        let link = self.current_link().ok_or_else(|| MetroError::LinkDown(peer.name.clone()))?;
+        let root = self.array.store().getattr(info.id, metrofs_core::ROOT_INO).map_err(storage)?;
+        let rec = PairRecord {
+            id: PairId(rand::random()),
+            fs: info.id,
+            fs_name: info.name.clone(),
+            primary: self.config.name.clone(),
+            secondary: peer.name.clone(),
+            state: PairState::Synchronizing,
+            epoch: Epoch(1),
+            created: info.created,
+        };
+        // Everything is dirty until the first sync ends: durable before the pair exists.
+        self.dcl.mark_full(info.id).await.map_err(storage)?;
+        let req = Request::CreateTwin { pair: rec.clone(), rules: info.rules.clone(), root };
+        match link.call_typed::<Request, Response>(&req, Bytes::new()).await {
+            Ok((Response::Done, _)) => {}
+            Ok((Response::Refused(why), _)) => {
+                let _ = self.dcl.drop_fs(info.id);
+                return Err(MetroError::PeerRefused(why));
+            }
+            Ok((other, _)) => return Err(MetroError::Link(format!("unexpected answer {other:?}"))),
+            Err(e) => return Err(MetroError::Link(e.to_string())),
+        }
+        self.persist(&rec)?;
+        let rt = Arc::new(PairRt::new(rec.clone(), &self.config.name));
+        lock(&rt.engine).on(Event::LinkUp);
+        rt.event(format!("pair created: fs '{}' from {} to {}; initial full sync", rec.fs_name, rec.primary, rec.secondary));
+        self.pairs.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(info.id, rt.clone());
+        crate::resync::start(self.clone(), rt.clone());
+        Ok(self.view(&rt))
+    }
+
+    fn pair_or_err(&self, id: PairId) -> Result<Arc<PairRt>, MetroError> {
+        self.pair_by_id(id).ok_or(MetroError::NoPair(id))
+    }
+
+    /// `pair pause ID`: stop replicating on purpose; the DCL records.
+    pub fn pause(self: &Arc<Self>, id: PairId) -> Result<PairView, MetroError> {
+        let p = self.pair_or_err(id)?;
+        lock(&p.engine).check(&Event::Pause)?;
+        self.on_event(&p, Event::Pause);
+        p.event("paused by the operator".into());
+        Ok(self.view(&p))
+    }
+
+    /// `pair resume ID`: resynchronise what the DCL names, then Normal.
+    pub fn resume(self: &Arc<Self>, id: PairId) -> Result<PairView, MetroError> {
+        let p = self.pair_or_err(id)?;
+        lock(&p.engine).check(&Event::Resume)?;
+        p.event("resumed by the operator".into());
+        self.on_event(&p, Event::Resume);
+        Ok(self.view(&p))
+    }
+
+    /// `pair delete ID`: unpair; both copies stay as independent file systems.
+    pub async fn delete_pair(self: &Arc<Self>, id: PairId) -> Result<(), MetroError> {
+        let p = self.pair_or_err(id)?;
+        if p.role() != Role::Primary {
+            return Err(Refused::NotPrimary.into());
+        }
+        if let Some(link) = self.current_link() {
+            match link.call_typed::<Request, Response>(&Request::Delete { pair: id }, Bytes::new()).await {
+                Ok((Response::Done, _)) => {}
+                Ok((other, _)) => tracing::warn!(answer = ?other, "the peer did not confirm the unpairing; its copy stays paired until it hears of it"),
+                Err(e) => tracing::warn!(error = %e, "the peer did not hear of the unpairing"),
+            }
+        }
+        self.drop_pair(&p)
+    }
+
+    fn drop_pair(&self, p: &Arc<PairRt>) -> Result<(), MetroError> {
+        if let Some(h) = lock(&p.resync).take() {
+            h.stop();
+        }
+        self.forget(p.id())?;
+        self.dcl.drop_fs(p.fs()).map_err(storage)?;
+        self.pairs.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&p.fs());
+        tracing::info!(pair = %p.id(), "pair deleted; both copies are independent file systems now");
+        Ok(())
+    }
+
+    /// `pair verify ID`: compares both sides (attributes, entries and chunk digests) and
+    /// lists every difference.
+    pub async fn verify(self: &Arc<Self>, id: PairId) -> Result<VerifyReport, MetroError> {
+        crate::resync::verify(self.clone(), self.pair_or_err(id)?).await
+    }
+
+    #[must_use]
+    pub fn list_pairs(&self) -> Vec<PairView> {
+        let mut v: Vec<_> = self.pair_list().iter().map(|p| self.view(p)).collect();
+        v.sort_by(|a, b| a.fs.cmp(&b.fs));
+        v
+    }
+
+    pub fn show(&self, id: PairId) -> Result<PairView, MetroError> {
+        Ok(self.view(&self.pair_or_err(id)?))
+    }
+
+    /// The pair of a file system by name, if paired.
+    #[must_use]
+    pub fn pair_of_fs(&self, fs_name: &str) -> Option<PairView> {
+        self.pair_list().into_iter().find(|p| lock(&p.record).fs_name == fs_name).map(|p| self.view(&p))
+    }
+
+    fn view(&self, p: &Arc<PairRt>) -> PairView {
+        let rec = lock(&p.record).clone();
+        let eng = lock(&p.engine).clone();
+        let (local_data, remote_data) = eng.data_status();
+        let fs = rec.fs;
+        let (dirs, inodes, chunks, full) = self.dcl.counts(fs);
+        let link = self.current_link();
+        let preferred_site = match &self.config.peer {
+            Some(peer) if !self.config.preferred => peer.name.clone(),
+            _ => self.config.name.clone(),
+        };
+        PairView {
+            id: rec.id.to_string(),
+            fs: rec.fs_name.clone(),
+            fs_id: fs,
+            state: eng.state(),
+            role: eng.role(),
+            serving: rec.primary.clone(),
+            secondary: rec.secondary.clone(),
+            preferred_site,
+            local_data,
+            remote_data,
+            link_up: link.is_some(),
+            link_rtt_us: link.and_then(|l| l.rtt()).map(|d| d.as_micros() as u64),
+            epoch: rec.epoch.0,
+            dcl_bytes: chunks as u64 * DCL_CHUNK_BYTES,
+            dcl_dirs: dirs,
+            dcl_inodes: inodes,
+            dcl_chunks: chunks,
+            dcl_full: full,
+            sync: lock(&p.resync).as_ref().map(ResyncHandle::progress),
+            alarms: lock(&p.alarms).clone(),
+            events: lock(&p.events).iter().rev().take(20).cloned().collect(),
+        }
+    }
+
+    /// Makes the LOG durable (the daemon calls it periodically, well below the kernel's
+    /// dirty write-back delay, so no data reaches the disk before its LOG record).
+    pub fn flush_log(&self) -> std::io::Result<()> {
+        self.log.flush()
+    }
+
+    /// LOG keys resident / active, for metrics.
+    #[must_use]
+    pub fn log_extents(&self) -> (usize, usize) {
+        (self.log.resident(), self.log.active())
+    }
+
+    /// Whether this array may answer hosts for `fs` (it serves it, or it is not paired).
+    fn serves(&self, fs: FsId) -> Result<Option<Arc<PairRt>>, FsError> {
+        match self.pair_of(fs) {
+            None => Ok(None),
+            Some(p) if p.role() == Role::Primary => Ok(Some(p)),
+            Some(p) => Err(FsError::Busy(format!("array {} is the secondary of pair {}; the service is on {}", self.config.name, p.id(), lock(&p.record).primary))),
+        }
+    }
+}
+
+/// The link's request handler: decodes and hands to [`Metro::handle`].
+struct LinkHandler(std::sync::Weak<Metro>);
+
+impl metrofs_link::Handler for LinkHandler {
+    async fn handle(&self, header: Bytes, body: Bytes) -> (Bytes, Bytes) {
+        let resp = match (self.0.upgrade(), metrofs_link::decode_header::<Request>(&header)) {
+            (Some(m), Ok(req)) => m.handle(req, body).await,
+            (None, _) => Response::Refused("the array is stopping".into()),
+            (_, Err(e)) => {
+                tracing::warn!(error = %e, "undecodable request from the peer refused");
+                Response::Refused(format!("undecodable request: {e}"))
+            }
+        };
+        let header = metrofs_link::encode_header(&resp).unwrap_or_else(|e| {
+            // Only an over-long answer can fail to encode (a huge listing): say so instead.
+            metrofs_link::encode_header(&Response::Refused(format!("answer too large: {e}"))).unwrap_or_default()
+        });
+        (header, Bytes::new())
+    }
+}
+
+/// Equal results, ignoring what legitimately differs between two disks (`used`).
+fn same_result(a: &Result<OpReply, FsError>, b: &Result<OpReply, FsError>) -> bool {
+    fn norm(r: &Result<OpReply, FsError>) -> Result<OpReply, FsError> {
+        r.clone().map(|mut r| {
+            let clear = |a: &mut Attr| a.used = 0;
+            if let Some(a) = r.obj.as_mut() {
+                clear(a);
+            }
+            if let Some((_, a)) = r.dir.as_mut() {
+                clear(a);
+            }
+            if let Some((_, a)) = r.dir2.as_mut() {
+                clear(a);
+            }
+            r
+        })
+    }
+    norm(a) == norm(b)
+}
+
+fn brief(r: &Result<OpReply, FsError>) -> String {
+    match r {
+        Ok(r) => r.obj.as_ref().map_or_else(|| "ok".to_owned(), |a| format!("ok (ino {}, size {}, mtime {:?})", a.ino, a.size, a.mtime)),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+fn target_ino(op: &FsOp) -> Option<Ino> {
+    match &op.body {
+        OpBody::Write { ino, .. } | OpBody::SetAttr { ino, .. } | OpBody::Commit { ino } | OpBody::Link { ino, .. } => Some(*ino),
+        OpBody::Create { dir, .. } | OpBody::Mkdir { dir, .. } | OpBody::Symlink { dir, .. } | OpBody::Remove { dir, .. } | OpBody::Rmdir { dir, .. } => Some(*dir),
+        OpBody::Rename { from_dir, .. } => Some(*from_dir),
+    }
+}
+
+/// What the LOG names for a change (see `log.rs`).
+fn log_keys(op: &FsOp) -> Vec<LogKey> {
+    let mut k = Vec::new();
+    if let Some(n) = op.new_inode {
+        k.push(LogKey::Object(n.ino));
+    }
+    match &op.body {
+        OpBody::Write { ino, offset, data, .. } => k.extend(LogKey::regions(*ino, *offset, data.len() as u64)),
+        OpBody::SetAttr { ino, .. } | OpBody::Commit { ino } => k.push(LogKey::Object(*ino)),
+        OpBody::Create { dir, .. } | OpBody::Mkdir { dir, .. } | OpBody::Symlink { dir, .. } | OpBody::Remove { dir, .. } | OpBody::Rmdir { dir, .. } => {
+            k.push(LogKey::Object(*dir));
+        }
+        OpBody::Rename { from_dir, to_dir, .. } => {
+            k.push(LogKey::Object(*from_dir));
+            k.push(LogKey::Object(*to_dir));
+        }
+        OpBody::Link { ino, dir, .. } => {
+            k.push(LogKey::Object(*ino));
+            k.push(LogKey::Object(*dir));
+        }
+    }
+    k
+}
+
+/// What the DCL names for a change that reached only this side (or differed).
+fn dcl_keys(op: &FsOp, local: &Result<OpReply, FsError>) -> Vec<DclKey> {
+    let mut k = Vec::new();
+    if let Some(n) = op.new_inode {
+        k.push(DclKey::Inode(n.ino));
+    }
+    let reply = local.as_ref().ok();
+    match &op.body {
+        OpBody::Write { ino, offset, data, .. } => {
+            k.extend(DclKey::chunks(*ino, *offset, data.len() as u64));
+            k.push(DclKey::Inode(*ino));
+        }
+        OpBody::SetAttr { ino, attr, .. } => {
+            k.push(DclKey::Inode(*ino));
+            if let (Some(new), Some(old)) = (attr.size, reply.and_then(|r| r.obj_before)) {
+                let (lo, hi) = (new.min(old.size), new.max(old.size));
+                if hi > lo {
+                    k.extend(DclKey::chunks(*ino, lo, hi - lo));
+                }
+            }
+        }
+        OpBody::Commit { .. } => {}
+        OpBody::Create { dir, .. } | OpBody::Mkdir { dir, .. } | OpBody::Symlink { dir, .. } | OpBody::Remove { dir, .. } | OpBody::Rmdir { dir, .. } => {
+            k.push(DclKey::Dir(*dir));
+            k.push(DclKey::Inode(*dir));
+        }
+        OpBody::Rename { from_dir, to_dir, .. } => {
+            for d in [from_dir, to_dir] {
+                k.push(DclKey::Dir(*d));
+                k.push(DclKey::Inode(*d));
+            }
+        }
+        OpBody::Link { ino, dir, .. } => {
+            k.push(DclKey::Inode(*ino));
+            k.push(DclKey::Dir(*dir));
+            k.push(DclKey::Inode(*dir));
+        }
+    }
+    if let Some(a) = reply.and_then(|r| r.obj.as_ref()) {
+        k.push(DclKey::Inode(a.ino));
+    }
+    k.sort_unstable();
+    k.dedup();
+    k
+}
+
+impl Backend for Metro {
+    fn export_by_path(&self, path: &str) -> Option<ExportInfo> {
+        let e = self.array.export_by_path(path)?;
+        // The secondary of a pair does not offer the fs: hosts mount the serving side.
+        self.serves(e.fs).ok().map(|_| e)
+    }
+
+    fn export_by_fs(&self, fs: FsId) -> Option<ExportInfo> {
+        self.array.export_by_fs(fs)
+    }
+
+    fn exports(&self) -> Vec<ExportInfo> {
+        self.array.exports().into_iter().filter(|e| self.serves(e.fs).is_ok()).collect()
+    }
+
+    fn write_verifier(&self) -> [u8; 8] {
+        self.array.write_verifier()
+    }
+
+    async fn getattr(&self, fs: FsId, ino: Ino) -> Result<Attr, FsError> {
+        self.serves(fs)?;
+        self.array.getattr(fs, ino).await
+    }
+
+    async fn lookup(&self, fs: FsId, dir: Ino, name: &[u8]) -> Result<Attr, FsError> {
+        self.serves(fs)?;
+        self.array.lookup(fs, dir, name).await
+    }
+
+    async fn read(&self, fs: FsId, ino: Ino, offset: u64, count: u32) -> Result<ReadReply, FsError> {
+        self.serves(fs)?;
+        self.array.read(fs, ino, offset, count).await
+    }
+
+    async fn readlink(&self, fs: FsId, ino: Ino) -> Result<(Vec<u8>, Attr), FsError> {
+        self.serves(fs)?;
+        self.array.readlink(fs, ino).await
+    }
+
+    async fn readdir(&self, fs: FsId, dir: Ino, cookie: u64, max_entries: usize, plus: bool) -> Result<ReadDirPage, FsError> {
+        self.serves(fs)?;
+        self.array.readdir(fs, dir, cookie, max_entries, plus).await
+    }
+
+    async fn fsstat(&self, fs: FsId) -> Result<FsStat, FsError> {
+        self.serves(fs)?;
+        self.array.fsstat(fs).await
+    }
+
+    async fn change(&self, fs: FsId, body: OpBody, caller: &Caller) -> Result<OpReply, FsError> {
+        match self.serves(fs)? {
+            None => self.array.change(fs, body, caller).await,
+            Some(pair) => {
+                // The write path hands engine commands to spawned tasks, which need an Arc.
+                let me = self.me.upgrade().ok_or_else(|| FsError::Busy("the array is stopping".into()))?;
+                me.dual_change(&pair, fs, body).await
+            }
+        }
+    }
+}
+

@@ -1,0 +1,432 @@
+//! The resync worker and `pair verify` (DESIGN.md, "Resync").
+//!
+//! Resync copies what the DCL names from the serving side to the other, while hosts keep
+//! writing, in rounds. Each round takes a [`crate::dcl::DclSnapshot`] and:
+//! 1. `PutInode` for every dirty inode that exists here (under its whole-inode range lock, so
+//!    a concurrent change is ordered before or after the copy, never inside it);
+//! 2. under the namespace lock, for every dirty directory: `Link` the entries the target lacks
+//!    (creating their inodes first), then, once every directory is linked, `Unlink` the entries
+//!    the target has in excess — links before unlinks, so a subtree moved between two dirty
+//!    directories is never orphaned;
+//! 3. `PutData` for dirty chunks, coalesced into runs of up to `RESYNC_RUN_BYTES`, several runs
+//!    in flight, each under its range lock; holes travel as holes;
+//! 4. `Flush` on the target, then clear from the DCL exactly the keys copied whose generation
+//!    did not move (a change that landed meanwhile stays dirty for the next round).
+//! It ends when a round starts with an empty DCL.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use metrofs_core::{Attr, FileType, FsId, Ino, SyncOp};
+use metrofs_link::Link;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+
+use crate::dcl::{DclKey, DCL_CHUNK_BYTES};
+use crate::engine::Event;
+use crate::locks::WHOLE;
+use crate::metro::{Metro, MetroError, PairRt, VerifyReport};
+use crate::proto::{self, Request, Response};
+
+/// Largest run of chunks copied in one request.
+pub const RESYNC_RUN_BYTES: u64 = 1 << 20;
+/// Runs in flight at once.
+const RESYNC_RUNS_IN_FLIGHT_MAX: usize = 8;
+/// Sync ops per request for inodes and entries.
+const RESYNC_BATCH_OPS_MAX: usize = 256;
+/// Differences listed by verify before it stops listing (it still counts).
+const VERIFY_DIFFERENCES_MAX: usize = 1000;
+/// Chunk size verify compares digests of.
+const VERIFY_CHUNK_BYTES: u64 = 1 << 20;
+
+/// What a running resync shows (STYLE.md 6: a named worker with visible state).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Busy (copying), Done, or Failed with the reason.
+    pub status: String,
+    /// inodes / directories / data.
+    pub phase: String,
+    pub round: u64,
+    pub total_bytes: u64,
+    pub done_bytes: u64,
+    pub percent: f64,
+    pub bytes_per_s: u64,
+    pub eta_s: Option<u64>,
+    /// Bytes of data sent over the link by this resync (for the "copies only the DCL" check).
+    pub sent_bytes: u64,
+}
+
+/// A running resync worker.
+pub struct ResyncHandle {
+    task: tokio::task::JoinHandle<()>,
+    progress: Arc<Mutex<Progress>>,
+}
+
+impl ResyncHandle {
+    pub fn stop(self) {
+        self.task.abort();
+    }
+
+    #[must_use]
+    pub fn progress(&self) -> Progress {
+        lock(&self.progress).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Starts the resync worker of `pair` unless one runs.
+pub(crate) fn start(metro: Arc<Metro>, pair: Arc<PairRt>) {
+    let mut slot = lock(&pair.resync);
+    if slot.as_ref().is_some_and(|h| !h.task.is_finished()) {
+        return;
+    }
+    let progress = Arc::new(Mutex::new(Progress { status: "Busy".into(), ..Progress::default() }));
+    let p = progress.clone();
+    let pr = pair.clone();
+    let task = tokio::spawn(async move {
+        let started = tokio::time::Instant::now();
+        let result = run(&metro, &pr, &p, started).await;
+        match result {
+            Ok(()) => {
+                lock(&p).status = "Done".into();
+                let secs = started.elapsed().as_secs_f64();
+                let sent = lock(&p).sent_bytes;
+                pr.event_pub(format!("resync done: {sent} bytes of data in {secs:.1} s"));
+                metro.on_event(&pr, Event::ResyncDone);
+            }
+            Err(reason) => {
+                lock(&p).status = format!("Failed: {reason}");
+                metro.on_event(&pr, Event::ResyncFailed { reason });
+            }
+        }
+    });
+    *slot = Some(ResyncHandle { task, progress });
+}
+
+async fn send(link: &Link, pair: &PairRt, ops: Vec<SyncOp>) -> Result<u64, String> {
+    if ops.is_empty() {
+        return Ok(0);
+    }
+    let (ops, body) = proto::split_segments(ops);
+    let sent = body.len() as u64;
+    let req = Request::Sync { pair: pair.id(), epoch: pair.epoch_pub(), ops };
+    match link.call_typed::<Request, Response>(&req, body).await {
+        Ok((Response::Done, _)) => Ok(sent),
+        Ok((Response::Refused(why), _)) => Err(format!("the peer refused resync data: {why}")),
+        Ok((other, _)) => Err(format!("unexpected answer to resync data: {other:?}")),
+        Err(e) => Err(format!("link: {e}")),
+    }
+}
+
+async fn call(link: &Link, req: Request) -> Result<Response, String> {
+    match link.call_typed::<Request, Response>(&req, Bytes::new()).await {
+        Ok((Response::Refused(why), _)) => Err(format!("the peer refused: {why}")),
+        Ok((r, _)) => Ok(r),
+        Err(e) => Err(format!("link: {e}")),
+    }
+}
+
+async fn run(metro: &Arc<Metro>, pair: &Arc<PairRt>, progress: &Arc<Mutex<Progress>>, started: tokio::time::Instant) -> Result<(), String> {
+    let fs = pair.fs();
+    let store = metro.array().store().clone();
+    loop {
+        let snap = metro.dcl.snapshot(fs);
+        if snap.full.is_none() && snap.keys.is_empty() {
+            return Ok(());
+        }
+        let link = metro.current_link().ok_or("the link to the peer is down")?;
+        lock(progress).round += 1;
+
+        // What this round copies.
+        let mut inodes: BTreeSet<Ino> = BTreeSet::new();
+        let mut dirs: BTreeSet<Ino> = BTreeSet::new();
+        let mut chunks: BTreeMap<Ino, BTreeSet<u64>> = BTreeMap::new();
+        let mut whole: Vec<(Ino, u64)> = Vec::new();
+        if snap.full.is_some() {
+            for ino in store.inodes(fs).map_err(|e| e.to_string())? {
+                inodes.insert(ino);
+                match store.getattr(fs, ino) {
+                    Ok(a) if a.ftype == FileType::Directory => {
+                        dirs.insert(ino);
+                    }
+                    Ok(a) if a.ftype == FileType::Regular && a.size > 0 => whole.push((ino, a.size)),
+                    _ => {}
+                }
+            }
+        }
+        for (k, _) in &snap.keys {
+            match *k {
+                DclKey::Dir(d) => {
+                    dirs.insert(d);
+                    inodes.insert(d);
+                }
+                DclKey::Inode(i) => {
+                    inodes.insert(i);
+                }
+                DclKey::Chunk { ino, idx } => {
+                    chunks.entry(ino).or_default().insert(idx);
+                }
+            }
+        }
+        // Runs of data to copy: (ino, offset, len).
+        let mut runs: Vec<(Ino, u64, u64)> = Vec::new();
+        let whole_inos: std::collections::HashSet<Ino> = whole.iter().map(|w| w.0).collect();
+        for (ino, size) in &whole {
+            let mut off = 0;
+            while off < *size {
+                let len = RESYNC_RUN_BYTES.min(size - off);
+                runs.push((*ino, off, len));
+                off += len;
+            }
+        }
+        for (ino, idxs) in &chunks {
+            if whole_inos.contains(ino) {
+                continue;
+            }
+            let mut run: Option<(u64, u64)> = None;
+            for idx in idxs {
+                let off = idx * DCL_CHUNK_BYTES;
+                run = match run {
+                    Some((start, len)) if start + len == off && len + DCL_CHUNK_BYTES <= RESYNC_RUN_BYTES => Some((start, len + DCL_CHUNK_BYTES)),
+                    Some((start, len)) => {
+                        runs.push((*ino, start, len));
+                        Some((off, DCL_CHUNK_BYTES))
+                    }
+                    None => Some((off, DCL_CHUNK_BYTES)),
+                };
+            }
+            if let Some((start, len)) = run {
+                runs.push((*ino, start, len));
+            }
+        }
+        {
+            let mut p = lock(progress);
+            p.total_bytes = p.done_bytes + runs.iter().map(|r| r.2).sum::<u64>();
+        }
+
+        // 1. Inodes.
+        lock(progress).phase = "inodes".into();
+        let mut batch = Vec::new();
+        let mut guards = Vec::new();
+        for ino in &inodes {
+            guards.push(metro.locks.lock(fs, *ino, WHOLE).await);
+            if let Some((attr, symlink)) = store.inode(fs, *ino).map_err(|e| e.to_string())? {
+                batch.push(SyncOp::PutInode { attr, symlink });
+            }
+            if batch.len() >= RESYNC_BATCH_OPS_MAX {
+                send(&link, pair, std::mem::take(&mut batch)).await?;
+                guards.clear();
+            }
+        }
+        send(&link, pair, batch).await?;
+        drop(guards);
+
+        // 2. Directories: links everywhere first, then unlinks.
+        lock(progress).phase = "directories".into();
+        if !dirs.is_empty() {
+            let ns = metro.array().namespace_lock(fs);
+            let _ns = ns.lock().await;
+            let mut links = Vec::new();
+            let mut unlinks = Vec::new();
+            let mut created = Vec::new();
+            for d in &dirs {
+                let src = match store.entries(fs, *d) {
+                    Ok(e) => e,
+                    // Gone or not a directory here: its entries on the target go with it.
+                    Err(_) => continue,
+                };
+                let tgt = match call(&link, Request::ListDir { pair: pair.id(), dir: *d }).await? {
+                    Response::Entries(e) => e,
+                    other => return Err(format!("unexpected answer to ListDir: {other:?}")),
+                };
+                let tgt_map: HashMap<&[u8], Ino> = tgt.iter().map(|(n, i)| (n.as_slice(), *i)).collect();
+                let src_names: std::collections::HashSet<&[u8]> = src.iter().map(|(n, _)| n.as_slice()).collect();
+                for (name, ino) in &src {
+                    if tgt_map.get(name.as_slice()) != Some(ino) {
+                        if !inodes.contains(ino) {
+                            if let Some((attr, symlink)) = store.inode(fs, *ino).map_err(|e| e.to_string())? {
+                                if attr.ftype == FileType::Regular && attr.size > 0 {
+                                    created.push((*ino, attr.size));
+                                }
+                                links.push(SyncOp::PutInode { attr, symlink });
+                            }
+                        }
+                        links.push(SyncOp::Link { dir: *d, name: name.clone(), ino: *ino });
+                    }
+                }
+                for (name, _) in &tgt {
+                    if !src_names.contains(name.as_slice()) {
+                        unlinks.push(SyncOp::Unlink { dir: *d, name: name.clone() });
+                    }
+                }
+            }
+            for chunk in links.chunks(RESYNC_BATCH_OPS_MAX) {
+                send(&link, pair, chunk.to_vec()).await?;
+            }
+            for chunk in unlinks.chunks(RESYNC_BATCH_OPS_MAX) {
+                send(&link, pair, chunk.to_vec()).await?;
+            }
+            // Files that came with an entry (moved in from a clean directory) bring their data.
+            for (ino, size) in created {
+                if !whole_inos.contains(&ino) && !chunks.contains_key(&ino) {
+                    let mut off = 0;
+                    while off < size {
+                        let len = RESYNC_RUN_BYTES.min(size - off);
+                        runs.push((ino, off, len));
+                        off += len;
+                    }
+                }
+            }
+        }
+
+        // 3. Data, several runs in flight.
+        lock(progress).phase = "data".into();
+        let mut tasks: JoinSet<Result<(u64, u64), String>> = JoinSet::new();
+        for (ino, off, len) in runs {
+            while tasks.len() >= RESYNC_RUNS_IN_FLIGHT_MAX {
+                account(progress, started, tasks.join_next().await)?;
+            }
+            let (metro, pair, link, store) = (metro.clone(), pair.clone(), link.clone(), store.clone());
+            tasks.spawn(async move {
+                let _range = metro.locks.lock(fs, ino, (off, off + len)).await;
+                let attr: Attr = match store.getattr(fs, ino) {
+                    Ok(a) if a.ftype == FileType::Regular => a,
+                    // Removed (or replaced by a non-file) since: nothing to copy.
+                    _ => return Ok((len, 0)),
+                };
+                let len_here = len.min(attr.size.saturating_sub(off));
+                let segments = if len_here == 0 {
+                    Vec::new()
+                } else {
+                    let st = store.clone();
+                    tokio::task::spawn_blocking(move || st.read_segments(fs, ino, off, len_here))
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .map_err(|e| e.to_string())?
+                };
+                let sent = send(&link, &pair, vec![SyncOp::PutData { ino, offset: off, len, segments }]).await?;
+                Ok((len, sent))
+            });
+        }
+        while let Some(r) = tasks.join_next().await {
+            account(progress, started, Some(r))?;
+        }
+
+        // 4. Durable on the target, then clear what was copied.
+        lock(progress).phase = "flush".into();
+        match call(&link, Request::Flush { pair: pair.id() }).await? {
+            Response::Done => {}
+            other => return Err(format!("unexpected answer to Flush: {other:?}")),
+        }
+        metro.dcl.clear(fs, &snap).map_err(|e| e.to_string())?;
+    }
+}
+
+fn account(
+    progress: &Arc<Mutex<Progress>>,
+    started: tokio::time::Instant,
+    r: Option<Result<Result<(u64, u64), String>, tokio::task::JoinError>>,
+) -> Result<(), String> {
+    let Some(r) = r else { return Ok(()) };
+    let (done, sent) = r.map_err(|e| e.to_string())??;
+    let mut p = lock(progress);
+    p.done_bytes += done;
+    p.sent_bytes += sent;
+    p.total_bytes = p.total_bytes.max(p.done_bytes);
+    p.percent = if p.total_bytes == 0 { 100.0 } else { p.done_bytes as f64 * 100.0 / p.total_bytes as f64 };
+    let secs = started.elapsed().as_secs_f64().max(1e-3);
+    p.bytes_per_s = (p.done_bytes as f64 / secs) as u64;
+    p.eta_s = (p.bytes_per_s > 0).then(|| (p.total_bytes - p.done_bytes) / p.bytes_per_s);
+    Ok(())
+}
+
+/// `pair verify`: compares both sides: inode sets, attributes (all but atime and `used`),
+/// directory entries, symlink targets and data digests. Each object is compared under its
+/// lock, so a change in flight does not show as a difference.
+pub(crate) async fn verify(metro: Arc<Metro>, pair: Arc<PairRt>) -> Result<VerifyReport, MetroError> {
+    let fs: FsId = pair.fs();
+    let store = metro.array().store().clone();
+    let link = metro.current_link().ok_or_else(|| MetroError::LinkDown("peer".into()))?;
+    let err = MetroError::Link;
+    let mut report = VerifyReport::default();
+    let mut diff = |report: &mut VerifyReport, text: String| {
+        if report.differences.len() < VERIFY_DIFFERENCES_MAX {
+            report.differences.push(text);
+        }
+    };
+    let local: BTreeSet<Ino> = store.inodes(fs).map_err(|e| MetroError::Storage(e.to_string()))?.into_iter().collect();
+    let remote: BTreeSet<Ino> = match call(&link, Request::Inodes { pair: pair.id() }).await.map_err(err)? {
+        Response::Inodes(v) => v.into_iter().collect(),
+        other => return Err(MetroError::Link(format!("unexpected answer {other:?}"))),
+    };
+    for ino in local.symmetric_difference(&remote) {
+        let side = if local.contains(ino) { "only here" } else { "only on the peer" };
+        diff(&mut report, format!("inode {ino}: {side}"));
+    }
+    for ino in local.intersection(&remote) {
+        let _g = metro.locks.lock(fs, *ino, WHOLE).await;
+        report.inodes_compared += 1;
+        let here = store.inode(fs, *ino).map_err(|e| MetroError::Storage(e.to_string()))?;
+        let there = match call(&link, Request::GetInode { pair: pair.id(), ino: *ino }).await.map_err(err)? {
+            Response::Inode(i) => i,
+            other => return Err(MetroError::Link(format!("unexpected answer {other:?}"))),
+        };
+        let norm = |i: Option<(Attr, Option<Vec<u8>>)>| {
+            i.map(|(mut a, s)| {
+                a.used = 0;
+                a.atime = metrofs_core::Time::default();
+                (a, s)
+            })
+        };
+        let (here, there) = (norm(here), norm(there));
+        if here != there {
+            diff(&mut report, format!("inode {ino}: attributes differ: here {:?}, peer {:?}", here.as_ref().map(|h| &h.0), there.as_ref().map(|t| &t.0)));
+            continue;
+        }
+        let Some((attr, _)) = here else { continue };
+        match attr.ftype {
+            FileType::Directory => {
+                let ns = metro.array().namespace_lock(fs);
+                let _ns = ns.lock().await;
+                let mut a = store.entries(fs, *ino).map_err(|e| MetroError::Storage(e.to_string()))?;
+                let mut b = match call(&link, Request::ListDir { pair: pair.id(), dir: *ino }).await.map_err(err)? {
+                    Response::Entries(e) => e,
+                    other => return Err(MetroError::Link(format!("unexpected answer {other:?}"))),
+                };
+                a.sort();
+                b.sort();
+                if a != b {
+                    diff(&mut report, format!("directory {ino}: entries differ ({} here, {} on the peer)", a.len(), b.len()));
+                }
+            }
+            FileType::Regular => {
+                let st = store.clone();
+                let ino2 = *ino;
+                let a = tokio::task::spawn_blocking(move || st.digests(fs, ino2, VERIFY_CHUNK_BYTES))
+                    .await
+                    .map_err(|e| MetroError::Storage(e.to_string()))?
+                    .map_err(|e| MetroError::Storage(e.to_string()))?;
+                let b = match call(&link, Request::Digests { pair: pair.id(), ino: *ino, chunk_bytes: VERIFY_CHUNK_BYTES }).await.map_err(err)? {
+                    Response::Digests(d) => d,
+                    other => return Err(MetroError::Link(format!("unexpected answer {other:?}"))),
+                };
+                report.bytes_compared += attr.size;
+                for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+                    if x != y {
+                        diff(&mut report, format!("file {ino}: bytes differ in [{}, {})", i as u64 * VERIFY_CHUNK_BYTES, (i as u64 + 1) * VERIFY_CHUNK_BYTES));
+                    }
+                }
+                if a.len() != b.len() {
+                    diff(&mut report, format!("file {ino}: {} chunks here, {} on the peer", a.len(), b.len()));
+                }
+            }
+            FileType::Symlink => {}
+        }
+    }
+    pair.event_pub(format!("verify: {} inodes, {} bytes compared, {} differences", report.inodes_compared, report.bytes_compared, report.differences.len()));
+    Ok(report)
+}
