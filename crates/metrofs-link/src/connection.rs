@@ -759,6 +759,12 @@ async fn writer_task<W: AsyncWrite + Unpin>(
 // ---------------------------------------------------------------------------------------------
 // Heartbeats
 
+/// Sends heartbeats and declares the link down after `heartbeat_timeout_ms` of silence.
+///
+/// Silence is only held against the peer while this process was running: when the timer
+/// fires more than one interval late (this process was stalled: a long GC-like pause, a
+/// debugger, a blocked runtime thread), frames may be waiting unread in the socket, so the
+/// peer gets one more interval before the link is declared down.
 async fn heartbeat_task(shared: Arc<Shared>) {
     let interval = shared.config.heartbeat_interval();
     let timeout = shared.config.heartbeat_timeout();
@@ -766,24 +772,48 @@ async fn heartbeat_task(shared: Arc<Shared>) {
     let mut down = shared.down.subscribe();
     let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut grace_until: Option<Instant> = None;
     loop {
         let last_rx =
             shared.started + Duration::from_millis(shared.last_rx_ms.load(Ordering::Relaxed));
+        let deadline = match grace_until {
+            Some(g) if g > last_rx + timeout => g,
+            _ => last_rx + timeout,
+        };
         tokio::select! {
             biased;
             _ = wait_down(&mut down) => return,
-            () = tokio::time::sleep_until(last_rx + timeout) => {
+            () = tokio::time::sleep_until(deadline) => {
                 let silent_ms = shared
                     .elapsed_ms()
                     .saturating_sub(shared.last_rx_ms.load(Ordering::Relaxed));
-                if silent_ms >= timeout_ms {
-                    return shared.shutdown(DownReason::HeartbeatTimeout { silent_ms, timeout_ms });
+                if silent_ms < timeout_ms {
+                    continue;
                 }
+                let now = Instant::now();
+                if grace_until.is_none() && now.saturating_duration_since(deadline) > interval {
+                    tracing::warn!(
+                        peer = %shared.peer.name,
+                        late_ms = now.saturating_duration_since(deadline).as_millis(),
+                        "heartbeat check ran late (this process was stalled); one more interval"
+                    );
+                    grace_until = Some(now + interval);
+                    continue;
+                }
+                return shared.shutdown(DownReason::HeartbeatTimeout { silent_ms, timeout_ms });
             }
             _ = ticks.tick() => {
+                if grace_until.is_some_and(|g| g + timeout < Instant::now()) {
+                    grace_until = None;
+                }
                 let now_us = shared.elapsed_us();
-                let hb = Frame::new(Kind::Heartbeat, 0, Bytes::copy_from_slice(&now_us.to_be_bytes()), Bytes::new())
-                    .unwrap_or_else(|_| unreachable!("8 bytes"));
+                let hb = Frame::new(
+                    Kind::Heartbeat,
+                    0,
+                    Bytes::copy_from_slice(&now_us.to_be_bytes()),
+                    Bytes::new(),
+                )
+                .unwrap_or_else(|_| unreachable!("8 bytes"));
                 // A full queue means frames are flowing anyway; the peer sees those.
                 let _ = shared.out.try_send(hb);
             }
