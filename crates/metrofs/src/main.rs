@@ -1,1 +1,134 @@
-fn main() {}
+//! `metrofs`: the array daemon, its operator CLI, the demo and the benchmark, in one binary.
+//!
+//! # Layout
+//! - [`config`]: the TOML configuration, raw then validated.
+//! - [`daemon`]: `metrofs array`: store, array, NFS server, management API, flusher, signals.
+//! - [`stop`]: the one stop signal every task watches (graceful or fatal).
+//! - [`api`]: the management API (axum): bodies, errors and their HTTP mapping, handlers.
+//! - [`cli`]: `metrofs fs ...` and `metrofs export ...`, clients of that API.
+//! - [`demo`]: `metrofs demo`, everything in one process.
+//!
+//! Exit codes: 0 done; 1 failed (the array refused a request, or an array stopped on an
+//! error); 2 wrong command line or configuration; 3 the API could not be reached.
+
+mod api;
+mod cli;
+mod config;
+mod daemon;
+mod demo;
+mod stop;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "metrofs",
+    version,
+    about = "Two-site synchronously replicated NAS (NFSv3)",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run one array: its store, NFSv3 + MOUNT, and the management API.
+    Array(ArrayArgs),
+    /// Manage file systems of a running array.
+    Fs {
+        #[command(subcommand)]
+        cmd: cli::FsCmd,
+        #[command(flatten)]
+        api: cli::ApiArg,
+    },
+    /// Manage exports (who may mount a file system, and how).
+    Export {
+        #[command(subcommand)]
+        cmd: cli::ExportCmd,
+        #[command(flatten)]
+        api: cli::ApiArg,
+    },
+    /// Everything in one process: an array with file system `demo`, nothing to configure.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ArrayArgs {
+    /// The configuration file (TOML, see docs/configuration.md).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: PathBuf,
+    /// Overrides `data_dir`.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Overrides `nfs_listen` (IP:PORT).
+    #[arg(long, value_name = "IP:PORT")]
+    nfs_listen: Option<String>,
+    /// Overrides `api_listen` (IP:PORT).
+    #[arg(long, value_name = "IP:PORT")]
+    api_listen: Option<String>,
+}
+
+fn init_logging(level: tracing::Level) {
+    use std::io::IsTerminal as _;
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+/// Runs an async command on a multi-threaded runtime; an error is printed and exits 1.
+fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Array(a) => {
+            let overrides = config::Overrides {
+                data_dir: a.data_dir,
+                nfs_listen: a.nfs_listen,
+                api_listen: a.api_listen,
+            };
+            let cfg = match config::Config::load(&a.config, &overrides) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}\nhint: every key is described in docs/configuration.md");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(cfg.log_level);
+            block_on(daemon::run(cfg))
+        }
+        Cmd::Fs { cmd, api } => cli::run_fs(cmd, &api),
+        Cmd::Export { cmd, api } => cli::run_export(cmd, &api),
+        Cmd::Demo(d) => {
+            init_logging(d.log_level);
+            block_on(demo::run(d))
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The API's error type and its one mapping to HTTP (STYLE.md 8).
+//!
+//! Every error answer is `{"code", "message", "hint"}` ([`ErrorBody`]). `code` is stable and
+//! machine-readable; [`ApiError::http_status`] is the only place that chooses a status.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use metrofs_metro::ArrayError;
+use metrofs_store::StoreError;
+
+use super::model::ErrorBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("file system '{0}' does not exist")]
+    FsNotFound(String),
+    #[error("file system '{0}' already exists")]
+    FsExists(String),
+    #[error("invalid file system name {name:?}: {why}")]
+    InvalidName { name: String, why: String },
+    #[error("invalid client network: {0}")]
+    InvalidCidr(String),
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+    #[error("no such endpoint: {0}")]
+    NoRoute(String),
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    /// A local I/O error: the array stops (STYLE.md 9) and this request failed.
+    #[error("the array's store failed and the array is stopping: {0}")]
+    Fatal(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The one mapping from error to HTTP status.
+    #[must_use]
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            Self::FsNotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
+            Self::FsExists(_) => StatusCode::CONFLICT,
+            Self::InvalidName { .. } | Self::InvalidCidr(_) | Self::BadRequest(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Fatal(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable code.
+    #[must_use]
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::FsNotFound(_) => "fs_not_found",
+            Self::FsExists(_) => "fs_exists",
+            Self::InvalidName { .. } => "invalid_name",
+            Self::InvalidCidr(_) => "invalid_cidr",
+            Self::BadRequest(_) => "bad_request",
+            Self::NoRoute(_) => "no_route",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::Fatal(_) => "array_stopping",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    /// What the operator can do about it.
+    #[must_use]
+    pub fn hint(&self) -> String {
+        match self {
+            Self::FsNotFound(_) => {
+                "list the file systems with `metrofs fs list` (GET /api/fs)".into()
+            }
+            Self::FsExists(_) => "choose another name, or use the existing file system".into(),
+            Self::InvalidName { .. } => {
+                "use 1 to 64 characters from A-Z a-z 0-9 - _ . not starting with '.'".into()
+            }
+            Self::InvalidCidr(_) => {
+                "give networks as ADDR/PREFIX, e.g. 10.0.0.0/8 or 192.168.1.7/32".into()
+            }
+            Self::BadRequest(_) => "see docs/operations.md for the request bodies".into(),
+            Self::NoRoute(_) | Self::MethodNotAllowed(_) => {
+                "the endpoints are listed in docs/operations.md".into()
+            }
+            Self::Fatal(_) => {
+                "check the array's log and its data directory's disk, then restart it".into()
+            }
+            Self::Internal(_) => "check the array's log".into(),
+        }
+    }
+
+    #[must_use]
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.code().into(),
+            message: self.to_string(),
+            hint: self.hint(),
+        }
+    }
+
+    /// Whether this error means the array must stop.
+    #[must_use]
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::Fatal(_))
+    }
+
+    /// Maps a catalog error of the array, knowing which file system `name` it was about.
+    #[must_use]
+    pub fn from_array(e: ArrayError, name: &str) -> Self {
+        match e {
+            ArrayError::NotFound(n) => Self::FsNotFound(n),
+            ArrayError::Store(s) => Self::from_store(s, name),
+            ArrayError::Flush(e) => Self::Fatal(e.to_string()),
+        }
+    }
+
+    fn from_store(e: StoreError, name: &str) -> Self {
+        match e {
+            StoreError::NameExists(n) => Self::FsExists(n),
+            StoreError::NotFound(_) => Self::FsNotFound(name.to_owned()),
+            StoreError::InvalidName(n, why) => Self::InvalidName {
+                name: n,
+                why: why.to_owned(),
+            },
+            // The disk or the metadata database failed: the array stops (STYLE.md 9).
+            e @ (StoreError::Io { .. } | StoreError::Db(_) | StoreError::Corrupt(_)) => {
+                Self::Fatal(e.to_string())
+            }
+            e @ (StoreError::InUse(_) | StoreError::IdExists(_)) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(_) | Self::Fatal(_) = self {
+            tracing::error!(error = %self, "API request failed");
+        }
+        (self.http_status(), Json(self.body())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_and_codes() {
+        let cases = [
+            (ApiError::FsNotFound("a".into()), 404, "fs_not_found"),
+            (ApiError::FsExists("a".into()), 409, "fs_exists"),
+            (
+                ApiError::InvalidName {
+                    name: "a b".into(),
+                    why: "space".into(),
+                },
+                400,
+                "invalid_name",
+            ),
+            (ApiError::InvalidCidr("x".into()), 400, "invalid_cidr"),
+            (ApiError::BadRequest("x".into()), 400, "bad_request"),
+            (ApiError::NoRoute("x".into()), 404, "no_route"),
+            (
+                ApiError::MethodNotAllowed("PATCH".into()),
+                405,
+                "method_not_allowed",
+            ),
+            (ApiError::Fatal("disk".into()), 503, "array_stopping"),
+            (ApiError::Internal("x".into()), 500, "internal"),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!(e.http_status().as_u16(), status, "{e}");
+            let b = e.body();
+            assert_eq!(b.code, code);
+            assert!(!b.message.is_empty() && !b.hint.is_empty());
+        }
+        assert!(ApiError::from_array(ArrayError::NotFound("x".into()), "x")
+            .to_string()
+            .contains("'x'"));
+    }
+}

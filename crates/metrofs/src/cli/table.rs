@@ -1,0 +1,172 @@
+//! Human output of the CLI: aligned tables, no colours (pipes and logs stay clean).
+
+use std::fmt::Write as _;
+
+use crate::api::model::FsView;
+
+/// `127.0.0.0/8 (read-write, root squashed)`
+pub fn export_summary(fs: &FsView) -> String {
+    let clients = if fs.export.clients.is_empty() {
+        "nobody".to_owned()
+    } else {
+        fs.export.clients.join(",")
+    };
+    format!(
+        "{clients} ({}, {})",
+        if fs.export.read_only {
+            "read-only"
+        } else {
+            "read-write"
+        },
+        if fs.export.root_squash {
+            "root squashed"
+        } else {
+            "no root squash"
+        }
+    )
+}
+
+/// One row per file system.
+pub fn fs_table(all: &[FsView]) -> String {
+    if all.is_empty() {
+        return "no file systems (create one with `metrofs fs create NAME`)\n".into();
+    }
+    let header = [
+        "NAME",
+        "EXPORT",
+        "CLIENTS",
+        "ACCESS",
+        "ROOT",
+        "ID",
+        "CREATED (UTC)",
+    ];
+    let rows: Vec<[String; 7]> = all
+        .iter()
+        .map(|f| {
+            [
+                f.name.clone(),
+                f.export.path.clone(),
+                if f.export.clients.is_empty() {
+                    "-".into()
+                } else {
+                    f.export.clients.join(",")
+                },
+                if f.export.read_only { "ro" } else { "rw" }.into(),
+                if f.export.root_squash {
+                    "squash"
+                } else {
+                    "no_squash"
+                }
+                .into(),
+                f.id.clone(),
+                utc(f.created),
+            ]
+        })
+        .collect();
+    let mut width = header.map(str::len);
+    for r in &rows {
+        for (w, c) in width.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let mut l = String::new();
+        for (i, (c, w)) in cells.iter().zip(width).enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(c);
+            } else {
+                let _ = write!(l, "{c:<w$}  ");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header);
+    for r in &rows {
+        line(&r.each_ref().map(String::as_str));
+    }
+    out
+}
+
+/// `fs show`: one field a line.
+pub fn fs_detail(f: &FsView) -> String {
+    format!(
+        "name:        {}\nid:          {}\ncreated:     {} UTC\nexport:      {}\nclients:     {}\naccess:      {}\nroot squash: {} (anon uid {}, gid {})\n",
+        f.name,
+        f.id,
+        utc(f.created),
+        f.export.path,
+        if f.export.clients.is_empty() { "nobody".into() } else { f.export.clients.join(", ") },
+        if f.export.read_only { "read-only" } else { "read-write" },
+        if f.export.root_squash { "yes" } else { "no" },
+        f.export.anon_uid,
+        f.export.anon_gid,
+    )
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of Unix seconds, UTC (proleptic Gregorian, days-from-civil inverse).
+pub fn utc(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days, on unsigned numbers since secs >= 0.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::model::ExportView;
+
+    fn view(name: &str, clients: &[&str]) -> FsView {
+        FsView {
+            name: name.into(),
+            id: "00000000000000ff".into(),
+            created: 0,
+            export: ExportView {
+                path: format!("/{name}"),
+                clients: clients.iter().map(|c| (*c).to_owned()).collect(),
+                read_only: false,
+                root_squash: true,
+                anon_uid: 65534,
+                anon_gid: 65534,
+            },
+        }
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20");
+    }
+
+    #[test]
+    fn table_aligns() {
+        let t = fs_table(&[view("a", &["127.0.0.0/8"]), view("longer-name", &[])]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let col = lines[0].find("EXPORT").expect("header");
+        assert_eq!(lines[1].find("/a"), Some(col));
+        assert_eq!(lines[2].find("/longer-name"), Some(col));
+        assert!(fs_table(&[]).contains("no file systems"));
+        assert_eq!(
+            export_summary(&view("a", &[])),
+            "nobody (read-write, root squashed)"
+        );
+    }
+}

@@ -1,0 +1,118 @@
+//! A wrong or missing key is refused at start: non-zero exit, the key named.
+
+use std::fs;
+
+use crate::harness::{free_port, run_bin, text};
+
+/// Runs `metrofs array --config FILE [extra...]` with `body` as the file; returns
+/// (exit code, stderr).
+fn start_with(body: &str, extra: &[&str]) -> (i32, String) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let cfg = tmp.path().join("bad.toml");
+    fs::write(&cfg, body).expect("write config");
+    let cfg = cfg.to_string_lossy().into_owned();
+    let mut args = vec!["array", "--config", cfg.as_str()];
+    args.extend_from_slice(extra);
+    let out = run_bin(&args, tmp.path());
+    assert!(
+        !out.status.success(),
+        "started with a bad config:\n{}",
+        text(&out)
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn base(data: &str) -> String {
+    format!(
+        "name = \"t\"\ndata_dir = \"{data}\"\nnfs_listen = \"127.0.0.1:{}\"\napi_listen = \"127.0.0.1:{}\"\n",
+        free_port(),
+        free_port()
+    )
+}
+
+#[test]
+fn unknown_key_is_refused_by_name() {
+    let (code, err) = start_with(
+        &format!("{}sync_intervall_ms = 5\n", base("/nonexistent/d")),
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("sync_intervall_ms"), "{err}");
+    assert!(err.contains("expected one of"), "{err}");
+    let (code, err) = start_with(
+        &format!(
+            "{}[log]\nlevel = \"info\"\ncolour = true\n",
+            base("/nonexistent/d")
+        ),
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("colour"), "{err}");
+}
+
+#[test]
+fn missing_key_is_refused_by_name() {
+    let (code, err) = start_with("data_dir = \"/nonexistent/d\"\n", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`name`"), "{err}");
+    let (code, err) = start_with("name = \"t\"\n", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`data_dir`"), "{err}");
+}
+
+#[test]
+fn bad_values_are_refused_by_name() {
+    let (code, err) = start_with(
+        "name = \"t\"\ndata_dir = \"/nonexistent/d\"\nnfs_listen = \"nfs.example:2049\"\n",
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("nfs_listen") && err.contains("IP:PORT"),
+        "{err}"
+    );
+    let (code, err) = start_with(&base("/nonexistent/d"), &["--api-listen", "127.0.0.1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("api_listen"), "{err}");
+    let (code, err) = start_with(
+        &format!("{}sync_interval_ms = -1\n", base("/nonexistent/d")),
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("sync_interval_ms"), "{err}");
+    let (code, err) = start_with(
+        "name = \"t\"\ndata_dir = \"/d\"\n[log]\nlevel = \"chatty\"\n",
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("log.level"), "{err}");
+    let (code, err) = start_with("name = \"t\"\ndata_dir = [\n", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("data_dir") || err.contains("line"), "{err}");
+}
+
+#[test]
+fn missing_file_and_taken_port() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = run_bin(
+        &["array", "--config", "/nonexistent/metrofs.toml"],
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/metrofs.toml"),
+        "{}",
+        text(&out)
+    );
+
+    // A port another process holds: refused at start, naming the key.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let taken = holder.local_addr().expect("addr").to_string();
+    let data = tmp.path().join("data");
+    let (code, err) = start_with(&base(&data.to_string_lossy()), &["--nfs-listen", &taken]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("nfs_listen") && err.contains(&taken), "{err}");
+}

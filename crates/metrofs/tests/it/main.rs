@@ -1,0 +1,38 @@
+//! Process tests of the `metrofs` binary: the real array on loopback ports, driven by its CLI
+//! and API, and reached over NFSv3 by Debian's libnfs tools and the nfs3_client crate.
+//!
+//! One test binary (linking is the expensive part); each module one area:
+//! - [`harness`]: start / stop / kill -9 an array, wait for it to serve;
+//! - [`nfs`]: a small NFSv3 client (nfs3_client) that can pick its source address;
+//! - [`tools`]: `nfs-cp`, `nfs-ls`, `nfs-cat`, test data;
+//! - the rest: one area each (config errors, CLI, libnfs round trips, access control,
+//!   crash, demo, graceful stop).
+
+mod harness;
+mod nfs;
+mod tools;
+
+mod access;
+mod cli;
+mod config_errors;
+mod crash;
+mod demo;
+mod libnfs;
+mod lifecycle;
+
+use harness::ArrayProc;
+
+/// Creates file system `name` exported to 127.0.0.0/8 read-write without root squash (the
+/// tests' clients are root), through the CLI.
+pub fn make_fs(a: &ArrayProc, name: &str) {
+    a.cli_ok(&["fs", "create", name]);
+    a.cli_ok(&[
+        "export",
+        "set",
+        name,
+        "--clients",
+        "127.0.0.0/8",
+        "--rw",
+        "--no-root-squash",
+    ]);
+}
