@@ -47,8 +47,8 @@ pub const NAME_MAX_BYTES: usize = 64;
 /// Bytes of the random nonce each side contributes.
 pub const NONCE_BYTES: usize = 32;
 
-/// How long a side that refused keeps reading, so the refusal reaches the peer before the
-/// connection is torn down.
+/// How long a side whose handshake failed keeps reading, so its refusal reaches the peer
+/// before the connection is torn down (closing with unread input sends a reset).
 const REFUSE_LINGER: Duration = Duration::from_millis(500);
 /// Largest Hello header (version, side, two names, nonce).
 const HELLO_MAX_BYTES: usize = 2 + 1 + 1 + NAME_MAX_BYTES + 1 + NAME_MAX_BYTES + NONCE_BYTES;
@@ -416,18 +416,13 @@ where
         })
     }
 
-    /// Sends a `Refuse`, half-closes, and reads until the peer closes too (bounded), so the
-    /// refusal is delivered rather than cut by a reset. Returns `err` for chaining.
+    /// Sends a `Refuse` and half-closes; [`linger`] then waits for the peer to close too.
+    /// Returns `err` for chaining.
     async fn refuse(&mut self, code: RefuseCode, text: &str, err: LinkError) -> LinkError {
         tracing::warn!(peer = %self.peer, "refusing link: {err}");
         let f = encode_refuse(code, self.me, text);
         if self.send(&f).await.is_ok() {
             let _ = self.w.shutdown().await;
-            let _ = tokio::time::timeout(REFUSE_LINGER, async {
-                let mut sink = [0u8; 4096];
-                while matches!(self.r.read(&mut sink).await, Ok(n) if n > 0) {}
-            })
-            .await;
         }
         err
     }
@@ -600,6 +595,17 @@ where
         );
         Err(self.refuse(RefuseCode::Secret, &text, err).await)
     }
+}
+
+/// After a failed handshake: reads (and discards) until the peer closes, for at most
+/// `REFUSE_LINGER`, so a `Refuse` just sent is delivered rather than cut by a reset. Runs
+/// outside the handshake timeout, so the typed error is what the caller gets.
+pub(crate) async fn linger<R: AsyncRead + Unpin>(r: &mut R) {
+    let _ = tokio::time::timeout(REFUSE_LINGER, async {
+        let mut sink = [0u8; 4096];
+        while matches!(r.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
 }
 
 /// Runs the handshake on a connected stream (without a timeout: the caller adds one).

@@ -418,7 +418,11 @@ where
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
     let handshake = auth::handshake(&mut r, &mut w, &mut buf, side, identity, nonce, peer_hint);
     let peer = match tokio::time::timeout(config.handshake_timeout(), handshake).await {
-        Ok(peer) => peer?,
+        Ok(Ok(peer)) => peer,
+        Ok(Err(e)) => {
+            auth::linger(&mut r).await;
+            return Err(e);
+        }
         Err(_) => {
             return Err(LinkError::HandshakeTimeout {
                 peer: peer_hint.to_owned(),

@@ -174,13 +174,17 @@ async fn other_version_is_refused_and_told() {
 
 #[tokio::test]
 async fn garbage_instead_of_hello_is_refused() {
-    // Garbage to an acceptor (TCP).
+    // Garbage to an acceptor (TCP). A short handshake timeout must not hide the refusal.
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let echo = Arc::new(Echo::default());
+    let config = LinkConfig {
+        handshake_timeout_ms: 100,
+        ..fast_config()
+    };
     let server = {
         let echo = echo.clone();
-        tokio::spawn(async move { accept(&listener, &fast_config(), &site_b(), echo).await })
+        tokio::spawn(async move { accept(&listener, &config, &site_b(), echo).await })
     };
     let mut raw = TcpStream::connect(addr).await.expect("connect");
     write_raw(&mut raw, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;

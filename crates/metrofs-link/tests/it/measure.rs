@@ -84,10 +84,13 @@ async fn measure_loopback_tcp() {
     let secs = t.elapsed().as_secs_f64();
     let mib_s = f64::from(n_big) / secs;
 
+    let raw_mib_s = raw_tcp_mib_s(n_big).await;
+
     println!(
         "metrofs-link loopback TCP ({} build): 4 KiB call round trip over {n_small} calls: \
          mean {mean:?}, p50 {:?}, p99 {:?}, max {:?}; 1 MiB calls, 8 in flight: {n_big} MiB \
-         in {secs:.2} s = {mib_s:.0} MiB/s ({:.0} calls/s); heartbeat rtt {:?}",
+         in {secs:.2} s = {mib_s:.0} MiB/s ({:.0} calls/s); heartbeat rtt {:?}; \
+         baseline: raw TCP 1 MiB writes on the same machine {raw_mib_s:.0} MiB/s",
         if cfg!(debug_assertions) {
             "debug"
         } else {
@@ -100,4 +103,37 @@ async fn measure_loopback_tcp() {
         a.rtt(),
     );
     assert!(a.down_reason().is_none());
+}
+
+/// Plain tokio TCP on loopback, 1 MiB writes read into a 1 MiB buffer: the ceiling the link
+/// is compared with.
+async fn raw_tcp_mib_s(mib: u32) -> f64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let reader = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.expect("accept");
+        let mut buf = vec![0u8; 1024 * 1024];
+        let mut total = 0usize;
+        loop {
+            let n = s.read(&mut buf).await.expect("read");
+            if n == 0 {
+                return total;
+            }
+            total += n;
+        }
+    });
+    let mut w = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    w.set_nodelay(true).expect("nodelay");
+    let chunk = vec![1u8; 1024 * 1024];
+    let t = Instant::now();
+    for _ in 0..mib {
+        w.write_all(&chunk).await.expect("write");
+    }
+    w.shutdown().await.expect("shutdown");
+    let total = reader.await.expect("reader");
+    assert_eq!(total, mib as usize * 1024 * 1024);
+    f64::from(mib) / t.elapsed().as_secs_f64()
 }
