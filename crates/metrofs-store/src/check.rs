@@ -337,6 +337,7 @@ impl Store {
             let dir = data::bucket_dir(&self.root, fs, Ino(b));
             let rd = match std::fs::read_dir(&dir) {
                 Ok(rd) => rd,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
                     p.push(format!("data directory {}: {e}", dir.display()));
                     continue;

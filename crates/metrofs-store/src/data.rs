@@ -122,12 +122,23 @@ impl FdCache {
                 if !create {
                     return Ok(None);
                 }
-                let f = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)
-                    .map_err(|e| io_err("creating data file", &path, &e))?;
+                let mut made_bucket = false;
+                let f = loop {
+                    let r = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create_new(true)
+                        .open(&path);
+                    match r {
+                        Ok(f) => break f,
+                        Err(e) if e.kind() == ErrorKind::NotFound && !made_bucket => {
+                            // Buckets are made on first use: most file systems never fill all.
+                            made_bucket = true;
+                            make_bucket(&self.root, fs, ino)?;
+                        }
+                        Err(e) => return Err(io_err("creating data file", &path, &e)),
+                    }
+                };
                 (f, true)
             }
             Err(e) => return Err(io_err("opening data file", &path, &e)),
@@ -160,6 +171,20 @@ impl FdCache {
     pub fn cached(&self, fs: FsId, ino: Ino) -> Option<Arc<DataFile>> {
         self.lock().map.get(&(fs, ino)).map(|(f, _)| f.clone())
     }
+}
+
+/// Makes the bucket directory of `ino`, durably: a data file made in it may be fsync'd and
+/// relied on before anything else syncs the fs directory.
+fn make_bucket(root: &Path, fs: FsId, ino: Ino) -> Result<(), FsError> {
+    let dir = bucket_dir(root, fs, ino);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(io_err("creating directory", &dir, &e)),
+    }
+    // Durability order: the bucket's entry in the fs directory is durable before any data file
+    // in it can be reported durable (a COMMIT fsyncs the file and its bucket, not the fs dir).
+    fsync_dir(&fs_dir(root, fs))
 }
 
 /// Reads `len` bytes at `offset` from `file`, zeros past its end.

@@ -44,10 +44,7 @@ fn entries(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, StoreError> 
     let mut out = Vec::new();
     let rd = match std::fs::read_dir(dir) {
         Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-            return Ok(out);
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
         Err(e) => {
             return Err(StoreError::Io {
                 context: format!("listing {}", dir.display()),
@@ -167,6 +164,7 @@ pub(crate) fn recover(store: &Store) -> Result<RecoveryReport, StoreError> {
             }
         }
         let trash = data::trash_dir(&root, fs);
+        std::fs::create_dir_all(&trash).map_err(io(format!("creating {}", trash.display())))?;
         data::fsync_dir(&trash).map_err(|e| StoreError::Db(e.to_string()))?;
     }
     Ok(report)

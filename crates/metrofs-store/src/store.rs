@@ -375,10 +375,7 @@ impl Store {
                 })
             }
         }
-        for b in 0..data::BUCKETS {
-            let p = data::bucket_dir(&self.root, id, Ino(b));
-            std::fs::create_dir_all(&p).map_err(io(&p))?;
-        }
+        std::fs::create_dir_all(&fs_dir).map_err(io(&fs_dir))?;
         let trash = data::trash_dir(&self.root, id);
         std::fs::create_dir_all(&trash).map_err(io(&trash))?;
         // Durability order: the data directories must be durable before the catalog says the

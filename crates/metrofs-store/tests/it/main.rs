@@ -11,7 +11,7 @@ use metrofs_store::Store;
 fn conformance_on_a_fresh_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = Store::open(dir.path()).expect("open");
-    conformance::run(&s, "c");
+    conformance::run(&s, "c", true);
 }
 
 /// Everything survives a clean close and reopen exactly, and the suite passes again on the
@@ -21,7 +21,7 @@ fn a_reopened_store_is_the_same() {
     let dir = tempfile::tempdir().expect("tempdir");
     let images = {
         let s = Store::open(dir.path()).expect("open");
-        conformance::run(&s, "one");
+        conformance::run(&s, "one", false);
         s.list_fs()
             .into_iter()
             .map(|f| (f.id, s.image(f.id).expect("image")))
@@ -40,7 +40,7 @@ fn a_reopened_store_is_the_same() {
         );
         assert!(s.check(*id).is_empty(), "{:?}", s.check(*id));
     }
-    conformance::run(&s, "two");
+    conformance::run(&s, "two", false);
 }
 
 #[test]
