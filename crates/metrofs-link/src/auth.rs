@@ -433,7 +433,7 @@ where
             Kind::Hello => "before its Hello",
             _ => "before its Proof",
         };
-        let f = match frame::read_frame(self.r, self.buf).await {
+        let f = match frame::read_frame(self.r, self.buf, || {}).await {
             Ok(Some(f)) => f,
             Ok(None) => {
                 return Err(LinkError::HandshakeClosed {

@@ -14,8 +14,9 @@
 //!   bodies over `COPY_BODY_MAX_BYTES` are written from their own buffer (never copied). So
 //!   several queued 4 KiB ops cost one syscall, and a 1 MiB body costs no copy.
 //! - Each end sends a `Heartbeat` every `heartbeat_interval_ms`; the peer echoes it in a
-//!   `HeartbeatAck`, which gives [`Link::rtt`]. Any frame from the peer proves it alive; after
-//!   `heartbeat_timeout_ms` without one the link is down.
+//!   `HeartbeatAck`, which gives [`Link::rtt`]. Any bytes from the peer prove it alive (so a
+//!   large frame arriving slowly counts); after `heartbeat_timeout_ms` without any, the link is
+//!   down.
 //! - Down is final: the first reason wins ([`Link::closed`] returns it), every pending call and
 //!   every later call fails with `LinkError::Down`, all tasks end and the connection is
 //!   dropped. Reconnecting is the caller's business (a new `connect`).
@@ -126,6 +127,11 @@ impl Shared {
 
     fn elapsed_us(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Records that bytes arrived from the peer (it is alive).
+    fn touch(&self) {
+        self.last_rx_ms.store(self.elapsed_ms(), Ordering::Relaxed);
     }
 
     fn down_reason(&self) -> Option<DownReason> {
@@ -495,7 +501,7 @@ async fn reader_task<R, H>(
         let read = tokio::select! {
             biased;
             _ = wait_down(&mut down) => return,
-            read = frame::read_frame(&mut r, &mut buf) => read,
+            read = frame::read_frame(&mut r, &mut buf, || shared.touch()) => read,
         };
         let f = match read {
             Ok(Some(f)) => f,
@@ -506,12 +512,15 @@ async fn reader_task<R, H>(
                 return shared.close(DownReason::from(e), &text);
             }
         };
-        shared
-            .last_rx_ms
-            .store(shared.elapsed_ms(), Ordering::Relaxed);
-        if let Err(reason) = dispatch(&shared, &handler, &incoming, f) {
-            let text = reason.to_string();
-            return shared.close(reason, &text);
+        shared.touch();
+        match dispatch(&shared, &handler, &incoming, f) {
+            Ok(()) => {}
+            // The peer said goodbye: nothing to tell it.
+            Err(reason @ DownReason::PeerClosed { .. }) => return shared.shutdown(reason),
+            Err(reason) => {
+                let text = reason.to_string();
+                return shared.close(reason, &text);
+            }
         }
     }
 }

@@ -322,8 +322,14 @@ pub(crate) enum ReadError {
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Reads the next frame from `r`, keeping leftover bytes in `buf` for the next call.
-/// `Ok(None)` is a clean end of stream (between frames).
-pub(crate) async fn read_frame<R>(r: &mut R, buf: &mut BytesMut) -> Result<Option<Frame>, ReadError>
+/// `Ok(None)` is a clean end of stream (between frames). `on_read` runs after every read that
+/// returned bytes (the link counts any byte from the peer as a sign of life, so a large frame
+/// on a slow network does not look like silence).
+pub(crate) async fn read_frame<R>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    mut on_read: impl FnMut(),
+) -> Result<Option<Frame>, ReadError>
 where
     R: tokio::io::AsyncRead + Unpin,
 {
@@ -340,6 +346,7 @@ where
         if n == 0 {
             return decode_eof(buf).map_err(ReadError::Frame);
         }
+        on_read();
     }
 }
 
