@@ -7,6 +7,7 @@
 //! - [`api`]: the management API (axum): bodies, errors and their HTTP mapping, handlers.
 //! - [`cli`]: `metrofs fs ...` and `metrofs export ...`, clients of that API.
 //! - [`demo`]: `metrofs demo`, everything in one process.
+//! - `metrofs bench`: the metrofs-bench crate's arguments and run, dispatched as is.
 //!
 //! Exit codes: 0 done; 1 failed (the array refused a request, or an array stopped on an
 //! error); 2 wrong command line or configuration; 3 the API could not be reached.
@@ -55,6 +56,8 @@ enum Cmd {
     },
     /// Everything in one process: an array with file system `demo`, nothing to configure.
     Demo(demo::DemoArgs),
+    /// Drive any NFSv3 export and print what it sustains (throughput, latency, metadata rates).
+    Bench(metrofs_bench::BenchArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -129,6 +132,10 @@ fn main() -> ExitCode {
         Cmd::Demo(d) => {
             init_logging(d.log_level);
             block_on(demo::run(d))
+        }
+        Cmd::Bench(b) => {
+            init_logging(tracing::Level::WARN);
+            block_on(metrofs_bench::run(b))
         }
     }
 }

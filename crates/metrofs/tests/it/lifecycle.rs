@@ -57,3 +57,28 @@ fn sigterm_flushes_and_exits_zero() {
     let status = a.stop();
     assert!(status.success(), "{}", a.log());
 }
+
+#[test]
+fn one_array_per_data_dir() {
+    let a = ArrayProc::start();
+    let second = a.tmp.path().join("second.toml");
+    std::fs::write(
+        &second,
+        format!(
+            "name = \"second\"\ndata_dir = \"{}\"\nnfs_listen = \"127.0.0.1:{}\"\napi_listen = \"127.0.0.1:{}\"\n",
+            a.data_dir.display(),
+            crate::harness::free_port(),
+            crate::harness::free_port()
+        ),
+    )
+    .expect("write config");
+    let out = crate::harness::run_bin(
+        &["array", "--config", &second.to_string_lossy()],
+        a.tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", crate::harness::text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use") && err.contains("data_dir"), "{err}");
+    // The first one is unharmed.
+    assert_eq!(a.get("/api/health").0, 200);
+}

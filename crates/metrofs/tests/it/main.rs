@@ -13,6 +13,7 @@ mod nfs;
 mod tools;
 
 mod access;
+mod bench;
 mod cli;
 mod config_errors;
 mod crash;
