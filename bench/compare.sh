@@ -97,7 +97,8 @@ BENCH_ARGS=(--size "$SIZE" --files "$FILES" --latency-ops "$LAT_OPS" --depth "$D
 # Scratch space, the journaled ext4 image, and cleanup of everything started here.
 WORK=$(mktemp -d /var/tmp/metrofs-compare.XXXXXX)
 MNT="$WORK/mnt"
-RES="$WORK/results"
+# Raw results (JSON of every run, profiles) outlive the run, in the (git-ignored) target dir.
+RES="$ROOT/target/compare-results/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$MNT" "$RES"
 LOOP=""
 PIDS=()          # processes to stop on exit, in order
@@ -302,13 +303,22 @@ SERVERS=()
 [ -n "$METROFS_URL" ] && SERVERS+=(metrofs)
 [ ${#SERVERS[@]} -gt 0 ] || die "nothing to measure (--no-metrofs and --no-ganesha)"
 url_of() { if [ "$1" = ganesha ]; then echo "$GANESHA_URL"; else echo "$METROFS_URL"; fi; }
+pid_of() { if [ "$1" = ganesha ]; then echo "$GANESHA_PID"; else echo "$METROFS_PID"; fi; }
+# CPU seconds (user + system, all threads) a process has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 
 for run in $(seq "$RUNS"); do
     for s in "${SERVERS[@]}"; do
         settle
         log "run $run/$RUNS: $s (all workloads)"
+        cpu0=$(cpu_s "$(pid_of "$s")")
         timeout "$STEP_TIMEOUT_S" "${BENCH[@]}" "$(url_of "$s")" "${BENCH_ARGS[@]}" \
-            >"$RES/$s.$run.json" 2>>"$WORK/bench.log" || die "bench against $s failed (see above)"
+            >"$RES/$s.$run.json.tmp" 2>>"$WORK/bench.log" || die "bench against $s failed (see above)"
+        cpu1=$(cpu_s "$(pid_of "$s")")
+        # The server's CPU time for the whole run goes into the run's JSON.
+        jq --argjson c "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')" \
+            '. + { server_cpu_s: $c }' "$RES/$s.$run.json.tmp" >"$RES/$s.$run.json"
+        rm -f "$RES/$s.$run.json.tmp"
         settle
         log "run $run/$RUNS: $s (cold sequential read)"
         timeout "$STEP_TIMEOUT_S" "${BENCH[@]}" "$(url_of "$s")" "${BENCH_ARGS[@]}" --only seq-read --cold-read \
@@ -342,6 +352,7 @@ metric_paths=(
     "small=.small_files.per_s"
     "stat=.stat.per_s"
     "unlink=.unlink.per_s"
+    "cpu=.server_cpu_s"
 )
 for s in "${SERVERS[@]}"; do
     for mp in "${metric_paths[@]}"; do
@@ -360,9 +371,19 @@ ratio() { [ -z "${1:-}" ] || [ -z "${2:-}" ] || [ "$1" = null ] || [ "$2" = null
 # check NAME VALUE OP LIMIT: "met" / "MISSED" / "n/a"
 check() { [ -z "$2" ] && { echo "n/a"; return; }; awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN { ok = (op == ">=") ? (v >= l) : (v <= l); print ok ? "met" : "MISSED" }'; }
 
+# For each target: the workload that measures it, and the progress line `metrofs bench` prints
+# when the measured part starts (so the profile leaves out the untimed preparation).
 declare -A TARGET_WORKLOAD=(
     [seqw_ganesha]=seq-write [seqw_tcp]=seq-write [seqr]=seq-read
     [uns_p50]=rand-write [fs_p50]=rand-write [small]=small-files
+)
+declare -A TARGET_TRIGGER=(
+    [seqw_ganesha]="sequential write of" [seqw_tcp]="sequential write of" [seqr]="sequential read"
+    [uns_p50]="writes, UNSTABLE" [fs_p50]="writes, FILE_SYNC" [small]="small files ("
+)
+declare -A TARGET_PHASE=(
+    [seqw_ganesha]=seq-write [seqw_tcp]=seq-write [seqr]=seq-read
+    [uns_p50]=rand-write-unstable [fs_p50]=rand-write-file-sync [small]=small-files
 )
 declare -A RESULT RATIO
 if [ -n "$METROFS_URL" ] && [ -n "$GANESHA_URL" ]; then
@@ -377,40 +398,59 @@ if [ -n "$METROFS_URL" ]; then
 fi
 
 PROFILES=""
+# perf report without its empty trailing columns.
+perf_top() {   # perf_top DATA SORT PERCENT LINES
+    perf report -i "$1" --stdio --no-children --sort "$2" -g none --percent-limit "$3" 2>/dev/null \
+        | grep -v '^#' | grep -v '^$' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//; s/[[:space:]]+$//' \
+        | head -n "$4" || true
+}
 if [ "$DO_PROFILE" = 1 ] && [ -n "$METROFS_PID" ]; then
     declare -A profiled=()
-    for t in "${!RESULT[@]}"; do
-        [ "${RESULT[$t]}" = MISSED ] || continue
+    for t in seqw_ganesha seqw_tcp seqr uns_p50 fs_p50 small; do
+        [ "${RESULT[$t]:-}" = MISSED ] || continue
+        phase=${TARGET_PHASE[$t]}
+        [ -n "${profiled[$phase]:-}" ] && continue
+        profiled[$phase]=1
         w=${TARGET_WORKLOAD[$t]}
-        [ -n "${profiled[$w]:-}" ] && continue
-        profiled[$w]=1
+        trigger=${TARGET_TRIGGER[$t]}
         settle
-        log "profiling metrofs during $w (perf record -g)"
-        perf record -g -F 999 -p "$METROFS_PID" -o "$WORK/perf.$w.data" 2>>"$WORK/perf.log" &
-        PERF_PID=$!
-        sleep 1
+        log "profiling metrofs during $phase (perf record -g from \"$trigger\" to the end)"
+        errlog="$RES/profile.$phase.stderr"
+        : >"$errlog"
+        # perf starts with its events disabled and is switched on through a control fifo when the
+        # measured part begins, so neither its attach time nor the preparation is in the profile.
+        ctl="$WORK/perf.ctl"
+        rm -f "$ctl"; mkfifo "$ctl"
+        perf record -g -F 999 -D -1 --control="fifo:$ctl" -p "$METROFS_PID" -o "$RES/perf.$phase.data" \
+            >>"$WORK/perf.log" 2>&1 &
+        perf_pid=$!
+        exec {ctl_fd}<>"$ctl"
         timeout "$STEP_TIMEOUT_S" "${BENCH[@]}" "$METROFS_URL" "${BENCH_ARGS[@]}" --only "$w" \
-            >"$RES/profile.$w.json" 2>>"$WORK/bench.log" || log "bench under perf failed"
-        kill -INT "$PERF_PID" 2>/dev/null || true
-        wait "$PERF_PID" 2>/dev/null || true
+            >"$RES/profile.$phase.json" 2>"$errlog" &
+        bench_pid=$!
+        while kill -0 "$bench_pid" 2>/dev/null && ! grep -qF "$trigger" "$errlog"; do sleep 0.01; done
+        echo enable >&"$ctl_fd"
+        wait "$bench_pid" || log "bench under perf failed (see $errlog)"
+        echo disable >&"$ctl_fd"
+        sleep 0.2
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+        exec {ctl_fd}>&-
         {
             echo
-            echo "#### metrofs during \`$w\` (\`perf record -g -F 999 -p PID\`; \`perf report --no-children --sort comm,dso,symbol\`, top entries)"
+            echo "#### metrofs during \`$phase\`"
+            echo
+            echo "\`perf record -g -F 999 -p PID\`, enabled from the start of the measured part to the end of the run; self time by binary, then the top symbols (\`perf report --no-children --sort dso,symbol\`):"
             echo
             echo '```'
-            perf report -i "$WORK/perf.$w.data" --stdio --no-children --sort comm,dso,symbol \
-                --percent-limit 1.5 -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -n 30
+            perf_top "$RES/perf.$phase.data" dso 1 8
             echo '```'
             echo
-            echo "Call chains above 5 % (\`perf report --children\`):"
-            echo
             echo '```'
-            perf report -i "$WORK/perf.$w.data" --stdio --children --sort symbol \
-                --percent-limit 5 -g caller,0.5,callee,function,percent --max-stack 12 2>/dev/null \
-                | grep -v '^#' | grep -v '^$' | head -n 60
+            perf_top "$RES/perf.$phase.data" dso,symbol 0.8 25
             echo '```'
-        } >"$RES/profile.$w.md"
-        PROFILES+=$(cat "$RES/profile.$w.md")$'\n'
+        } >"$RES/profile.$phase.md"
+        PROFILES+=$(cat "$RES/profile.$phase.md")$'\n'
     done
 fi
 
@@ -457,6 +497,7 @@ tmp_out=$(mktemp)
     row "small files: create + 4 KiB + COMMIT (files/s)" "$(fmt "${LIM[small]}") (fio, fsync, $DEPTH jobs)" "$(fmt "${G[small]:-}")" "$(fmt "${M[small]:-}")" "$(ratio "${M[small]:-}" "${G[small]:-}")"
     row "stat: LOOKUP + GETATTR (/s)" "—" "$(fmt "${G[stat]:-}")" "$(fmt "${M[stat]:-}")" "$(ratio "${M[stat]:-}" "${G[stat]:-}")"
     row "unlink: REMOVE (/s)" "—" "$(fmt "${G[unlink]:-}")" "$(fmt "${M[unlink]:-}")" "$(ratio "${M[unlink]:-}" "${G[unlink]:-}")"
+    row "server CPU time for one whole run (s, user + system)" "—" "$(fmt "${G[cpu]:-}")" "$(fmt "${M[cpu]:-}")" "$(ratio "${M[cpu]:-}" "${G[cpu]:-}")"
     echo
     echo "Loopback TCP bandwidth (iperf3, 1 stream, 10 s): **$(fmt "${LIM[tcp]}") MiB/s**."
     echo
@@ -551,5 +592,5 @@ tmp_out=$(mktemp)
 } >"$tmp_out"
 mkdir -p "$(dirname "$OUT")"
 mv "$tmp_out" "$OUT"
-log "wrote $OUT"
+log "wrote $OUT (raw results in $RES)"
 cat "$OUT" | sed -n '/^## Results/,/^## Every run/p' >&2

@@ -379,6 +379,9 @@ impl Ctx {
         stable: stable_how,
         seed: u64,
     ) -> Result<Option<LatencySummary>> {
+        self.progress(&format!(
+            "random 4 KiB writes, {stable}, {ops} one at a time"
+        ));
         let slots = (span / RAND_BYTES as u64).max(1);
         let mut buf = self.pattern[..RAND_BYTES].to_vec();
         let conn = &mut self.conns[0];
@@ -603,7 +606,7 @@ async fn phases(args: &BenchArgs, ctx: &mut Ctx, report: &mut Report, seed: u64)
 
     if args.wants(Workload::RandWrite) {
         ctx.progress(&format!(
-            "random 4 KiB writes in a {} file (one in flight)",
+            "filling a {} file for random writes",
             stats::human_bytes(args.rand_span)
         ));
         let (fh, written, _, truncated) = ctx.write_file(RAND_FILE, args.rand_span).await?;
