@@ -785,7 +785,11 @@ impl Store {
             OpBody::Write { .. } | OpBody::Commit { .. } => Err(FsError::Inval),
         })?;
         if let Some(obj) = &mut reply.obj {
-            if obj.ftype == FileType::Regular {
+            // A file this op made has no data file yet: it uses nothing.
+            let made = op
+                .new_inode
+                .is_some_and(|n| n.ino == obj.ino && n.gen == obj.gen);
+            if obj.ftype == FileType::Regular && !made {
                 obj.used = self.file_used(op.fs, obj.ino)?;
             }
         }

@@ -74,6 +74,8 @@ const DIRTY_INODES_MAX: usize = 8_192;
 /// Non-durable commits in a row at most: redb cannot reuse pages freed by non-durable commits,
 /// so the file would grow without a durable one now and then.
 const NONDURABLE_COMMITS_MAX: u32 = 4_096;
+/// Locks that serialise syncing one data file (by inode number modulo this).
+const SYNC_STRIPES: usize = 64;
 
 const _: () = assert!(FIRST_SLOT > 2 && DIRTY_INODES_MAX < CACHED_INODES_MAX);
 
@@ -175,6 +177,7 @@ pub struct Store {
     pub(crate) unsynced: Mutex<HashMap<(FsId, Ino), bool>>,
     group: Mutex<Group>,
     group_cv: Condvar,
+    sync_stripes: [Mutex<()>; SYNC_STRIPES],
     /// Set by the first local I/O failure; every later change answers it (STYLE 9: a failed
     /// fsync is never retried).
     fatal: OnceLock<String>,
@@ -303,6 +306,7 @@ impl Store {
             unsynced: Mutex::new(HashMap::new()),
             group: Mutex::new(Group::default()),
             group_cv: Condvar::new(),
+            sync_stripes: std::array::from_fn(|_| Mutex::new(())),
             fatal: OnceLock::new(),
             recovery: None,
         };
@@ -837,39 +841,54 @@ impl Store {
     }
 
     fn sync_inner(&self) -> Result<(), FsError> {
-        let files: Vec<((FsId, Ino), bool)> = lock(&self.unsynced).drain().collect();
-        let mut dirs = HashSet::new();
-        for ((fs, ino), created) in files {
-            self.fsync_data(fs, ino)?;
-            if created {
-                dirs.insert(data::bucket_dir(&self.root, fs, ino));
-            }
-        }
-        for d in dirs {
-            // A data file created since the last sync: its directory entry must be durable
-            // before the metadata that names its inode is.
-            data::fsync_dir(&d)?;
+        let keys: Vec<(FsId, Ino)> = lock(&self.unsynced).keys().copied().collect();
+        let mut dirs_done = HashSet::new();
+        for (fs, ino) in keys {
+            self.sync_file_with(fs, ino, &mut dirs_done)?;
         }
         self.durable()
     }
 
-    /// fsyncs the data file of `ino`, if it has one.
-    pub(crate) fn fsync_data(&self, fs: FsId, ino: Ino) -> Result<(), FsError> {
-        if let Some((f, _)) = self.fds.get(fs, ino, false)? {
-            f.file
-                .sync_all()
-                .map_err(|e| FsError::Io(format!("fsync of {}: {e}", f.path.display())))?;
-        }
-        Ok(())
+    /// fsyncs a file or directory, refusing once the store has failed: after a failed fsync
+    /// the page cache may have dropped the data, so nothing may ever claim it durable (STYLE 9).
+    fn fsync(&self, f: &std::fs::File, path: &Path) -> Result<(), FsError> {
+        self.check_fatal()?;
+        f.sync_all().map_err(|e| {
+            let e = FsError::Io(format!("fsync of {}: {e}", path.display()));
+            self.stop(&e);
+            e
+        })
     }
 
-    /// Makes `ino`'s data durable (data file and, if it was created since, its directory entry).
+    /// Makes `ino`'s data durable: its data file and, if the file was created since the last
+    /// sync, its bucket directory's entry for it.
     pub(crate) fn sync_file(&self, fs: FsId, ino: Ino) -> Result<(), FsError> {
-        let created = lock(&self.unsynced).remove(&(fs, ino));
-        if let Some(created) = created {
-            self.fsync_data(fs, ino)?;
-            if created {
-                data::fsync_dir(&data::bucket_dir(&self.root, fs, ino))?;
+        self.sync_file_with(fs, ino, &mut HashSet::new())
+    }
+
+    fn sync_file_with(
+        &self,
+        fs: FsId,
+        ino: Ino,
+        dirs_done: &mut HashSet<PathBuf>,
+    ) -> Result<(), FsError> {
+        // Held while the file is being synced: a second caller that finds no unsynced entry
+        // must not answer before the first caller's fsync (which covers it) is done.
+        let _stripe = lock(&self.sync_stripes[(ino.0 % SYNC_STRIPES as u64) as usize]);
+        let Some(created) = lock(&self.unsynced).remove(&(fs, ino)) else {
+            return Ok(());
+        };
+        if let Some((f, _)) = self.fds.get(fs, ino, false)? {
+            // Durability order: this file's bytes reach the disk before the metadata that
+            // makes them reachable (its size) is committed durably by the caller.
+            self.fsync(&f.file, &f.path)?;
+        }
+        if created {
+            let dir = data::bucket_dir(&self.root, fs, ino);
+            if dirs_done.insert(dir.clone()) {
+                // And the data file's own directory entry, before the metadata names it.
+                let d = std::fs::File::open(&dir).map_err(|e| data::io_err("opening", &dir, &e))?;
+                self.fsync(&d, &dir)?;
             }
         }
         Ok(())
@@ -898,6 +917,12 @@ impl Store {
                 g = lock(&self.group);
                 g.running = false;
                 if r.is_ok() {
+                    // One durable commit at a time, so they finish in the order they started.
+                    assert!(
+                        mine > g.done,
+                        "durable commit {mine} finished after {}",
+                        g.done
+                    );
                     g.done = mine;
                 }
                 self.group_cv.notify_all();
@@ -925,10 +950,7 @@ impl Store {
         // Durability order: the callers fsync'd the data they vouch for before calling; this
         // one fsync (redb's commit, Durability::Immediate being the default) makes the metadata
         // that names it durable. Only then may the trash of durable removals go.
-        debug_assert!(
-            self.fatal.get().is_none(),
-            "no durable commit after a failure"
-        );
+        self.check_fatal()?;
         w.commit().map_err(db_err)?;
         ts.nondurable_commits = 0;
         lock(&self.cache).settle();
@@ -1008,6 +1030,9 @@ impl Store {
         // Durability order: with `need_durable`, this fsync (redb's durable commit) must come
         // before the data-file actions below that cut data (a shrink), so a crash between them
         // finds the new size already durable and recovery cuts the rest.
+        if durable {
+            self.check_fatal()?;
+        }
         w.commit().map_err(db_err)?;
         if durable {
             ts.nondurable_commits = 0;
