@@ -63,32 +63,6 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-/// Same rule as the store's (1 to 64 of `A-Z a-z 0-9 - _ .`, no leading `.`), checked here
-/// so that a bad name gets a 400 with the reason before anything is touched.
-pub fn check_fs_name(name: &str) -> Result<(), ApiError> {
-    let why = if name.is_empty() {
-        Some("it is empty")
-    } else if name.len() > 64 {
-        Some("it is longer than 64 characters")
-    } else if name.starts_with('.') {
-        Some("it starts with '.'")
-    } else if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        Some("it has a character other than A-Z a-z 0-9 - _ .")
-    } else {
-        None
-    };
-    match why {
-        Some(why) => Err(ApiError::InvalidName {
-            name: name.to_owned(),
-            why: why.to_owned(),
-        }),
-        None => Ok(()),
-    }
-}
-
 /// `GET /api/health`
 pub async fn health(State(s): State<AppState>) -> Json<Health> {
     Json(Health {
@@ -113,10 +87,7 @@ pub async fn create_fs(
     State(s): State<AppState>,
     ApiJson(body): ApiJson<CreateFs>,
 ) -> Result<(StatusCode, Json<FsView>), ApiError> {
-    check_fs_name(&body.name)?;
-    if s.array.fs(&body.name).is_some() {
-        return Err(ApiError::FsExists(body.name));
-    }
+    // The store checks the name (and that it is free) and answers why not.
     let name = body.name.clone();
     let info = blocking(&s, &body.name, move |a| {
         a.create_fs(&name, ExportRules::default())
@@ -141,9 +112,6 @@ pub async fn delete_fs(
     State(s): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if s.array.fs(&name).is_none() {
-        return Err(ApiError::FsNotFound(name));
-    }
     let n = name.clone();
     blocking(&s, &name, move |a| a.delete_fs(&n)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -157,9 +125,6 @@ pub async fn set_export(
     ApiJson(body): ApiJson<SetExport>,
 ) -> Result<Json<FsView>, ApiError> {
     let rules = body.to_rules().map_err(ApiError::InvalidCidr)?;
-    if s.array.fs(&name).is_none() {
-        return Err(ApiError::FsNotFound(name));
-    }
     let n = name.clone();
     let info = blocking(&s, &name, move |a| a.set_export(&n, rules)).await?;
     Ok(Json(FsView::from(&info)))
@@ -173,19 +138,4 @@ pub async fn no_route(uri: Uri) -> ApiError {
 /// A known path with a method it does not take.
 pub async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fs_names() {
-        for ok in ["a", "demo", "A-b_c.d", &"x".repeat(64)] {
-            check_fs_name(ok).expect(ok);
-        }
-        for bad in ["", ".hidden", "a b", "a/b", "é", &"x".repeat(65)] {
-            assert!(check_fs_name(bad).is_err(), "{bad:?}");
-        }
-    }
 }
