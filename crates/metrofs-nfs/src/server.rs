@@ -137,7 +137,11 @@ impl<B: Backend> NfsServer<B> {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        tokio::spawn(connection(self.shared.clone(), self.conns.clone(), stream, peer));
+                        // Subscribed here, not in the task: a close_all from now on reaches it.
+                        let close = self.conns.close.subscribe();
+                        self.conns.open.fetch_add(1, Ordering::Relaxed);
+                        let open = OpenGuard(self.conns.open.clone());
+                        tokio::spawn(connection(self.shared.clone(), close, open, stream, peer));
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
@@ -174,13 +178,11 @@ enum Closed {
 
 async fn connection<B: Backend>(
     shared: Arc<Shared<B>>,
-    conns: Connections,
+    mut close: watch::Receiver<u64>,
+    _open: OpenGuard,
     stream: TcpStream,
     peer: SocketAddr,
 ) {
-    conns.open.fetch_add(1, Ordering::Relaxed);
-    let _open = OpenGuard(conns.open.clone());
-    let mut close = conns.close.subscribe();
     tracing::debug!(%peer, "connection opened");
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");

@@ -21,21 +21,30 @@ async fn readdirplus_pages_through_100k_entries_with_concurrent_changes() {
     let (big, _) = mkdir(&mut c, &rfh, "big", 0o755).await.expect("mkdir");
     let dir = FileHandle::from_bytes(&big.data).expect("our handle").ino;
 
-    // Fill it through the backend (the NFS path for creates is tested elsewhere).
+    // Fill it through the backend (the NFS path for creates is tested elsewhere), from a few
+    // tasks at once so the store can commit them in groups.
     let t = Instant::now();
-    let caller = Caller {
-        addr: srv.addr,
-        uid: 0,
-        gid: 0,
-        gids: vec![],
-        xid: 0,
-    };
-    for i in 0..ENTRIES {
-        let body = create_body(dir, format!("f{i:06}"));
-        srv.array
-            .change(srv.fs, body, &caller)
-            .await
-            .expect("create");
+    const FILLERS: usize = 8;
+    let mut fillers = Vec::new();
+    for k in 0..FILLERS {
+        let array = srv.array.clone();
+        let (fs, addr) = (srv.fs, srv.addr);
+        fillers.push(tokio::spawn(async move {
+            let caller = Caller {
+                addr,
+                uid: 0,
+                gid: 0,
+                gids: vec![],
+                xid: 0,
+            };
+            for i in (k..ENTRIES).step_by(FILLERS) {
+                let body = create_body(dir, format!("f{i:06}"));
+                array.change(fs, body, &caller).await.expect("create");
+            }
+        }));
+    }
+    for f in fillers {
+        f.await.expect("filler");
     }
     eprintln!("created {ENTRIES} entries in {:?}", t.elapsed());
 
