@@ -263,7 +263,8 @@ impl Handler for Slow {
     }
 }
 
-#[tokio::test]
+// Paused clock: the handler's sleep and the call timeout are virtual, so load cannot matter.
+#[tokio::test(start_paused = true)]
 async fn a_slow_reply_times_the_call_out_and_the_link_stays_up() {
     let config = LinkConfig {
         call_timeout_ms: 100,
