@@ -76,24 +76,6 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-# Build: metrofs (the array) and the benchmark client.
-if [ "$DO_METROFS" = 1 ]; then
-    log "cargo build --release -p metrofs"
-    cargo build --release -p metrofs 2>&1 | tail -3 >&2 || die "metrofs does not build"
-fi
-METROFS="$ROOT/target/release/metrofs"
-if [ -x "$METROFS" ] && "$METROFS" bench --help >/dev/null 2>&1; then
-    BENCH=("$METROFS" bench)
-    BENCH_SHOWN="metrofs bench"
-else
-    log "the metrofs binary has no 'bench' subcommand yet: using the metrofs-bench example (same code)"
-    cargo build --release -p metrofs-bench --example bench 2>&1 | tail -1 >&2
-    BENCH=("$ROOT/target/release/examples/bench")
-    BENCH_SHOWN="cargo run --release -p metrofs-bench --example bench --"
-fi
-BENCH_ARGS=(--size "$SIZE" --files "$FILES" --latency-ops "$LAT_OPS" --depth "$DEPTH" --json)
-
-# ---------------------------------------------------------------------------------------------
 # Scratch space, the journaled ext4 image, and cleanup of everything started here.
 WORK=$(mktemp -d /var/tmp/metrofs-compare.XXXXXX)
 MNT="$WORK/mnt"
@@ -135,6 +117,31 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------------------------------------
+# Build: metrofs (the array) and the benchmark client.
+if [ "$DO_METROFS" = 1 ]; then
+    log "cargo build --release -p metrofs"
+    cargo build --release -p metrofs 2>&1 | tail -3 >&2 || die "metrofs does not build"
+fi
+# The binaries run from private copies: a rebuild in the checkout during the run must neither
+# change what is measured nor leave perf unable to read the symbols of a deleted file.
+BIN="$WORK/bin"
+mkdir -p "$BIN"
+METROFS="$BIN/metrofs"
+[ -x "$ROOT/target/release/metrofs" ] && cp "$ROOT/target/release/metrofs" "$METROFS"
+if [ -x "$METROFS" ] && "$METROFS" bench --help >/dev/null 2>&1; then
+    BENCH=("$METROFS" bench)
+    BENCH_SHOWN="metrofs bench"
+else
+    log "the metrofs binary has no 'bench' subcommand yet: using the metrofs-bench example (same code)"
+    cargo build --release -p metrofs-bench --example bench 2>&1 | tail -1 >&2
+    cp "$ROOT/target/release/examples/bench" "$BIN/bench"
+    BENCH=("$BIN/bench")
+    BENCH_SHOWN="cargo run --release -p metrofs-bench --example bench --"
+fi
+BENCH_ARGS=(--size "$SIZE" --files "$FILES" --latency-ops "$LAT_OPS" --depth "$DEPTH" --json)
+
 
 log "making a ${IMAGE_GIB} GiB ext4 image with a journal in $WORK"
 truncate -s "${IMAGE_GIB}G" "$WORK/fs.img"
