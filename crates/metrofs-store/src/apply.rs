@@ -30,6 +30,8 @@ use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::data;
 use crate::rec::{Inode, Kind};
+
+pub(crate) mod sync;
 use crate::store::{
     corrupt, db_err, lock, AttrCache, CacheEntry, CacheState, Store, ALLOC, DIRENTS,
     DIR_SIZE_BYTES, FIRST_SLOT, FREE, INODES, LINKS_MAX, SLOTS,
@@ -86,6 +88,8 @@ pub(crate) struct Ctx<'t> {
     staged: BTreeMap<Ino, Option<Inode>>,
     post: Vec<Post>,
     need_durable: bool,
+    /// The transaction, for tables only some ops use (resync's orphans, see `sync`).
+    w: &'t WriteTransaction,
 }
 
 fn wcc(a: &Attr) -> WccAttr {
@@ -113,6 +117,7 @@ impl<'t> Ctx<'t> {
             staged: BTreeMap::new(),
             post: Vec::new(),
             need_durable: false,
+            w,
         })
     }
 
@@ -944,12 +949,12 @@ impl Store {
     /// COMMIT: the file's data fsync'd, then all metadata (this fs's namespace included)
     /// committed durably.
     fn commit(&self, fs: FsId, ino: Ino) -> Result<OpReply, FsError> {
-        let i = self.inode(fs, ino)?.ok_or(FsError::Stale)?;
+        let i = self.record(fs, ino)?.ok_or(FsError::Stale)?;
         if i.is_file() {
             self.sync_file(fs, ino)?;
         }
         self.durable()?;
-        let i = self.inode(fs, ino)?.ok_or(FsError::Stale)?;
+        let i = self.record(fs, ino)?.ok_or(FsError::Stale)?;
         Ok(OpReply {
             obj: Some(self.attr_of(fs, ino, &i)?),
             obj_before: None,

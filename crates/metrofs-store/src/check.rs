@@ -450,6 +450,21 @@ impl Store {
                 zero_run += size - off;
                 break;
             }
+            if let Some((f, _)) = &file {
+                // Skip whole chunks of hole without reading them (SEEK_DATA; no data past
+                // `off` at all is ENXIO).
+                let next_data = match rustix::fs::seek(&f.file, rustix::fs::SeekFrom::Data(off)) {
+                    Ok(d) => d,
+                    Err(rustix::io::Errno::NXIO) => len,
+                    Err(_) => off,
+                };
+                let skip_to = (next_data.min(len) / CHUNK * CHUNK).max(off);
+                if skip_to > off {
+                    zero_run += skip_to - off;
+                    off = skip_to;
+                    continue;
+                }
+            }
             let n = CHUNK.min(size - off) as usize;
             if let Some((f, _)) = &file {
                 data::read_zero_filled(&f.file, &f.path, off, &mut buf[..n])?;

@@ -180,6 +180,8 @@ fn make_bucket(root: &Path, fs: FsId, ino: Ino) -> Result<(), FsError> {
     match std::fs::create_dir(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(()),
+        // The fs directory is gone: the fs was deleted while this op ran.
+        Err(e) if e.kind() == ErrorKind::NotFound => return Err(FsError::NoFs),
         Err(e) => return Err(io_err("creating directory", &dir, &e)),
     }
     // Durability order: the bucket's entry in the fs directory is durable before any data file

@@ -578,7 +578,7 @@ impl Store {
     }
 
     /// The newest record of an inode: the cache, else redb's committed one.
-    pub(crate) fn inode(&self, fs: FsId, ino: Ino) -> Result<Option<Inode>, FsError> {
+    pub(crate) fn record(&self, fs: FsId, ino: Ino) -> Result<Option<Inode>, FsError> {
         if let Some(e) = lock(&self.cache).map.get(&(fs, ino)) {
             return Ok(e.inode.clone());
         }
@@ -645,14 +645,14 @@ impl Store {
     /// The attributes of `ino`; `Stale` when it does not exist (or was freed).
     pub fn getattr(&self, fs: FsId, ino: Ino) -> Result<Attr, FsError> {
         self.check_fs(fs)?;
-        let inode = self.inode(fs, ino)?.ok_or(FsError::Stale)?;
+        let inode = self.record(fs, ino)?.ok_or(FsError::Stale)?;
         self.attr_of(fs, ino, &inode)
     }
 
     /// The object named `name` in `dir`. "." is `dir`, ".." its parent (the root's is itself).
     pub fn lookup(&self, fs: FsId, dir: Ino, name: &[u8]) -> Result<Attr, FsError> {
         self.check_fs(fs)?;
-        let d = self.inode(fs, dir)?.ok_or(FsError::Stale)?;
+        let d = self.record(fs, dir)?.ok_or(FsError::Stale)?;
         let Kind::Dir { parent, .. } = d.kind else {
             return Err(FsError::NotDir);
         };
@@ -670,14 +670,14 @@ impl Store {
             }
         };
         // Gone meanwhile (a remove raced this look-up): as if it had not been found.
-        let inode = self.inode(fs, target)?.ok_or(FsError::NoEnt)?;
+        let inode = self.record(fs, target)?.ok_or(FsError::NoEnt)?;
         self.attr_of(fs, target, &inode)
     }
 
     /// Up to `count` bytes at `offset` (at most [`READ_MAX_BYTES`]); holes read as zeros.
     pub fn read(&self, fs: FsId, ino: Ino, offset: u64, count: u32) -> Result<ReadReply, FsError> {
         self.check_fs(fs)?;
-        let inode = self.inode(fs, ino)?.ok_or(FsError::Stale)?;
+        let inode = self.record(fs, ino)?.ok_or(FsError::Stale)?;
         match inode.kind {
             Kind::File { .. } => {}
             Kind::Dir { .. } => return Err(FsError::IsDir),
@@ -706,7 +706,7 @@ impl Store {
     /// A symlink's target.
     pub fn readlink(&self, fs: FsId, ino: Ino) -> Result<(Vec<u8>, Attr), FsError> {
         self.check_fs(fs)?;
-        let inode = self.inode(fs, ino)?.ok_or(FsError::Stale)?;
+        let inode = self.record(fs, ino)?.ok_or(FsError::Stale)?;
         let Kind::Symlink { target } = &inode.kind else {
             return Err(FsError::Inval);
         };
@@ -725,7 +725,7 @@ impl Store {
         plus: bool,
     ) -> Result<ReadDirPage, FsError> {
         self.check_fs(fs)?;
-        let d = self.inode(fs, dir)?.ok_or(FsError::Stale)?;
+        let d = self.record(fs, dir)?.ok_or(FsError::Stale)?;
         let Kind::Dir { next_slot, .. } = d.kind else {
             return Err(FsError::NotDir);
         };
@@ -754,7 +754,7 @@ impl Store {
         let mut entries = Vec::with_capacity(raw.len());
         for (slot, ino, name) in raw {
             let attr = if plus {
-                match self.inode(fs, ino)? {
+                match self.record(fs, ino)? {
                     Some(i) => Some(self.attr_of(fs, ino, &i)?),
                     None => None,
                 }

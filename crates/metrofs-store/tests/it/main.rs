@@ -52,3 +52,73 @@ fn a_second_open_of_the_same_directory_is_refused() {
         .expect("second open must fail");
     assert!(e.to_string().contains("in use"), "{e}");
 }
+
+/// `check()` is not blind: a data file nobody owns, one longer than its inode, and trash that
+/// no removal waits for are all reported.
+#[test]
+fn check_reports_what_does_not_fit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Store::open(dir.path()).expect("open");
+    let mut fx = fx::Fx::new(&s, "chk");
+    let f = fx.create(fx::ROOT, "f").expect("create");
+    fx.write(f.ino, 0, b"abc").expect("write");
+    fx.assert_consistent();
+    let fs_dir = dir.path().join("data").join(format!("{:016x}", fx.fs.0));
+    let bucket = |ino: u64| fs_dir.join(format!("{:02x}", ino % 256));
+    std::fs::create_dir_all(bucket(999)).expect("bucket");
+    std::fs::write(bucket(999).join("999"), b"stray").expect("stray");
+    std::fs::write(
+        bucket(f.ino.0).join(f.ino.0.to_string()),
+        b"longer than three",
+    )
+    .expect("grow");
+    std::fs::write(fs_dir.join("trash").join("5.1"), b"old").expect("trash");
+    let problems = s.check(fx.fs);
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    assert!(problems
+        .iter()
+        .any(|p| p.contains("999") && p.contains("no live regular inode")));
+    assert!(problems
+        .iter()
+        .any(|p| p.contains("data file of 17 bytes, size 3")));
+    assert!(problems.iter().any(|p| p.contains("trash")));
+}
+
+/// Holes and written zeros are the same bytes; `image()` says so, and sees any other change.
+#[test]
+fn image_compares_bytes_not_allocation() {
+    let da = tempfile::tempdir().expect("tempdir");
+    let db = tempfile::tempdir().expect("tempdir");
+    let sa = Store::open(da.path()).expect("open");
+    let sb = Store::open(db.path()).expect("open");
+    let mut a = fx::Fx::new(&sa, "img");
+    let mut b = fx::Fx::new(&sb, "img");
+    let fa = a.create(fx::ROOT, "f").expect("create");
+    let fb = b.create(fx::ROOT, "f").expect("create");
+    // a: data at 3 MiB, a hole before; b: the same bytes, zeros written out.
+    a.write(fa.ino, 3 << 20, b"tail").expect("write");
+    b.write(fb.ino, 0, &vec![0u8; 3 << 20])
+        .expect("write zeros");
+    b.clock = a.clock - 1;
+    b.write(fb.ino, 3 << 20, b"tail").expect("write");
+    let (ia, ib) = (
+        sa.image(a.fs).expect("image"),
+        sb.image(b.fs).expect("image"),
+    );
+    assert_eq!(ia, ib, "{:#?}", ia.diff(&ib, 5));
+    assert!(
+        sa.getattr(a.fs, fa.ino).expect("attr").used < sb.getattr(b.fs, fb.ino).expect("attr").used
+    );
+    // One byte differs: the images differ, and `diff` names the inode.
+    b.clock = a.clock;
+    a.write(fa.ino, 100, b"x").expect("write");
+    b.write(fb.ino, 100, b"y").expect("write");
+    let (ia, ib) = (
+        sa.image(a.fs).expect("image"),
+        sb.image(b.fs).expect("image"),
+    );
+    assert_ne!(ia, ib);
+    let d = ia.diff(&ib, 5);
+    assert_eq!(d.len(), 1, "{d:#?}");
+    assert!(d[0].starts_with(&format!("inode {}", fa.ino.0)));
+}
