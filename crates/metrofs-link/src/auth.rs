@@ -761,6 +761,23 @@ mod tests {
     }
 
     #[test]
+    fn secret_file_loses_its_trailing_newline() {
+        let path = std::env::temp_dir().join(format!("metrofs-link-secret-{}", std::process::id()));
+        std::fs::write(&path, b"0123456789abcdef\n").expect("write temp file");
+        let s = Secret::from_file(&path).expect("16 bytes + newline");
+        assert_eq!(&*s.0, b"0123456789abcdef");
+        std::fs::write(&path, b"short\n").expect("write temp file");
+        let e = Secret::from_file(&path).expect_err("too short").to_string();
+        assert!(
+            e.contains("it is 5 bytes") && e.contains(&path.display().to_string()),
+            "{e}"
+        );
+        std::fs::remove_file(&path).expect("remove temp file");
+        let e = Secret::from_file(&path).expect_err("missing").to_string();
+        assert!(e.contains("cannot read secret file"), "{e}");
+    }
+
+    #[test]
     fn names_and_secrets_are_checked() {
         assert!(Secret::new(vec![0u8; 8]).is_err());
         let s = Secret::new(vec![0u8; 16]).expect("16 bytes");
