@@ -229,3 +229,72 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let running = start(&cfg, array, listeners, stop)?;
     running.wait().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_config(dir: &std::path::Path) -> Config {
+        Config {
+            name: "t".into(),
+            data_dir: dir.join("data"),
+            nfs_listen: "127.0.0.1:0".parse().expect("addr"),
+            api_listen: "127.0.0.1:0".parse().expect("addr"),
+            sync_interval_ms: 10,
+            log_level: tracing::Level::INFO,
+        }
+    }
+
+    async fn started(dir: &std::path::Path) -> Running {
+        let cfg = test_config(dir);
+        let array = open_array(&cfg).await.expect("open");
+        let listeners = Listeners::bind(&cfg).await.expect("bind");
+        start(&cfg, array, listeners, Stop::new()).expect("start")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_signal_stops_cleanly_and_closes_the_listeners() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let running = started(tmp.path()).await;
+        let (nfs, api, stop) = (running.nfs_addr, running.api_addr, running.stop.clone());
+        tokio::net::TcpStream::connect(nfs)
+            .await
+            .expect("NFS accepts");
+        tokio::net::TcpStream::connect(api)
+            .await
+            .expect("API accepts");
+        // Let the flusher run a few times.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.signal("SIGTERM");
+        running.wait().await.expect("clean stop");
+        assert!(
+            tokio::net::TcpStream::connect(nfs).await.is_err(),
+            "NFS still accepting"
+        );
+        assert!(
+            tokio::net::TcpStream::connect(api).await.is_err(),
+            "API still accepting"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fatal_error_stops_with_an_error() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let running = started(tmp.path()).await;
+        let stop = running.stop.clone();
+        stop.signal("SIGTERM");
+        stop.fatal("disk on fire");
+        let e = running.wait().await.expect_err("fatal stop is an error");
+        assert!(e.to_string().contains("disk on fire"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_names_the_key() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let holder = TcpListener::bind("127.0.0.1:0").await.expect("hold");
+        let mut cfg = test_config(tmp.path());
+        cfg.api_listen = holder.local_addr().expect("addr");
+        let e = Listeners::bind(&cfg).await.err().expect("refused");
+        assert!(e.to_string().contains("api_listen"), "{e}");
+    }
+}
