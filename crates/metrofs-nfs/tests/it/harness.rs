@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use metrofs_core::{
-    Attr, Backend, Caller, Cidr, ExportInfo, ExportRules, FileType, FsError, FsId, FsStat, Ino,
-    OpBody, OpReply, ReadDirPage, ReadReply, SystemClock, ROOT_INO,
+    Attr, Backend, Caller, Cidr, ExportInfo, ExportRules, FsError, FsId, FsStat, Ino, OpBody,
+    OpReply, ReadDirPage, ReadReply, SystemClock,
 };
 use metrofs_metro::Array;
 use metrofs_nfs::{Connections, NfsServer};
@@ -145,7 +145,10 @@ impl Server {
         self.spy.changes.load(Ordering::SeqCst)
     }
 
+    /// Stops the server, after checking the store is consistent (fsck) whatever the test did.
     pub async fn stop(mut self) {
+        let problems = self.array.store().check(self.fs);
+        assert!(problems.is_empty(), "store check: {problems:#?}");
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
@@ -154,57 +157,10 @@ impl Server {
         }
     }
 
-    /// Every path with its type, mode, owner, size, nlink and content: what must not change
-    /// when bad input arrives.
-    pub async fn snapshot(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut todo = vec![(ROOT_INO, String::new())];
-        while let Some((dir, path)) = todo.pop() {
-            let mut cookie = 0;
-            loop {
-                let page = self
-                    .array
-                    .readdir(self.fs, dir, cookie, 1000, true)
-                    .await
-                    .expect("readdir");
-                for e in &page.entries {
-                    cookie = e.cookie;
-                    let a = self.array.getattr(self.fs, e.ino).await.expect("getattr");
-                    let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
-                    let content = match a.ftype {
-                        FileType::Regular => {
-                            let r = self
-                                .array
-                                .read(self.fs, a.ino, 0, u32::MAX)
-                                .await
-                                .expect("read");
-                            format!("{:?}", r.data)
-                        }
-                        FileType::Symlink => format!(
-                            "{:?}",
-                            self.array
-                                .readlink(self.fs, a.ino)
-                                .await
-                                .expect("readlink")
-                                .0
-                        ),
-                        FileType::Directory => {
-                            todo.push((a.ino, p.clone()));
-                            String::new()
-                        }
-                    };
-                    out.push(format!(
-                        "{p} {:?} {:o} {}:{} size={} nlink={} mtime={:?} ctime={:?} {content}",
-                        a.ftype, a.mode, a.uid, a.gid, a.size, a.nlink, a.mtime, a.ctime
-                    ));
-                }
-                if page.eof {
-                    break;
-                }
-            }
-        }
-        out.sort();
-        out
+    /// The whole fs as the store sees it (attributes, entries, content hashes): what must not
+    /// change when bad input arrives.
+    pub async fn snapshot(&self) -> metrofs_store::FsImage {
+        self.array.store().image(self.fs).expect("store image")
     }
 }
 
