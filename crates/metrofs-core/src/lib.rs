@@ -29,6 +29,9 @@ pub use time::{Clock, SystemClock, Time};
 pub const NAME_MAX_BYTES: usize = 255;
 /// Longest symlink target, in bytes.
 pub const SYMLINK_MAX_BYTES: usize = 4096;
+/// Most hard links to one inode (and subdirectories of one directory), as PATHCONF reports it.
+/// The store's own limit (metrofs-store `LINKS_MAX`) must be this value.
+pub const LINKS_MAX: u32 = 65_000;
 /// Largest file the store accepts, in bytes (8 EiB would overflow offsets + counts).
 pub const FILE_SIZE_MAX_BYTES: u64 = 1 << 50;
 /// The inode number of every file system's root directory.
