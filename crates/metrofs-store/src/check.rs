@@ -334,7 +334,7 @@ impl Store {
         }
         // Data files.
         for b in 0..BUCKETS {
-            let dir = data::bucket_dir(&self.root, fs, Ino(b));
+            let dir = data::bucket_path(&self.root, fs, b);
             let rd = match std::fs::read_dir(&dir) {
                 Ok(rd) => rd,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
@@ -345,7 +345,7 @@ impl Store {
             };
             for e in rd.flatten() {
                 let fname = e.file_name().to_string_lossy().into_owned();
-                let ino = fname.parse::<u64>().ok().filter(|i| i % BUCKETS == b);
+                let ino = fname.parse::<u64>().ok().filter(|i| data::bucket_of(Ino(*i)) == b);
                 match ino.and_then(|i| s.inodes.get(&i).map(|n| (i, n))) {
                     Some((i, n)) if n.is_file() => {
                         let len = e.metadata().map(|m| m.len()).unwrap_or(0);

@@ -29,8 +29,21 @@ pub(crate) fn fs_dir(root: &Path, fs: FsId) -> PathBuf {
     root.join("data").join(format!("{:016x}", fs.0))
 }
 
+/// Consecutive inode numbers (made together, committed together) share a bucket, so one
+/// directory fsync covers a burst of new files.
+pub(crate) const INODES_PER_BUCKET_RUN: u64 = 1024;
+
+pub(crate) fn bucket_of(ino: Ino) -> u64 {
+    (ino.0 / INODES_PER_BUCKET_RUN) % BUCKETS
+}
+
 pub(crate) fn bucket_dir(root: &Path, fs: FsId, ino: Ino) -> PathBuf {
-    fs_dir(root, fs).join(format!("{:02x}", ino.0 % BUCKETS))
+    bucket_path(root, fs, bucket_of(ino))
+}
+
+/// Bucket directory number `b` (0..BUCKETS).
+pub(crate) fn bucket_path(root: &Path, fs: FsId, b: u64) -> PathBuf {
+    fs_dir(root, fs).join(format!("{b:02x}"))
 }
 
 pub(crate) fn data_path(root: &Path, fs: FsId, ino: Ino) -> PathBuf {

@@ -125,13 +125,13 @@ pub(crate) fn recover(store: &Store) -> Result<RecoveryReport, StoreError> {
             }
         }
         for b in 0..BUCKETS {
-            let dir = data::bucket_dir(&root, fs, Ino(b));
+            let dir = data::bucket_path(&root, fs, b);
             let mut touched = false;
             for (name, path) in entries(&dir)? {
                 let live = name
                     .parse::<u64>()
                     .ok()
-                    .filter(|ino| ino % BUCKETS == b)
+                    .filter(|ino| data::bucket_of(Ino(*ino)) == b)
                     .and_then(|ino| files.get(&ino));
                 match live {
                     Some(&(_, size)) => {

@@ -178,6 +178,9 @@ pub struct Store {
     group: Mutex<Group>,
     group_cv: Condvar,
     sync_stripes: [Mutex<()>; SYNC_STRIPES],
+    /// Bucket directories holding data files created and fsync'd since the last durable
+    /// commit: it fsyncs them before committing.
+    dirs_to_sync: Mutex<HashSet<PathBuf>>,
     /// Set by the first local I/O failure; every later change answers it (STYLE 9: a failed
     /// fsync is never retried).
     fatal: OnceLock<String>,
@@ -307,6 +310,7 @@ impl Store {
             group: Mutex::new(Group::default()),
             group_cv: Condvar::new(),
             sync_stripes: std::array::from_fn(|_| Mutex::new(())),
+            dirs_to_sync: Mutex::new(HashSet::new()),
             fatal: OnceLock::new(),
             recovery: None,
         };
@@ -842,36 +846,30 @@ impl Store {
 
     fn sync_inner(&self) -> Result<(), FsError> {
         let keys: Vec<(FsId, Ino)> = lock(&self.unsynced).keys().copied().collect();
-        let mut dirs_done = HashSet::new();
         for (fs, ino) in keys {
-            self.sync_file_with(fs, ino, &mut dirs_done)?;
+            self.sync_file(fs, ino)?;
         }
         self.durable()
     }
 
-    /// fsyncs a file or directory, refusing once the store has failed: after a failed fsync
-    /// the page cache may have dropped the data, so nothing may ever claim it durable (STYLE 9).
-    fn fsync(&self, f: &std::fs::File, path: &Path) -> Result<(), FsError> {
+    /// fsyncs (`fdatasync` with `data_only`) a file or directory, refusing once the store has
+    /// failed: after a failed fsync the page cache may have dropped the data, so nothing may
+    /// ever claim it durable (STYLE 9).
+    fn fsync(&self, f: &std::fs::File, path: &Path, data_only: bool) -> Result<(), FsError> {
         self.check_fatal()?;
-        f.sync_all().map_err(|e| {
+        let r = if data_only { f.sync_data() } else { f.sync_all() };
+        r.map_err(|e| {
             let e = FsError::Io(format!("fsync of {}: {e}", path.display()));
             self.stop(&e);
             e
         })
     }
 
-    /// Makes `ino`'s data durable: its data file and, if the file was created since the last
-    /// sync, its bucket directory's entry for it.
+    /// Makes `ino`'s data durable: its data file now; if the file was created since the last
+    /// sync, its bucket directory goes on the list the next durable commit fsyncs first (so
+    /// concurrent COMMITs of new files share one directory fsync, as they share the redb one).
+    /// The caller then calls [`Store::durable`].
     pub(crate) fn sync_file(&self, fs: FsId, ino: Ino) -> Result<(), FsError> {
-        self.sync_file_with(fs, ino, &mut HashSet::new())
-    }
-
-    fn sync_file_with(
-        &self,
-        fs: FsId,
-        ino: Ino,
-        dirs_done: &mut HashSet<PathBuf>,
-    ) -> Result<(), FsError> {
         // Held while the file is being synced: a second caller that finds no unsynced entry
         // must not answer before the first caller's fsync (which covers it) is done.
         let _stripe = lock(&self.sync_stripes[(ino.0 % SYNC_STRIPES as u64) as usize]);
@@ -881,15 +879,11 @@ impl Store {
         if let Some((f, _)) = self.fds.get(fs, ino, false)? {
             // Durability order: this file's bytes reach the disk before the metadata that
             // makes them reachable (its size) is committed durably by the caller.
-            self.fsync(&f.file, &f.path)?;
+            // fdatasync: the data file's own times do not matter, its size and blocks do.
+            self.fsync(&f.file, &f.path, true)?;
         }
         if created {
-            let dir = data::bucket_dir(&self.root, fs, ino);
-            if dirs_done.insert(dir.clone()) {
-                // And the data file's own directory entry, before the metadata names it.
-                let d = std::fs::File::open(&dir).map_err(|e| data::io_err("opening", &dir, &e))?;
-                self.fsync(&d, &dir)?;
-            }
+            lock(&self.dirs_to_sync).insert(data::bucket_dir(&self.root, fs, ino));
         }
         Ok(())
     }
@@ -947,9 +941,16 @@ impl Store {
             flush_dirty(&mut c, &mut t)?;
         }
         let trash = std::mem::take(&mut ts.trash);
-        // Durability order: the callers fsync'd the data they vouch for before calling; this
-        // one fsync (redb's commit, Durability::Immediate being the default) makes the metadata
-        // that names it durable. Only then may the trash of durable removals go.
+        // Durability order: the callers fsync'd the data they vouch for before calling, and
+        // listed the bucket directories of data files they created; those entries become
+        // durable here, before the metadata naming the files does.
+        let dirs: Vec<PathBuf> = lock(&self.dirs_to_sync).drain().collect();
+        for d in &dirs {
+            let f = std::fs::File::open(d).map_err(|e| data::io_err("opening", d, &e))?;
+            self.fsync(&f, d, false)?;
+        }
+        // Then one fsync (redb's commit, Durability::Immediate being the default) makes the
+        // metadata durable. Only after it may the trash of durable removals go.
         self.check_fatal()?;
         w.commit().map_err(db_err)?;
         ts.nondurable_commits = 0;

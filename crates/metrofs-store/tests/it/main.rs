@@ -64,7 +64,7 @@ fn check_reports_what_does_not_fit() {
     fx.write(f.ino, 0, b"abc").expect("write");
     fx.assert_consistent();
     let fs_dir = dir.path().join("data").join(format!("{:016x}", fx.fs.0));
-    let bucket = |ino: u64| fs_dir.join(format!("{:02x}", ino % 256));
+    let bucket = |ino: u64| fs_dir.join(format!("{:02x}", (ino / 1024) % 256));
     std::fs::create_dir_all(bucket(999)).expect("bucket");
     std::fs::write(bucket(999).join("999"), b"stray").expect("stray");
     std::fs::write(
