@@ -47,8 +47,8 @@ use crate::xdr::{self, padded, Dec, EncodeError, Garbage};
 pub const IO_BYTES_MAX: u32 = 1 << 20;
 /// FSINFO: preferred READDIR size, in bytes.
 pub const DIR_BYTES_PREF: u32 = 64 << 10;
-/// PATHCONF: most hard links to one file (nlink is a u32 in the store).
-pub const LINK_MAX: u32 = u32::MAX;
+/// PATHCONF: most hard links to one file: the store's limit.
+pub const LINK_MAX: u32 = metrofs_core::LINKS_MAX;
 /// The cookie verifier: constant, because cookies stay valid while entries come and go.
 const COOKIEVERF: [u8; 8] = [0; 8];
 /// READDIR cookies of the two entries the front end adds; the backend's cookies (>= 1) are
@@ -1014,7 +1014,8 @@ impl<B: Backend> Shared<B> {
     /// `maxcount` (READDIRPLUS); for READDIRPLUS the entries' directory information (what
     /// they would take in a READDIR reply) never exceeds `dircount`, except that the first
     /// entry is always sent when `maxcount` allows, so a listing always moves forward.
-    /// When not even one entry fits in `count`/`maxcount`: TOOSMALL.
+    /// When not even one entry fits in `count`/`maxcount`: TOOSMALL. Larger limits than 1 MiB
+    /// are taken as 1 MiB.
     async fn readdir(&self, r: &Req, d: &mut Dec, out: &mut BytesMut, plus: bool) -> Res {
         let fh = dec_fh(d)?;
         let cookie = d.u64()?;
@@ -1026,6 +1027,8 @@ impl<B: Backend> Shared<B> {
             let c = d.u32()? as usize;
             (usize::MAX, c)
         };
+        // Like READ, a listing reply is at most 1 MiB whatever the client offers.
+        let maxcount = maxcount.min(IO_BYTES_MAX as usize);
         let dir = match self.resolve(r, &fh).await {
             Ok(o) => o,
             Err(e) if plus => {

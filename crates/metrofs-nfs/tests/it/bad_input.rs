@@ -100,7 +100,8 @@ async fn malformed_input_gets_an_error_or_a_close_and_changes_nothing() {
         other => panic!("{other:?}"),
     }
     // Unknown program, versions, procedures.
-    let cases: [(u32, u32, u32, fn(&Outcome) -> bool); 6] = [
+    type Case = (u32, u32, u32, fn(&Outcome) -> bool);
+    let cases: [Case; 6] = [
         (100_099, 1, 0, |o| {
             matches!(o, Outcome::Accepted(accept_stat_data::PROG_UNAVAIL))
         }),

@@ -59,7 +59,7 @@ async fn readdirplus_pages_through_100k_entries_with_concurrent_changes() {
             while !stop.load(Ordering::Relaxed) {
                 let name = format!("churn{n}");
                 create(&mut c2, &big, &name).await.expect("churn create");
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     remove(&mut c2, &big, &name).await.expect("churn remove");
                 }
                 if n >= 3 {
