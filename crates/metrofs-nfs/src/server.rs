@@ -243,8 +243,15 @@ async fn connection<B: Backend>(
     drop(tx);
     match closed {
         Closed::Eof => {
-            if let Err(e) = writer.await {
-                tracing::debug!(%peer, error = %e, "writer ended abnormally");
+            // Replies still due are sent, unless the server closes everything meanwhile.
+            let abort = writer.abort_handle();
+            tokio::select! {
+                done = writer => {
+                    if let Err(e) = done {
+                        tracing::debug!(%peer, error = %e, "writer ended abnormally");
+                    }
+                }
+                _ = close.changed() => abort.abort(),
             }
         }
         Closed::Now => writer.abort(),
