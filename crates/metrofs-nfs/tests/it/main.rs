@@ -3,6 +3,7 @@
 mod bad_input;
 mod connections;
 mod harness;
+mod libnfs;
 mod procs;
 mod raw;
 mod readdir;
