@@ -9,9 +9,10 @@
 //! changes nothing. WRITE and COMMIT do not need a transaction (see `store.rs`).
 //!
 //! Times (POSIX, RFC 1813): an op that adds or removes an entry sets the directory's mtime and
-//! ctime; a WRITE sets the file's mtime and ctime; a SETATTR that changes anything sets ctime,
-//! and a size change also mtime (unless the SETATTR sets mtime itself); LINK, and REMOVE of one
-//! of several links, set the file's ctime; RENAME sets the renamed object's ctime.
+//! ctime; a WRITE moves the file's mtime and ctime up to its time (never back, so writes to
+//! disjoint ranges commute); a SETATTR that changes anything sets ctime, and a size change also
+//! mtime (unless the SETATTR sets mtime itself); LINK, and REMOVE of one of several links, set
+//! the file's ctime; RENAME sets the renamed object's ctime.
 //!
 //! Names: longer than `NAME_MAX_BYTES` is NAMETOOLONG. "." and ".." as the name to create are
 //! EXIST (they exist), as the name to remove or rename INVAL; an empty name or one with '/' or
@@ -901,8 +902,10 @@ impl Store {
             };
             if !bytes.is_empty() {
                 i.size = i.size.max(end);
-                i.mtime = time;
-                i.ctime = time;
+                // Never back: writes to disjoint ranges commute (the pair applies them
+                // concurrently, maybe in another order on the other side).
+                i.mtime = i.mtime.max(time);
+                i.ctime = i.ctime.max(time);
                 if e.state != CacheState::Dirty {
                     e.state = CacheState::Dirty;
                     c.dirty.insert((fs, ino));

@@ -9,6 +9,8 @@
 //! - [`store`](crate::Store): the tables, caches, open and recovery, catalog, reads, and the
 //!   durability machinery (its module docs explain the durability design and why).
 //! - `apply`: the ops, their POSIX/RFC 1813 semantics and errors.
+//! - `apply::sync`: resync's steps ([`Store::apply_sync`], orphans) and the reads resync and
+//!   verify take from the source (entries, inodes, data segments, chunk digests).
 //! - `rec`: the inode record and its encoding.
 //! - `data`: data files, their paths, the bounded descriptor cache.
 //! - `recovery`: what `open` does after a crash.
@@ -21,6 +23,7 @@ mod rec;
 mod recovery;
 mod store;
 
+pub use apply::sync::{DIGESTS_MAX, SEGMENTS_MAX_BYTES};
 pub use check::{FsImage, ImageInode};
 pub use recovery::RecoveryReport;
 pub use store::{FsInfo, Store, READ_MAX_BYTES};

@@ -456,6 +456,10 @@ impl Store {
                 .map_err(store_db_err)?
                 .retain_in((f, 0)..=(f, u64::MAX), |_, _| false)
                 .map_err(store_db_err)?;
+            w.open_table(crate::apply::sync::ORPHANS)
+                .map_err(store_db_err)?
+                .retain_in((f, 0)..=(f, u64::MAX), |_, _| false)
+                .map_err(store_db_err)?;
             w.open_table(SLOTS)
                 .map_err(store_db_err)?
                 .retain_in((f, 0, 0)..=(f, u64::MAX, u64::MAX), |_, _| false)

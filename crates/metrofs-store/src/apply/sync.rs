@@ -892,6 +892,7 @@ impl Store {
 
     /// Inode `ino` as resync copies it: its attributes and, for a symlink, its target. None
     /// if it does not exist.
+    #[allow(clippy::type_complexity)] // the metro module's signature (notes/store-api-2.md)
     pub fn inode(&self, fs: FsId, ino: Ino) -> Result<Option<(Attr, Option<Vec<u8>>)>, FsError> {
         self.check_fs(fs)?;
         let Some(i) = self.record(fs, ino)? else {

@@ -4,6 +4,7 @@ mod conformance;
 mod crash;
 mod fx;
 mod props;
+mod sync;
 
 use metrofs_store::Store;
 

@@ -24,7 +24,7 @@ const OFFSETS: [u64; 9] = [
 const SIZES: [u64; 6] = [0, 1, 100, 5000, 1 << 20, 1 << 26];
 
 #[derive(Debug, Clone)]
-enum A {
+pub(crate) enum A {
     Create {
         dir: u8,
         name: u8,
@@ -78,7 +78,7 @@ enum A {
     },
 }
 
-fn arb_op() -> impl Strategy<Value = A> {
+pub(crate) fn arb_op() -> impl Strategy<Value = A> {
     let b = any::<u8>;
     prop_oneof![
         4 => (b(), b(), b(), proptest::option::of(b())).prop_map(|(dir, name, how, size)| A::Create { dir, name, how, size }),
@@ -117,7 +117,7 @@ fn masked(mut r: Result<OpReply, FsError>) -> Result<OpReply, FsError> {
     r
 }
 
-fn body(a: &A, dirs: &[Ino], objs: &[Ino]) -> OpBody {
+pub(crate) fn body(a: &A, dirs: &[Ino], objs: &[Ino]) -> OpBody {
     let obj = |i: u8| {
         if objs.is_empty() {
             ROOT_INO
