@@ -64,7 +64,7 @@ pub(crate) const FIRST_SLOT: u64 = 3;
 /// What a directory reports as size and space used.
 pub(crate) const DIR_SIZE_BYTES: u64 = 4096;
 /// Links to one file at most (LINK answers MLINK past it); subdirectories per directory too.
-pub(crate) const LINKS_MAX: u32 = 65_000;
+pub(crate) const LINKS_MAX: u32 = metrofs_core::LINKS_MAX;
 /// Largest READ answered at once (a larger count gets a short read, as NFS allows).
 pub const READ_MAX_BYTES: u32 = 4 << 20;
 /// Inode attributes kept in memory at most; beyond it clean ones are dropped.
