@@ -1,17 +1,23 @@
-//! The array daemon: one array's store, its NFS front end, the management API and the
-//! background flusher, run until a signal or a fatal error.
+//! The array daemon: one array's store, its metro module, its NFS front end, the management
+//! API, the replication link and the background flusher, run until a signal or a fatal error.
 //!
 //! Start, in order:
 //! 1. create the data directory and open the store (crash recovery happens here);
 //! 2. build the [`Array`] over it (a fresh write verifier for this run);
-//! 3. bind both listeners (so a taken port is refused at start, naming the key);
-//! 4. spawn the NFS server, the API server and the flusher, all watching one [`Stop`].
+//! 3. open the [`Metro`] module over the array (`data_dir/metro`: pair records, DCL, LOG; what a
+//!    crash left in the LOG moves to the DCL here). It is the NFS server's backend: it serves
+//!    unpaired file systems straight from the array and runs the write I/O process for paired
+//!    ones;
+//! 4. bind the NFS and API listeners and check that the link's address is free (so a taken
+//!    port is refused at start, naming the key);
+//! 5. spawn the NFS server, the API server, the flusher and (with a `[peer]`) the replication
+//!    link, all watching one [`Stop`].
 //!
 //! Stop:
-//! - SIGTERM / SIGINT: stop accepting (both servers end their accept loops), then one last
-//!   `Array::sync`, then exit 0. A second signal exits at once.
-//! - A local I/O error anywhere (flusher, API, NFS server): logged, no further flush (a failed
-//!   fsync is not retried, STYLE.md 9), exit non-zero.
+//! - SIGTERM / SIGINT: stop accepting (both servers end their accept loops), drop the link,
+//!   then one last LOG flush and `Array::sync`, then exit 0. A second signal exits at once.
+//! - A local I/O error anywhere (flusher, API, NFS server), or a link that cannot listen:
+//!   logged, no further flush (a failed fsync is not retried, STYLE.md 9), exit non-zero.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,17 +25,20 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use metrofs_core::SystemClock;
-use metrofs_metro::Array;
+use metrofs_metro::{Array, Metro};
 use metrofs_store::Store;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::config::{domain, Config};
 use crate::stop::{Stop, StopReason};
 
 /// How long the servers get to finish after a stop before the process exits anyway.
 const DRAIN_TIMEOUT_MS: u64 = 10_000;
+/// Period of the metro LOG's flush: well below the kernel's dirty write-back delay (5 s by
+/// default), so no changed data reaches the disk before the LOG record naming it.
+const LOG_FLUSH_INTERVAL_MS: u64 = 200;
 
 /// The two listeners, bound before anything is served.
 pub struct Listeners {
@@ -38,7 +47,8 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Binds both addresses of `cfg`; an error names the config key.
+    /// Binds both addresses of `cfg`, and checks that the link's is free (the link binds it
+    /// itself); an error names the config key.
     pub async fn bind(cfg: &Config) -> anyhow::Result<Self> {
         let nfs = TcpListener::bind(cfg.nfs_listen)
             .await
@@ -46,17 +56,30 @@ impl Listeners {
         let api = TcpListener::bind(cfg.api_listen)
             .await
             .with_context(|| format!("cannot listen on api_listen = {}", cfg.api_listen))?;
+        if let Some(p) = &cfg.peer {
+            check_free(p.link_listen, "link.listen").await?;
+        }
         Ok(Self { nfs, api })
     }
 }
 
+/// Binds `addr` and lets it go again: a taken address is refused before anything serves.
+pub async fn check_free(addr: SocketAddr, key: &str) -> anyhow::Result<()> {
+    TcpListener::bind(addr)
+        .await
+        .map(drop)
+        .with_context(|| format!("cannot listen on {key} = {addr}"))
+}
+
 /// A started array.
 pub struct Running {
-    pub array: Arc<Array>,
+    pub metro: Arc<Metro>,
     pub nfs_addr: SocketAddr,
     pub api_addr: SocketAddr,
     pub stop: Stop,
     tasks: JoinSet<()>,
+    /// The replication link; it runs until aborted, after the servers drained.
+    link: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Opens the store in `cfg.data_dir` and builds the array (steps 1 and 2).
@@ -76,22 +99,35 @@ pub async fn open_array(cfg: &Config) -> anyhow::Result<Arc<Array>> {
     Ok(Array::new(Arc::new(store), Arc::new(SystemClock)))
 }
 
-/// Starts serving (steps 3 and 4 with already bound listeners).
+/// Opens the metro module over `array` in `data_dir/metro` (step 3).
+pub async fn open_metro(cfg: &Config, array: Arc<Array>) -> anyhow::Result<Arc<Metro>> {
+    let dir = cfg.data_dir.join("metro");
+    Metro::open(
+        array,
+        &dir,
+        domain::metro_config(&cfg.name, cfg.peer.as_ref()),
+    )
+    .await
+    .with_context(|| format!("cannot open the metro state in {}", dir.display()))
+}
+
+/// Starts serving (step 5 with already bound listeners).
 pub fn start(
     cfg: &Config,
-    array: Arc<Array>,
+    metro: Arc<Metro>,
     listeners: Listeners,
     stop: Stop,
 ) -> anyhow::Result<Running> {
+    let array = metro.array().clone();
     let nfs_addr = listeners.nfs.local_addr().context("nfs listener address")?;
     let api_addr = listeners.api.local_addr().context("api listener address")?;
     let mut tasks = JoinSet::new();
 
     {
-        let (array, stop) = (array.clone(), stop.clone());
+        let (metro, stop) = (metro.clone(), stop.clone());
         let listener = listeners.nfs;
         tasks.spawn(async move {
-            metrofs_nfs::NfsServer::new(array)
+            metrofs_nfs::NfsServer::new(metro)
                 .serve(listener, stop.wait())
                 .await;
         });
@@ -100,8 +136,11 @@ pub fn start(
     {
         let state = AppState {
             array: array.clone(),
+            metro: metro.clone(),
             name: cfg.name.clone(),
             nfs_listen: nfs_addr.to_string(),
+            peer: cfg.peer.as_ref().map(|p| p.peer_name.clone()),
+            preferred: cfg.peer.as_ref().is_none_or(|p| p.preferred),
             stop: stop.clone(),
         };
         let stop = stop.clone();
@@ -114,41 +153,67 @@ pub fn start(
     }
 
     tasks.spawn(flusher(
-        array.clone(),
+        metro.clone(),
         Duration::from_millis(cfg.sync_interval_ms),
         stop.clone(),
     ));
 
+    let link = cfg.peer.as_ref().map(|p| {
+        let (metro, stop, listen) = (metro.clone(), stop.clone(), p.link_listen);
+        tracing::info!(peer = %p.peer_name, peer_address = %p.peer_address, listen = %listen, domain = %p.domain, preferred = p.preferred, "replication link starting");
+        tokio::spawn(async move {
+            // It returns only when it cannot go on (its listener could not be bound).
+            if let Err(e) = metro.run_link().await {
+                stop.fatal(format!("replication link (link.listen = {listen}): {e}"));
+            }
+        })
+    });
+
     tracing::info!(array = %cfg.name, data_dir = %cfg.data_dir.display(), nfs = %nfs_addr, api = %api_addr, "array serving");
     Ok(Running {
-        array,
+        metro,
         nfs_addr,
         api_addr,
         stop,
         tasks,
+        link,
     })
 }
 
-/// The background flusher: `Array::sync` every `period` so UNSTABLE writes and namespace
-/// changes reach the disk without waiting for a COMMIT. A failure is fatal.
-async fn flusher(array: Arc<Array>, period: Duration, stop: Stop) {
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await; // the first tick is immediate; nothing to flush yet
+/// The background flusher: the metro LOG every [`LOG_FLUSH_INTERVAL_MS`], and `Array::sync`
+/// every `period` so UNSTABLE writes and namespace changes reach the disk without waiting for
+/// a COMMIT. A failure of either is fatal.
+async fn flusher(metro: Arc<Metro>, period: Duration, stop: Stop) {
+    let mut sync = tokio::time::interval(period);
+    sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut log = tokio::time::interval(Duration::from_millis(LOG_FLUSH_INTERVAL_MS));
+    log.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first ticks are immediate; nothing to flush yet.
+    sync.tick().await;
+    log.tick().await;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
+        let what = tokio::select! {
+            _ = sync.tick() => "background flush",
+            _ = log.tick() => "metro LOG flush",
             _ = stop.stopped() => return,
-        }
-        let a = array.clone();
-        match tokio::task::spawn_blocking(move || a.sync()).await {
+        };
+        let m = metro.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            if what == "background flush" {
+                m.array().sync().map_err(|e| e.to_string())
+            } else {
+                m.flush_log().map_err(|e| e.to_string())
+            }
+        })
+        .await;
+        match done {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                stop.fatal(format!("background flush: {e}"));
+                stop.fatal(format!("{what}: {e}"));
                 return;
             }
             Err(e) => {
-                stop.fatal(format!("background flush task: {e}"));
+                stop.fatal(format!("{what} task: {e}"));
                 return;
             }
         }
@@ -198,21 +263,26 @@ impl Running {
             );
             self.tasks.abort_all();
         }
+        // No host request is in flight any more: the link may go.
+        if let Some(link) = self.link.take() {
+            link.abort();
+        }
         // A fatal error may also have come while draining.
         let reason = match self.stop.reason() {
             Some(r @ StopReason::Fatal(_)) => r,
             _ => reason,
         };
         match reason {
-            StopReason::Fatal(what) => Err(anyhow::anyhow!(
-                "array stopped after a local I/O error: {what}"
-            )),
+            StopReason::Fatal(what) => Err(anyhow::anyhow!("array stopped: {what}")),
             StopReason::Signal(_) => {
-                let a = self.array.clone();
-                tokio::task::spawn_blocking(move || a.sync())
-                    .await
-                    .context("final flush task failed")?
-                    .context("final flush failed")?;
+                let m = self.metro.clone();
+                tokio::task::spawn_blocking(move || {
+                    // The LOG first: it names what the store's last flush may carry.
+                    m.flush_log().context("final metro LOG flush failed")?;
+                    m.array().sync().context("final flush failed")
+                })
+                .await
+                .context("final flush task failed")??;
                 tracing::info!("store flushed; array stopped");
                 Ok(())
             }
@@ -224,10 +294,25 @@ impl Running {
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let stop = Stop::new();
     watch_signals(stop.clone())?;
+    if let Some(p) = &cfg.peer {
+        warn_if_readable_by_others(&p.secret_file);
+    }
     let array = open_array(&cfg).await?;
+    let metro = open_metro(&cfg, array).await?;
     let listeners = Listeners::bind(&cfg).await?;
-    let running = start(&cfg, array, listeners, stop)?;
+    let running = start(&cfg, metro, listeners, stop)?;
     running.wait().await
+}
+
+/// The shared secret lets anyone who reads it act as the peer array: say so when its file is
+/// readable by group or others.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(secret_file = %path.display(), mode = format!("{:o}", m.permissions().mode() & 0o777), "the link secret file is readable by others: chmod 600 it");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -242,14 +327,16 @@ mod tests {
             api_listen: "127.0.0.1:0".parse().expect("addr"),
             sync_interval_ms: 10,
             log_level: tracing::Level::INFO,
+            peer: None,
         }
     }
 
     async fn started(dir: &std::path::Path) -> Running {
         let cfg = test_config(dir);
         let array = open_array(&cfg).await.expect("open");
+        let metro = open_metro(&cfg, array).await.expect("metro");
         let listeners = Listeners::bind(&cfg).await.expect("bind");
-        start(&cfg, array, listeners, Stop::new()).expect("start")
+        start(&cfg, metro, listeners, Stop::new()).expect("start")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

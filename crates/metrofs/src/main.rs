@@ -5,8 +5,8 @@
 //! - [`daemon`]: `metrofs array`: store, array, NFS server, management API, flusher, signals.
 //! - [`stop`]: the one stop signal every task watches (graceful or fatal).
 //! - [`api`]: the management API (axum): bodies, errors and their HTTP mapping, handlers.
-//! - [`cli`]: `metrofs fs ...` and `metrofs export ...`, clients of that API.
-//! - [`demo`]: `metrofs demo`, everything in one process.
+//! - [`cli`]: `metrofs fs ...`, `metrofs export ...` and `metrofs pair ...`, clients of that API.
+//! - [`demo`]: `metrofs demo`, two linked arrays and a paired fs in one process.
 //! - `metrofs bench`: the metrofs-bench crate's arguments and run, dispatched as is.
 //!
 //! Exit codes: 0 done; 1 failed (the array refused a request, or an array stopped on an
@@ -54,7 +54,15 @@ enum Cmd {
         #[command(flatten)]
         api: cli::ApiArg,
     },
-    /// Everything in one process: an array with file system `demo`, nothing to configure.
+    /// Manage metro pairs: a file system kept identical on this array and its peer.
+    Pair {
+        #[command(subcommand)]
+        cmd: cli::PairCmd,
+        #[command(flatten)]
+        api: cli::ApiArg,
+    },
+    /// Everything in one process: two linked arrays (site-a, site-b) and a paired file system
+    /// `demo`, nothing to configure.
     Demo(demo::DemoArgs),
     /// Drive any NFSv3 export and print what it sustains (throughput, latency, metadata rates).
     Bench(metrofs_bench::BenchArgs),
@@ -129,6 +137,7 @@ fn main() -> ExitCode {
         }
         Cmd::Fs { cmd, api } => cli::run_fs(cmd, &api),
         Cmd::Export { cmd, api } => cli::run_export(cmd, &api),
+        Cmd::Pair { cmd, api } => cli::run_pair(cmd, &api),
         Cmd::Demo(d) => {
             init_logging(d.log_level);
             block_on(demo::run(d))

@@ -6,7 +6,8 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use metrofs_metro::ArrayError;
+use metrofs_metro::engine::Refused;
+use metrofs_metro::{ArrayError, MetroError};
 use metrofs_store::StoreError;
 
 use super::model::ErrorBody;
@@ -23,6 +24,13 @@ pub enum ApiError {
     InvalidCidr(String),
     #[error("invalid request: {0}")]
     BadRequest(String),
+    #[error("file system '{0}' is paired: delete the pair first (`metrofs pair delete ID`), then the file system")]
+    FsPaired(String),
+    #[error("{0}")]
+    InvalidPairId(String),
+    /// What the metro module answered to a pair action.
+    #[error(transparent)]
+    Metro(#[from] MetroError),
     #[error("no such endpoint: {0}")]
     NoRoute(String),
     #[error("method {0} is not allowed here")]
@@ -40,13 +48,29 @@ impl ApiError {
     pub fn http_status(&self) -> StatusCode {
         match self {
             Self::FsNotFound(_) | Self::NoRoute(_) => StatusCode::NOT_FOUND,
-            Self::FsExists(_) => StatusCode::CONFLICT,
-            Self::InvalidName { .. } | Self::InvalidCidr(_) | Self::BadRequest(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::FsExists(_) | Self::FsPaired(_) => StatusCode::CONFLICT,
+            Self::InvalidName { .. }
+            | Self::InvalidCidr(_)
+            | Self::BadRequest(_)
+            | Self::InvalidPairId(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Fatal(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Metro(e) => match e {
+                // The action does not fit the pair's state or this array's role: nothing changed.
+                MetroError::Refused(Refused::WrongState { .. } | Refused::NotPrimary)
+                | MetroError::AlreadyPaired(..)
+                | MetroError::NoPeer
+                | MetroError::PeerRefused(_) => StatusCode::CONFLICT,
+                MetroError::NoFs(_) | MetroError::NoPair(_) => StatusCode::NOT_FOUND,
+                MetroError::WrongPeer { .. } => StatusCode::BAD_REQUEST,
+                // The peer cannot be reached now: retry once it can.
+                MetroError::Refused(Refused::LinkDown) | MetroError::LinkDown(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                MetroError::Link(_) => StatusCode::BAD_GATEWAY,
+                MetroError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 
@@ -59,10 +83,25 @@ impl ApiError {
             Self::InvalidName { .. } => "invalid_name",
             Self::InvalidCidr(_) => "invalid_cidr",
             Self::BadRequest(_) => "bad_request",
+            Self::FsPaired(_) => "fs_paired",
+            Self::InvalidPairId(_) => "invalid_pair_id",
             Self::NoRoute(_) => "no_route",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Fatal(_) => "array_stopping",
             Self::Internal(_) => "internal",
+            Self::Metro(e) => match e {
+                MetroError::Refused(Refused::WrongState { .. }) => "wrong_state",
+                MetroError::Refused(Refused::NotPrimary) => "not_serving_side",
+                MetroError::Refused(Refused::LinkDown) | MetroError::LinkDown(_) => "link_down",
+                MetroError::NoFs(_) => "fs_not_found",
+                MetroError::AlreadyPaired(..) => "already_paired",
+                MetroError::NoPair(_) => "pair_not_found",
+                MetroError::NoPeer => "no_peer",
+                MetroError::WrongPeer { .. } => "wrong_peer",
+                MetroError::PeerRefused(_) => "peer_refused",
+                MetroError::Link(_) => "link_error",
+                MetroError::Storage(_) => "metro_storage",
+            },
         }
     }
 
@@ -88,6 +127,42 @@ impl ApiError {
                 "check the array's log and its data directory's disk, then restart it".into()
             }
             Self::Internal(_) => "check the array's log".into(),
+            Self::FsPaired(_) => "`metrofs pair list` shows the pair's id".into(),
+            Self::InvalidPairId(_) => "`metrofs pair list` shows the ids".into(),
+            Self::Metro(e) => Self::metro_hint(e).into(),
+        }
+    }
+
+    fn metro_hint(e: &MetroError) -> &'static str {
+        match e {
+            MetroError::Refused(Refused::WrongState { .. }) => {
+                "nothing was changed; `metrofs pair show ID` gives the pair's state, and docs/operations.md what each action needs"
+            }
+            MetroError::Refused(Refused::NotPrimary) => {
+                "nothing was changed; run it against the serving array's API (--api), which `metrofs pair show ID` names"
+            }
+            MetroError::Refused(Refused::LinkDown) | MetroError::LinkDown(_) => {
+                "start the peer array, or fix [peer] address / [link] listen; both arrays' logs say why a link is refused (e.g. a different secret_file)"
+            }
+            MetroError::NoFs(_) => "list the file systems with `metrofs fs list`",
+            MetroError::AlreadyPaired(..) | MetroError::NoPair(_) => {
+                "`metrofs pair list` lists the pairs of this array"
+            }
+            MetroError::NoPeer => {
+                "add [domain], [peer] and [link] sections to this array's configuration (docs/configuration.md) and restart it"
+            }
+            MetroError::WrongPeer { .. } => {
+                "give --remote the name in this array's [peer] section"
+            }
+            MetroError::PeerRefused(_) => {
+                "the peer array refused; its log says more: fix what the message names there, then retry"
+            }
+            MetroError::Link(_) => {
+                "check the peer array and the network to it (`metrofs pair list` shows the link), then retry"
+            }
+            MetroError::Storage(_) => {
+                "check this array's log and the disk of its data_dir"
+            }
         }
     }
 
@@ -135,7 +210,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Self::Internal(_) | Self::Fatal(_) = self {
+        if let Self::Internal(_) | Self::Fatal(_) | Self::Metro(MetroError::Storage(_)) = self {
             tracing::error!(error = %self, "API request failed");
         }
         (self.http_status(), Json(self.body())).into_response()
@@ -169,6 +244,57 @@ mod tests {
             ),
             (ApiError::Fatal("disk".into()), 503, "array_stopping"),
             (ApiError::Internal("x".into()), 500, "internal"),
+            (ApiError::FsPaired("a".into()), 409, "fs_paired"),
+            (ApiError::InvalidPairId("x".into()), 400, "invalid_pair_id"),
+            (
+                MetroError::Refused(Refused::WrongState {
+                    action: "resume",
+                    state: metrofs_metro::engine::PairState::Normal,
+                    needs: "Paused or ToBeSynchronized",
+                })
+                .into(),
+                409,
+                "wrong_state",
+            ),
+            (
+                MetroError::Refused(Refused::NotPrimary).into(),
+                409,
+                "not_serving_side",
+            ),
+            (
+                MetroError::Refused(Refused::LinkDown).into(),
+                503,
+                "link_down",
+            ),
+            (MetroError::LinkDown("b".into()).into(), 503, "link_down"),
+            (MetroError::NoFs("a".into()).into(), 404, "fs_not_found"),
+            (
+                MetroError::NoPair(metrofs_metro::proto::PairId(1)).into(),
+                404,
+                "pair_not_found",
+            ),
+            (
+                MetroError::AlreadyPaired("a".into(), metrofs_metro::proto::PairId(1)).into(),
+                409,
+                "already_paired",
+            ),
+            (MetroError::NoPeer.into(), 409, "no_peer"),
+            (
+                MetroError::WrongPeer {
+                    configured: "b".into(),
+                    asked: "c".into(),
+                }
+                .into(),
+                400,
+                "wrong_peer",
+            ),
+            (
+                MetroError::PeerRefused("x".into()).into(),
+                409,
+                "peer_refused",
+            ),
+            (MetroError::Link("x".into()).into(), 502, "link_error"),
+            (MetroError::Storage("x".into()).into(), 500, "metro_storage"),
         ];
         for (e, status, code) in cases {
             assert_eq!(e.http_status().as_u16(), status, "{e}");

@@ -16,6 +16,13 @@
 //! | GET | /api/fs/{name} | one file system |
 //! | DELETE | /api/fs/{name} | delete a file system and its files |
 //! | PUT | /api/fs/{name}/export | replace its export rules |
+//! | GET | /api/pairs | every pair of this array |
+//! | POST | /api/pairs | pair a file system with its twin on the peer `{"fs", "remote"}` |
+//! | GET | /api/pairs/{id} | one pair: state, data status, link, DCL, resync progress, events |
+//! | POST | /api/pairs/{id}/pause | stop replicating on purpose (the DCL records) |
+//! | POST | /api/pairs/{id}/resume | resynchronise what the DCL names, then Normal |
+//! | POST | /api/pairs/{id}/verify | compare both sides and list the differences |
+//! | DELETE | /api/pairs/{id} | unpair; both copies stay as independent file systems |
 //!
 //! Authentication (bearer tokens) and an OpenAPI description come with a later issue: the
 //! former as a layer on [`router`], the latter from the types in [`model`] and the handlers'
@@ -25,7 +32,7 @@ pub mod error;
 pub mod handlers;
 pub mod model;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 pub use handlers::AppState;
@@ -43,6 +50,17 @@ pub fn router(state: AppState) -> Router {
             "/api/fs/{name}/export",
             axum::routing::put(handlers::set_export),
         )
+        .route(
+            "/api/pairs",
+            get(handlers::list_pairs).post(handlers::create_pair),
+        )
+        .route(
+            "/api/pairs/{id}",
+            get(handlers::get_pair).delete(handlers::delete_pair),
+        )
+        .route("/api/pairs/{id}/pause", post(handlers::pause_pair))
+        .route("/api/pairs/{id}/resume", post(handlers::resume_pair))
+        .route("/api/pairs/{id}/verify", post(handlers::verify_pair))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .with_state(state)

@@ -4,6 +4,7 @@
 //! for them (utoipa) right here.
 
 use metrofs_core::{Cidr, ExportRules};
+use metrofs_metro::engine::{DataStatus, Role};
 use metrofs_metro::FsInfo;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,15 @@ pub struct Health {
     pub nfs_listen: String,
     /// Number of file systems.
     pub file_systems: usize,
+    /// The peer array's name (`[peer] name`); absent for an array on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// `Up` or `Down`: the replication link to the peer; absent without a peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// Whether this array is its domain's preferred site.
+    #[serde(default)]
+    pub preferred: bool,
 }
 
 /// One file system, as `GET /api/fs` and `GET /api/fs/{name}` show it.
@@ -105,6 +115,166 @@ impl SetExport {
             anon_gid: self.anon_gid.unwrap_or(defaults.anon_gid),
         })
     }
+}
+
+/// `POST /api/pairs`: pair file system `fs` of this array with its twin on array `remote`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePair {
+    /// A file system of this array (it becomes the pair's serving side).
+    pub fs: String,
+    /// The peer array's name (`[peer] name` of this array's configuration).
+    pub remote: String,
+}
+
+/// A pair, as `GET /api/pairs` and `GET /api/pairs/{id}` show it from the answering array.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PairView {
+    /// 16 hex digits, the same on both arrays.
+    pub id: String,
+    /// The file system's name (the same on both arrays).
+    pub fs: String,
+    /// The file system's id (16 hex digits), the same on both arrays: file handles stay valid.
+    pub fs_id: String,
+    /// `Normal`, `Synchronizing`, `ToBeSynchronized` or `Paused`.
+    pub state: String,
+    /// The array that answered.
+    pub array: String,
+    /// `Primary` (it serves the fs) or `Secondary`, of the array that answered.
+    pub role: String,
+    /// The array that serves the fs to hosts.
+    pub serving: String,
+    /// The other array.
+    pub secondary: String,
+    /// The domain's preferred site.
+    pub preferred_site: String,
+    /// `Consistent` or `Inconsistent`, per array name.
+    pub data: Vec<SideData>,
+    /// `Up` or `Down`.
+    pub link: String,
+    /// Round-trip time of the link's last heartbeat, microseconds.
+    pub link_rtt_us: Option<u64>,
+    pub epoch: u64,
+    /// What differs between the two sides and waits for resync.
+    pub dcl: DclView,
+    /// The running resync, if any.
+    pub sync: Option<SyncView>,
+    /// Raised when the pair left Normal; cleared when it is Normal again.
+    pub alarms: Vec<String>,
+    /// The latest events of this pair, newest first.
+    pub events: Vec<String>,
+}
+
+/// One side's data status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SideData {
+    pub array: String,
+    /// `Consistent` or `Inconsistent`.
+    pub status: String,
+}
+
+/// The DCL of a pair: what differs between the sides (only written while not Normal).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DclView {
+    /// Dirty data, bytes (chunks times the chunk size).
+    pub bytes: u64,
+    pub dirs: usize,
+    pub inodes: usize,
+    /// Dirty 64 KiB data chunks.
+    pub chunks: usize,
+    /// Everything is dirty (the initial full sync of a new pair).
+    pub full: bool,
+}
+
+/// Progress of a running resync.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SyncView {
+    /// What the worker does: Busy, Done or Failed (with why).
+    pub status: String,
+    /// inodes, directories, data or flush.
+    pub phase: String,
+    pub round: u64,
+    pub percent: f64,
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+    pub bytes_per_s: u64,
+    /// Seconds left at the current rate, when known.
+    pub eta_s: Option<u64>,
+    /// Data bytes sent over the link by this resync.
+    pub sent_bytes: u64,
+}
+
+fn data_word(d: DataStatus) -> String {
+    match d {
+        DataStatus::Consistent => "Consistent",
+        DataStatus::Inconsistent => "Inconsistent",
+    }
+    .into()
+}
+
+impl PairView {
+    /// The API's view of a pair as the metro module of array `array` reports it.
+    #[must_use]
+    pub fn from_metro(p: &metrofs_metro::PairView, array: &str) -> Self {
+        let other = match p.role {
+            Role::Primary => p.secondary.clone(),
+            Role::Secondary => p.serving.clone(),
+        };
+        Self {
+            id: p.id.clone(),
+            fs: p.fs.clone(),
+            fs_id: format!("{:016x}", p.fs_id.0),
+            state: p.state.to_string(),
+            array: array.to_owned(),
+            role: format!("{:?}", p.role),
+            serving: p.serving.clone(),
+            secondary: p.secondary.clone(),
+            preferred_site: p.preferred_site.clone(),
+            data: vec![
+                SideData {
+                    array: array.to_owned(),
+                    status: data_word(p.local_data),
+                },
+                SideData {
+                    array: other,
+                    status: data_word(p.remote_data),
+                },
+            ],
+            link: if p.link_up { "Up" } else { "Down" }.into(),
+            link_rtt_us: p.link_rtt_us,
+            epoch: p.epoch,
+            dcl: DclView {
+                bytes: p.dcl_bytes,
+                dirs: p.dcl_dirs,
+                inodes: p.dcl_inodes,
+                chunks: p.dcl_chunks,
+                full: p.dcl_full,
+            },
+            sync: p.sync.as_ref().map(|s| SyncView {
+                status: s.status.clone(),
+                phase: s.phase.clone(),
+                round: s.round,
+                percent: s.percent,
+                done_bytes: s.done_bytes,
+                total_bytes: s.total_bytes,
+                bytes_per_s: s.bytes_per_s,
+                eta_s: s.eta_s,
+                sent_bytes: s.sent_bytes,
+            }),
+            alarms: p.alarms.clone(),
+            events: p.events.clone(),
+        }
+    }
+}
+
+/// `POST /api/pairs/{id}/verify`: what comparing both sides found.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct VerifyView {
+    pub pair: String,
+    pub inodes_compared: u64,
+    pub bytes_compared: u64,
+    /// Each difference found (at most 1000 are listed).
+    pub differences: Vec<String>,
 }
 
 /// Every error answer: `{"code": .., "message": .., "hint": ..}`.

@@ -76,6 +76,14 @@ impl ApiClient {
             .ok_or_else(|| self.no_body(&url))
     }
 
+    /// `POST` without a body (actions on a resource).
+    pub fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let resp = self.agent.post(&url).send_empty();
+        self.answer(&url, resp, true)?
+            .ok_or_else(|| self.no_body(&url))
+    }
+
     pub fn put<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,

@@ -1,13 +1,15 @@
 //! The operator's commands that talk to a running array through its management API:
-//! `metrofs fs ...` and `metrofs export ...`.
+//! `metrofs fs ...`, `metrofs export ...` and `metrofs pair ...`.
 //!
 //! Exit codes (docs/operations.md):
 //! - 0: done;
-//! - 1: the array refused or failed the request (unknown fs, name taken, ...);
+//! - 1: the array refused or failed the request (unknown fs, name taken, a pair action in the
+//!   wrong state, ...), or `pair verify` found a difference;
 //! - 2: the command line is wrong (clap's usage errors, a bad CIDR): nothing was sent;
 //! - 3: the API could not be reached, or what answered is not a metrofs API.
 
 pub mod client;
+pub mod pair;
 pub mod table;
 
 use std::process::ExitCode;
@@ -90,8 +92,10 @@ fn parse_cidr(s: &str) -> Result<Cidr, String> {
     s.trim().parse()
 }
 
+pub use pair::{run_pair, PairCmd};
+
 /// Exit code of a failed call.
-fn exit_code(e: &ClientError) -> ExitCode {
+pub(crate) fn exit_code(e: &ClientError) -> ExitCode {
     match e {
         ClientError::Refused { .. } => ExitCode::from(1),
         ClientError::BadUrl { .. } => ExitCode::from(2),
