@@ -12,13 +12,12 @@ pub mod dcl;
 pub mod engine;
 pub mod locks;
 pub mod log;
-// Wired in once the store's resync primitives land (notes/store-api-2.md):
-// pub mod metro;
+pub mod metro;
 pub mod proto;
-// pub mod resync;
+pub mod resync;
 pub mod error;
 
 pub use array::Array;
 pub use error::ArrayError;
-// pub use metro::{Metro, MetroConfig, MetroError, PairView, PeerConfig, VerifyReport};
+pub use metro::{Metro, MetroConfig, MetroError, PairView, PeerConfig, VerifyReport};
 pub use metrofs_store::FsInfo;
