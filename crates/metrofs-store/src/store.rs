@@ -861,7 +861,11 @@ impl Store {
     /// ever claim it durable (STYLE 9).
     fn fsync(&self, f: &std::fs::File, path: &Path, data_only: bool) -> Result<(), FsError> {
         self.check_fatal()?;
-        let r = if data_only { f.sync_data() } else { f.sync_all() };
+        let r = if data_only {
+            f.sync_data()
+        } else {
+            f.sync_all()
+        };
         r.map_err(|e| {
             let e = FsError::Io(format!("fsync of {}: {e}", path.display()));
             self.stop(&e);
@@ -937,6 +941,15 @@ impl Store {
     /// One durable redb commit: written-back attributes of written files, every non-durable
     /// commit before it. Then the trash it made removable goes.
     fn commit_durable(&self) -> Result<(), FsError> {
+        // Durability order: the callers fsync'd the data they vouch for before calling, and
+        // listed the bucket directories of data files they created; those entries become
+        // durable here, before the metadata naming the files does (and before taking the
+        // transaction lock, so namespace ops wait only for redb's own fsync).
+        let dirs: Vec<PathBuf> = lock(&self.dirs_to_sync).drain().collect();
+        for d in &dirs {
+            let f = std::fs::File::open(d).map_err(|e| data::io_err("opening", d, &e))?;
+            self.fsync(&f, d, false)?;
+        }
         let mut ts = lock(&self.txn);
         let w = self.db.begin_write().map_err(db_err)?;
         {
@@ -945,14 +958,6 @@ impl Store {
             flush_dirty(&mut c, &mut t)?;
         }
         let trash = std::mem::take(&mut ts.trash);
-        // Durability order: the callers fsync'd the data they vouch for before calling, and
-        // listed the bucket directories of data files they created; those entries become
-        // durable here, before the metadata naming the files does.
-        let dirs: Vec<PathBuf> = lock(&self.dirs_to_sync).drain().collect();
-        for d in &dirs {
-            let f = std::fs::File::open(d).map_err(|e| data::io_err("opening", d, &e))?;
-            self.fsync(&f, d, false)?;
-        }
         // Then one fsync (redb's commit, Durability::Immediate being the default) makes the
         // metadata durable. Only after it may the trash of durable removals go.
         self.check_fatal()?;
