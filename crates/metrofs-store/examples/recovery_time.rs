@@ -7,13 +7,16 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use bytes::Bytes;
-use metrofs_core::{CreateHow, ExportRules, FsId, FsOp, OpBody, SetAttr, Stability, Time, ROOT_INO};
+use metrofs_core::{
+    CreateHow, ExportRules, FsId, FsOp, OpBody, SetAttr, Stability, Time, ROOT_INO,
+};
 use metrofs_store::Store;
 
 fn child(dir: &std::path::Path, n: u32) {
     let s = Store::open(dir).expect("open");
     let fs = FsId(9);
-    s.create_fs("r", fs, ExportRules::default(), Time::new(1, 0)).expect("fs");
+    s.create_fs("r", fs, ExportRules::default(), Time::new(1, 0))
+        .expect("fs");
     let data = Bytes::from(vec![1u8; 4096]);
     for i in 0..n + 1000 {
         if i == n {
@@ -27,11 +30,27 @@ fn child(dir: &std::path::Path, n: u32) {
             uid: 0,
             gid: 0,
         };
-        let op = FsOp { fs, time: Time::new(2, 0), new_inode: Some(s.next_inode(fs).expect("next")), body };
+        let op = FsOp {
+            fs,
+            time: Time::new(2, 0),
+            new_inode: Some(s.next_inode(fs).expect("next")),
+            body,
+        };
         let ino = s.apply(&op).expect("create").obj.expect("obj").ino;
         if i % 10 == 0 {
-            let w = OpBody::Write { ino, offset: 0, data: data.clone(), stable: Stability::Unstable };
-            s.apply(&FsOp { fs, time: Time::new(3, 0), new_inode: None, body: w }).expect("write");
+            let w = OpBody::Write {
+                ino,
+                offset: 0,
+                data: data.clone(),
+                stable: Stability::Unstable,
+            };
+            s.apply(&FsOp {
+                fs,
+                time: Time::new(3, 0),
+                new_inode: None,
+                body: w,
+            })
+            .expect("write");
         }
     }
     println!("ready");
@@ -53,10 +72,14 @@ fn main() {
         .spawn()
         .expect("spawn");
     let mut line = String::new();
-    BufReader::new(c.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
+    BufReader::new(c.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
     c.kill().expect("kill");
     c.wait().expect("wait");
-    let meta = std::fs::metadata(dir.join("meta.redb")).expect("meta").len();
+    let meta = std::fs::metadata(dir.join("meta.redb"))
+        .expect("meta")
+        .len();
     let t = Instant::now();
     let s = Store::open(&dir).expect("reopen");
     let e = t.elapsed();

@@ -345,7 +345,10 @@ impl Store {
             };
             for e in rd.flatten() {
                 let fname = e.file_name().to_string_lossy().into_owned();
-                let ino = fname.parse::<u64>().ok().filter(|i| data::bucket_of(Ino(*i)) == b);
+                let ino = fname
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|i| data::bucket_of(Ino(*i)) == b);
                 match ino.and_then(|i| s.inodes.get(&i).map(|n| (i, n))) {
                     Some((i, n)) if n.is_file() => {
                         let len = e.metadata().map(|m| m.len()).unwrap_or(0);

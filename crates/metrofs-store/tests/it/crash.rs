@@ -342,7 +342,10 @@ fn verify(
     let mut fx = Fx::existing(&s, FS);
     fx.clock += 50_000_000;
     let f = fx
-        .create(ROOT_INO, &format!("after-{}", s.next_inode(FS).expect("next").ino.0))
+        .create(
+            ROOT_INO,
+            &format!("after-{}", s.next_inode(FS).expect("next").ino.0),
+        )
         .expect("create after recovery");
     fx.write(f.ino, 0, b"after").expect("write");
     fx.commit(f.ino).expect("commit");
