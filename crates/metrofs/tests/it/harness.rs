@@ -34,30 +34,33 @@ pub struct ArrayProc {
 }
 
 impl ArrayProc {
-    /// Writes a config with free ports and starts the array; returns once it serves.
+    /// Writes a config and starts the array; returns once it serves.
+    ///
+    /// Both addresses are `127.0.0.1:0`: the array binds whatever port is free and the
+    /// harness reads the ports from its `array serving` log line, so no port can be taken by
+    /// somebody else between choosing and binding it.
     pub fn start() -> Self {
         let tmp = tempfile::Builder::new()
             .prefix("metrofs-it-")
             .tempdir()
             .expect("temp dir");
         let data_dir = tmp.path().join("data");
-        let nfs: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let config = tmp.path().join("array.toml");
         fs::write(
             &config,
             format!(
-                "name = \"it\"\ndata_dir = \"{}\"\nnfs_listen = \"{nfs}\"\napi_listen = \"{api}\"\nsync_interval_ms = 200\n\n[log]\nlevel = \"info\"\n",
+                "name = \"it\"\ndata_dir = \"{}\"\nnfs_listen = \"127.0.0.1:0\"\napi_listen = \"127.0.0.1:0\"\nsync_interval_ms = 200\n\n[log]\nlevel = \"info\"\n",
                 data_dir.display()
             ),
         )
         .expect("write config");
+        let unbound: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let mut a = Self {
             tmp,
             config,
             data_dir,
-            nfs,
-            api,
+            nfs: unbound,
+            api: unbound,
             child: None,
             starts: 0,
         };
@@ -69,7 +72,8 @@ impl ArrayProc {
         self.tmp.path().join(format!("array-{}.log", self.starts))
     }
 
-    /// Starts the process (again) with the same config and waits until it serves.
+    /// Starts the process (again) with the same config and waits until it serves. The ports
+    /// may differ from the previous run's; `nfs` and `api` are updated.
     pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "array already running");
         self.starts += 1;
@@ -101,10 +105,14 @@ impl ArrayProc {
             {
                 panic!("array exited during start ({status}):\n{}", self.log());
             }
-            if TcpStream::connect(self.nfs).is_ok()
-                && http_get(self.api, "/api/health").is_some_and(|(s, _)| s == 200)
-            {
-                return;
+            if let Some((nfs, api)) = serving_addrs(&self.log()) {
+                if TcpStream::connect(nfs).is_ok()
+                    && http_get(api, "/api/health").is_some_and(|(s, _)| s == 200)
+                {
+                    self.nfs = nfs;
+                    self.api = api;
+                    return;
+                }
             }
             assert!(
                 Instant::now() < deadline,
@@ -179,6 +187,18 @@ impl Drop for ArrayProc {
             let _ = c.wait();
         }
     }
+}
+
+/// The `nfs=` and `api=` addresses of the `array serving` log line.
+fn serving_addrs(log: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let line = log.lines().find(|l| l.contains("array serving"))?;
+    let field = |key: &str| -> Option<SocketAddr> {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))?
+            .parse()
+            .ok()
+    };
+    Some((field("nfs=")?, field("api=")?))
 }
 
 pub fn libnfs_url(nfs: SocketAddr, fs: &str, path: &str) -> String {
@@ -272,4 +292,94 @@ pub fn http(
 
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     http("GET", addr, path, None)
+}
+
+/// Arrays with a name of their own and more configuration: the two arrays of a pair.
+impl ArrayProc {
+    /// Writes a config named `name` (free ports as in [`ArrayProc::start`]) with `extra`
+    /// appended (e.g. `[domain]`, `[peer]`, `[link]` sections), without starting it: call
+    /// [`ArrayProc::spawn`]. The temp dir exists already, so `extra` may name files in it.
+    pub fn configured(name: &str, extra: impl FnOnce(&Path) -> String) -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("metrofs-it-{name}-"))
+            .tempdir()
+            .expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let config = tmp.path().join("array.toml");
+        let extra = extra(tmp.path());
+        fs::write(
+            &config,
+            format!(
+                "name = \"{name}\"\ndata_dir = \"{}\"\nnfs_listen = \"127.0.0.1:0\"\napi_listen = \"127.0.0.1:0\"\nsync_interval_ms = 200\n\n[log]\nlevel = \"info\"\n\n{extra}",
+                data_dir.display()
+            ),
+        )
+        .expect("write config");
+        let unbound: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        Self {
+            tmp,
+            config,
+            data_dir,
+            nfs: unbound,
+            api: unbound,
+            child: None,
+            starts: 0,
+        }
+    }
+
+    /// Every run's log so far, oldest first.
+    pub fn all_logs(&self) -> String {
+        (1..=self.starts)
+            .map(|n| fs::read_to_string(self.tmp.path().join(format!("array-{n}.log"))).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// Two arrays of one domain on loopback: `site-a` (preferred) and `site-b`, linked with a
+/// shared secret file; `wrong_secret_on_b` gives site-b a secret of its own.
+pub struct PairProcs {
+    pub a: ArrayProc,
+    pub b: ArrayProc,
+}
+
+/// Heartbeats fast enough that a dead peer is noticed within a second.
+const PAIR_LINK_TIMING: &str = "heartbeat_interval_ms = 100\nheartbeat_timeout_ms = 600\n";
+
+impl PairProcs {
+    pub fn start(wrong_secret_on_b: bool) -> Self {
+        let (link_a, link_b) = (free_port(), free_port());
+        let mut secret_a = PathBuf::new();
+        let a = ArrayProc::configured("site-a", |dir| {
+            secret_a = dir.join("link.secret");
+            fs::write(&secret_a, crate::tools::pattern(1, 32)).expect("secret");
+            pair_sections(true, "site-b", link_b, link_a, &secret_a)
+        });
+        let b = ArrayProc::configured("site-b", |dir| {
+            let secret = if wrong_secret_on_b {
+                let s = dir.join("other.secret");
+                fs::write(&s, crate::tools::pattern(2, 32)).expect("secret");
+                s
+            } else {
+                secret_a.clone()
+            };
+            pair_sections(false, "site-a", link_a, link_b, &secret)
+        });
+        let mut p = Self { a, b };
+        p.a.spawn();
+        p.b.spawn();
+        p
+    }
+}
+
+fn pair_sections(preferred: bool, peer: &str, peer_port: u16, listen_port: u16, secret: &Path) -> String {
+    format!(
+        "[domain]\nname = \"it\"\npreferred = {preferred}\n\n[peer]\nname = \"{peer}\"\naddress = \"127.0.0.1:{peer_port}\"\n\n\
+         [link]\nlisten = \"127.0.0.1:{listen_port}\"\nsecret_file = \"{}\"\n{PAIR_LINK_TIMING}",
+        secret.display()
+    )
 }
