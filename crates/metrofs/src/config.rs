@@ -8,14 +8,18 @@
 //! Command-line flags (`--data-dir`, `--nfs-listen`, `--api-listen`) are applied between the two
 //! stages, as [`Overrides`], so a flag's value is validated exactly like the file's.
 //!
-//! Later issues add `[link]`, `[peer]` and `[quorum]` sections here, each a raw struct with its
-//! own validated twin, the way `[log]` is done. Until then those sections are refused like any
+//! The pair's sections, `[domain]`, `[peer]` and `[link]`, are validated together in [`domain`]
+//! (they come as a set). The quorum issue adds `[quorum]`; until then it is refused like any
 //! other unknown key: a key that does nothing must not look accepted.
+
+pub mod domain;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+pub use domain::PeerSettings;
 
 /// Where NFSv3 + MOUNT listen when `nfs_listen` is not set: every address, NFS's own port.
 pub const DEFAULT_NFS_LISTEN: &str = "0.0.0.0:2049";
@@ -50,6 +54,12 @@ pub struct RawConfig {
     /// `[log]` section.
     #[serde(default)]
     pub log: RawLog,
+    /// `[domain]` section: the pair's domain name and whether this array is its preferred site.
+    pub domain: Option<domain::RawDomain>,
+    /// `[peer]` section: the other array of the pair.
+    pub peer: Option<domain::RawPeer>,
+    /// `[link]` section: the replication link (listen address, shared secret, timing).
+    pub link: Option<domain::RawLink>,
 }
 
 /// The `[log]` section as written.
@@ -69,7 +79,7 @@ pub struct Overrides {
 }
 
 /// The validated configuration of one array.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub name: String,
     pub data_dir: PathBuf,
@@ -77,6 +87,8 @@ pub struct Config {
     pub api_listen: SocketAddr,
     pub sync_interval_ms: u64,
     pub log_level: tracing::Level,
+    /// The pair settings; `None` for an array on its own (it refuses pairs).
+    pub peer: Option<PeerSettings>,
 }
 
 /// Why a configuration is refused. Every variant names the key (or the file).
@@ -101,6 +113,12 @@ pub enum ConfigError {
         key: &'static str,
         value: String,
         expected: String,
+    },
+    /// Values of a section that do not work together; the message names the keys.
+    #[error("config section [{section}]: {message}")]
+    Section {
+        section: &'static str,
+        message: String,
     },
 }
 
@@ -193,6 +211,14 @@ impl RawConfig {
             })?,
         };
 
+        let peer = domain::validate(
+            &name,
+            self.domain,
+            self.peer,
+            self.link,
+            &[("nfs_listen", nfs_listen), ("api_listen", api_listen)],
+        )?;
+
         Ok(Config {
             name,
             data_dir,
@@ -200,6 +226,7 @@ impl RawConfig {
             api_listen,
             sync_interval_ms,
             log_level,
+            peer,
         })
     }
 }
@@ -311,9 +338,12 @@ mod tests {
             .expect_err("refused");
         assert!(e.contains("levl"), "{e}");
         // Sections of later issues are not accepted before they do something.
+        let e = validate("name = \"a\"\ndata_dir = \"/d\"\n[quorum]\naddress = \"1.2.3.4:5\"\n")
+            .expect_err("refused");
+        assert!(e.contains("quorum"), "{e}");
         let e = validate("name = \"a\"\ndata_dir = \"/d\"\n[peer]\naddr = \"1.2.3.4:5\"\n")
             .expect_err("refused");
-        assert!(e.contains("peer"), "{e}");
+        assert!(e.contains("addr"), "{e}");
     }
 
     #[test]
