@@ -428,17 +428,27 @@ impl Metro {
         let ns = Array::is_namespace(&body);
         let ns_lock = self.array.namespace_lock(fs);
         let _ns_guard = if ns { Some(ns_lock.lock().await) } else { None };
-        let _ranges = self.range_locks(fs, &body).await?;
+        let (_ranges, touched) = self.range_locks(fs, &body).await?;
         let op = self.array.determine(fs, body)?;
-        let log_keys = log_keys(&op);
+        let mut log_keys = log_keys(&op);
+        log_keys.extend(touched.iter().map(|i| LogKey::Object(*i)));
+        log_keys.sort_unstable();
+        log_keys.dedup();
         self.log.enter(fs, &log_keys).map_err(|e| FsError::Io(format!("LOG append failed: {e}")))?;
         let waits_for_disk = matches!(op.body, OpBody::Commit { .. } | OpBody::Write { stable: Stability::FileSync | Stability::DataSync, .. });
-        let result = self.dual_apply(pair, fs, op, waits_for_disk).await;
+        let result = self.dual_apply(pair, fs, op, &touched, waits_for_disk).await;
         self.log.leave(fs, &log_keys);
         result
     }
 
-    async fn dual_apply(self: &Arc<Self>, pair: &Arc<PairRt>, fs: FsId, op: FsOp, waits_for_disk: bool) -> Result<OpReply, FsError> {
+    async fn dual_apply(
+        self: &Arc<Self>,
+        pair: &Arc<PairRt>,
+        fs: FsId,
+        op: FsOp,
+        touched: &[Ino],
+        waits_for_disk: bool,
+    ) -> Result<OpReply, FsError> {
         if waits_for_disk {
             // Durability order: the LOG record naming this change must be on disk before the
             // change itself can be (it is flushed here, before the local fsync below).
@@ -459,7 +469,9 @@ impl Metro {
             None => local.is_ok(),
         };
         if differs && !matches!(op.body, OpBody::Commit { .. }) {
-            let keys = dcl_keys(&op, &local);
+            let mut keys = dcl_keys(&op, &local);
+            // Every inode the change touched (a renamed or unlinked file's ctime and nlink).
+            keys.extend(touched.iter().map(|i| DclKey::Inode(*i)));
             // Durability order: the DCL must name this change before the host hears of it.
             if let Err(e) = self.dcl.mark(fs, keys).await {
                 return Err(FsError::Io(format!("DCL record failed: {e}")));
@@ -478,8 +490,8 @@ impl Metro {
 
     /// Range locks for a change: its byte range for a write; the whole inode(s) for what
     /// changes attributes or names (the inodes a namespace op touches are looked up under
-    /// the namespace lock, which keeps them stable).
-    async fn range_locks(&self, fs: FsId, body: &OpBody) -> Result<Vec<RangeGuard>, FsError> {
+    /// the namespace lock, which keeps them stable). Also returns the inodes touched.
+    async fn range_locks(&self, fs: FsId, body: &OpBody) -> Result<(Vec<RangeGuard>, Vec<Ino>), FsError> {
         let mut inos: Vec<Ino> = Vec::new();
         let store = self.array.store();
         let add_entry = |dir: Ino, name: &[u8], inos: &mut Vec<Ino>| {
@@ -490,9 +502,9 @@ impl Metro {
         match body {
             OpBody::Write { ino, offset, data, .. } => {
                 let end = offset.saturating_add(data.len() as u64);
-                return Ok(vec![self.locks.lock(fs, *ino, (*offset, end)).await]);
+                return Ok((vec![self.locks.lock(fs, *ino, (*offset, end)).await], Vec::new()));
             }
-            OpBody::Commit { .. } => return Ok(Vec::new()),
+            OpBody::Commit { .. } => return Ok((Vec::new(), Vec::new())),
             OpBody::SetAttr { ino, .. } => inos.push(*ino),
             OpBody::Create { dir, name, .. } => {
                 inos.push(*dir);
@@ -518,10 +530,10 @@ impl Metro {
         inos.sort_unstable();
         inos.dedup();
         let mut guards = Vec::with_capacity(inos.len());
-        for ino in inos {
-            guards.push(self.locks.lock(fs, ino, WHOLE).await);
+        for ino in &inos {
+            guards.push(self.locks.lock(fs, *ino, WHOLE).await);
         }
-        Ok(guards)
+        Ok((guards, inos))
     }
 
     /// Step 3, remote half: the op over the link. `Err` is a transport failure or a refusal
@@ -634,8 +646,15 @@ impl Metro {
                 Ok(Response::Done)
             }
             Request::Flush { pair } => {
-                self.secondary_pair(pair, None)?;
-                tokio::task::spawn_blocking(move || store.sync()).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+                let fs = self.secondary_pair(pair, None)?.fs();
+                tokio::task::spawn_blocking(move || {
+                    // The round's links are over: what no link named again goes now.
+                    store.free_orphans(fs)?;
+                    store.sync()
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
                 Ok(Response::Done)
             }
             Request::ListDir { pair, dir } => {

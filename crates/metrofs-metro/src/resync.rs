@@ -353,7 +353,7 @@ pub(crate) async fn verify(metro: Arc<Metro>, pair: Arc<PairRt>) -> Result<Verif
     let link = metro.current_link().ok_or_else(|| MetroError::LinkDown("peer".into()))?;
     let err = MetroError::Link;
     let mut report = VerifyReport::default();
-    let mut diff = |report: &mut VerifyReport, text: String| {
+    let diff = |report: &mut VerifyReport, text: String| {
         if report.differences.len() < VERIFY_DIFFERENCES_MAX {
             report.differences.push(text);
         }

@@ -1,0 +1,3 @@
+//! metrofs-metro's integration tests: two arrays in one process over a real loopback link.
+
+mod pair;

@@ -1,0 +1,177 @@
+//! A pair of two in-process arrays linked over loopback TCP: create, full sync, dual writes,
+//! pause/resume with the DCL, verify, and identical stores after each step.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use metrofs_core::{Backend, Caller, CreateHow, ExportRules, FsId, Ino, OpBody, SetAttr, Stability, SystemClock, ROOT_INO};
+use metrofs_link::{Identity, LinkConfig, Secret};
+use metrofs_metro::engine::PairState;
+use metrofs_metro::{Array, Metro, MetroConfig, PeerConfig};
+use metrofs_store::Store;
+
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+struct Site {
+    metro: Arc<Metro>,
+    _dir: tempfile::TempDir,
+}
+
+async fn site(name: &str, peer: &str, listen: SocketAddr, peer_addr: SocketAddr) -> Site {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(&dir.path().join("store")).expect("store"));
+    let array = Array::new(store, Arc::new(SystemClock));
+    let secret = Secret::new(b"a shared secret of enough length!".to_vec()).expect("secret");
+    let identity = Identity::new("test", name, secret).expect("identity");
+    let link = LinkConfig { heartbeat_interval_ms: 100, heartbeat_timeout_ms: 600, ..LinkConfig::default() };
+    let cfg = MetroConfig {
+        name: name.into(),
+        preferred: name == "site-a",
+        peer: Some(PeerConfig { listen, addr: peer_addr.to_string(), name: peer.into(), identity, link }),
+    };
+    let metro = Metro::open(array, &dir.path().join("metro"), cfg).await.expect("metro");
+    tokio::spawn(metro.clone().run_link());
+    Site { metro, _dir: dir }
+}
+
+async fn pair_of_sites() -> (Site, Site) {
+    let (la, lb) = (free_addr(), free_addr());
+    let a = site("site-a", "site-b", la, lb).await;
+    let b = site("site-b", "site-a", lb, la).await;
+    assert!(a.metro.wait_link(Duration::from_secs(10)).await, "link up");
+    assert!(b.metro.wait_link(Duration::from_secs(10)).await, "link up");
+    (a, b)
+}
+
+fn caller() -> Caller {
+    Caller { addr: "127.0.0.1:700".parse().expect("addr"), uid: 0, gid: 0, gids: vec![], xid: 1 }
+}
+
+async fn create(m: &Metro, fs: FsId, dir: Ino, name: &str) -> Ino {
+    let body = OpBody::Create { dir, name: name.into(), how: CreateHow::Unchecked(SetAttr::default()), mode: 0o644, uid: 0, gid: 0 };
+    m.change(fs, body, &caller()).await.expect("create").obj.expect("attr").ino
+}
+
+async fn write(m: &Metro, fs: FsId, ino: Ino, offset: u64, data: &[u8]) {
+    let body = OpBody::Write { ino, offset, data: Bytes::copy_from_slice(data), stable: Stability::Unstable };
+    m.change(fs, body, &caller()).await.expect("write");
+}
+
+/// What two sides of a pair must agree on: inode numbers, names, attributes and bytes
+/// (not READDIR slots, the free list or the allocator's high-water mark, which resync does
+/// not copy).
+fn visible(s: &Store, fs: FsId) -> BTreeMap<u64, String> {
+    let img = s.image(fs).expect("image");
+    img.inodes
+        .into_iter()
+        .map(|(ino, mut i)| {
+            i.next_slot = None;
+            i.verifier = None;
+            let entries: Option<BTreeMap<Vec<u8>, u64>> = i.entries.take().map(|e| e.into_iter().map(|(n, (_, ino))| (n, ino)).collect());
+            (ino, format!("{i:?} {entries:?}"))
+        })
+        .collect()
+}
+
+fn assert_identical(a: &Site, b: &Site, fs: FsId) {
+    let (va, vb) = (visible(a.metro.array().store(), fs), visible(b.metro.array().store(), fs));
+    if va != vb {
+        let mut lines = Vec::new();
+        for k in va.keys().chain(vb.keys()) {
+            if va.get(k) != vb.get(k) {
+                lines.push(format!("ino {k}:\n  a {:?}\n  b {:?}", va.get(k), vb.get(k)));
+            }
+        }
+        lines.dedup();
+        panic!("sides differ:\n{}", lines.join("\n"));
+    }
+    let problems = b.metro.array().store().check(fs);
+    assert!(problems.is_empty(), "secondary consistent: {problems:?}");
+}
+
+async fn wait_state(m: &Metro, want: PairState) {
+    for _ in 0..300 {
+        if m.list_pairs().first().is_some_and(|p| p.state == want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("pair never reached {want:?}: {:#?}", m.list_pairs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_sync_write_pause_resume_verify() {
+    let (a, b) = pair_of_sites().await;
+    let info = a.metro.array().create_fs("t", ExportRules::default()).expect("fs");
+    let fs = info.id;
+    // Data before the pair exists: the initial full sync must carry it.
+    let f1 = create(&a.metro, fs, ROOT_INO, "before").await;
+    write(&a.metro, fs, f1, 0, &vec![7u8; 300_000]).await;
+    write(&a.metro, fs, f1, 5 << 20, b"far away").await;
+    let view = a.metro.create_pair("t", "site-b").await.expect("pair create");
+    assert_eq!(view.fs, "t");
+    wait_state(&a.metro, PairState::Normal).await;
+    assert_identical(&a, &b, fs);
+    assert_eq!(b.metro.list_pairs()[0].state, PairState::Normal, "the secondary hears the state");
+
+    // Dual writes.
+    let f2 = create(&a.metro, fs, ROOT_INO, "during").await;
+    write(&a.metro, fs, f2, 0, b"hello pair").await;
+    let sub = a
+        .metro
+        .change(fs, OpBody::Mkdir { dir: ROOT_INO, name: b"d".to_vec(), mode: 0o755, uid: 0, gid: 0 }, &caller())
+        .await
+        .expect("mkdir")
+        .obj
+        .expect("attr")
+        .ino;
+    a.metro
+        .change(fs, OpBody::Rename { from_dir: ROOT_INO, from_name: b"during".to_vec(), to_dir: sub, to_name: b"moved".to_vec() }, &caller())
+        .await
+        .expect("rename");
+    assert_identical(&a, &b, fs);
+    assert_eq!(a.metro.list_pairs()[0].dcl_chunks, 0);
+
+    // Paused: changes only here, recorded in the DCL.
+    let id: metrofs_metro::proto::PairId = view.id.parse().expect("id");
+    a.metro.pause(id).expect("pause");
+    assert!(a.metro.pause(id).is_err(), "pause twice is refused");
+    write(&a.metro, fs, f1, 100, &vec![9u8; 200_000]).await;
+    let f3 = create(&a.metro, fs, sub, "while-paused").await;
+    write(&a.metro, fs, f3, 0, b"x").await;
+    a.metro.change(fs, OpBody::Remove { dir: sub, name: b"moved".to_vec() }, &caller()).await.expect("remove");
+    // A rename changes the moved file's ctime: the DCL must carry the inode, not just the dirs.
+    a.metro
+        .change(fs, OpBody::Rename { from_dir: ROOT_INO, from_name: b"before".to_vec(), to_dir: sub, to_name: b"renamed".to_vec() }, &caller())
+        .await
+        .expect("rename while paused");
+    let p = &a.metro.list_pairs()[0];
+    assert_eq!(p.state, PairState::Paused);
+    assert!(p.dcl_chunks >= 4 && p.dcl_dirs >= 1, "DCL records the changes: {p:?}");
+    let report = a.metro.verify(id).await.expect("verify");
+    assert!(!report.differences.is_empty(), "verify sees the paused changes");
+
+    a.metro.resume(id).expect("resume");
+    wait_state(&a.metro, PairState::Normal).await;
+    assert_identical(&a, &b, fs);
+    let p = &a.metro.list_pairs()[0];
+    assert_eq!((p.dcl_chunks, p.dcl_dirs, p.dcl_inodes), (0, 0, 0), "DCL empty when Normal");
+    let report = a.metro.verify(id).await.expect("verify");
+    assert!(report.differences.is_empty(), "{:?}", report.differences);
+    assert_eq!(report.inodes_compared, 4, "root, before, d, while-paused");
+
+    // The secondary refuses host access; the pair can be deleted, leaving two filesystems.
+    assert!(b.metro.export_by_path("/t").is_none());
+    assert!(matches!(b.metro.getattr(fs, ROOT_INO).await, Err(metrofs_core::FsError::Busy(_))));
+    a.metro.delete_pair(id).await.expect("delete");
+    assert!(a.metro.list_pairs().is_empty());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(b.metro.list_pairs().is_empty(), "the peer forgets the pair too");
+    assert!(b.metro.export_by_path("/t").is_some(), "its copy is an independent fs now");
+}
