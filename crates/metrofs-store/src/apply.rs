@@ -35,7 +35,7 @@ use crate::rec::{Inode, Kind};
 pub(crate) mod sync;
 use crate::store::{
     corrupt, db_err, lock, AttrCache, CacheEntry, CacheState, Store, ALLOC, DIRENTS,
-    DIR_SIZE_BYTES, FIRST_SLOT, FREE, INODES, LINKS_MAX, SLOTS,
+    DIR_SIZE_BYTES, FIRST_SLOT, FREE, INODES, LINKS_MAX, SIZE_STRIPES, SLOTS,
 };
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -734,12 +734,36 @@ impl Store {
                 stable,
             } => self.write(op.fs, op.time, *ino, *offset, data, *stable),
             OpBody::Commit { ino } => self.commit(op.fs, *ino),
-            _ => self.namespace(op),
+            _ => {
+                // An op that may cut a file's data excludes WRITEs to that file until the
+                // data is cut, so a concurrent write lands wholly before or wholly after.
+                let _cut = self.cutting(op).map(|ino| {
+                    self.size_locks[(ino.0 % SIZE_STRIPES as u64) as usize]
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                });
+                self.namespace(op)
+            }
         };
         if let Err(e) = &r {
             self.stop(e);
         }
         r
+    }
+
+    /// The file an op may shrink: SETATTR with a size, or UNCHECKED CREATE with a size over an
+    /// existing name (looked up now; a name changing meanwhile only makes the lock useless).
+    fn cutting(&self, op: &FsOp) -> Option<Ino> {
+        match &op.body {
+            OpBody::SetAttr { ino, attr, .. } if attr.size.is_some() => Some(*ino),
+            OpBody::Create {
+                dir,
+                name,
+                how: CreateHow::Unchecked(sa),
+                ..
+            } if sa.size.is_some() => self.lookup(op.fs, *dir, name).ok().map(|a| a.ino),
+            _ => None,
+        }
     }
 
     fn namespace(&self, op: &FsOp) -> Result<OpReply, FsError> {
@@ -853,6 +877,10 @@ impl Store {
         bytes: &Bytes,
         stable: Stability,
     ) -> Result<OpReply, FsError> {
+        // Shared with other WRITEs, exclusive with an op cutting this file (see `apply`).
+        let _no_cut = self.size_locks[(ino.0 % SIZE_STRIPES as u64) as usize]
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let end = offset
             .checked_add(bytes.len() as u64)
             .filter(|e| *e <= FILE_SIZE_MAX_BYTES)

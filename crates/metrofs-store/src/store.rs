@@ -76,6 +76,8 @@ const DIRTY_INODES_MAX: usize = 8_192;
 const NONDURABLE_COMMITS_MAX: u32 = 4_096;
 /// Locks that serialise syncing one data file (by inode number modulo this).
 const SYNC_STRIPES: usize = 64;
+/// Locks that keep WRITEs and ops that cut a file apart (by inode number modulo this).
+pub(crate) const SIZE_STRIPES: usize = 64;
 
 const _: () = assert!(FIRST_SLOT > 2 && DIRTY_INODES_MAX < CACHED_INODES_MAX);
 
@@ -178,6 +180,7 @@ pub struct Store {
     group: Mutex<Group>,
     group_cv: Condvar,
     sync_stripes: [Mutex<()>; SYNC_STRIPES],
+    pub(crate) size_locks: [std::sync::RwLock<()>; SIZE_STRIPES],
     /// Bucket directories holding data files created and fsync'd since the last durable
     /// commit: it fsyncs them before committing.
     dirs_to_sync: Mutex<HashSet<PathBuf>>,
@@ -310,6 +313,7 @@ impl Store {
             group: Mutex::new(Group::default()),
             group_cv: Condvar::new(),
             sync_stripes: std::array::from_fn(|_| Mutex::new(())),
+            size_locks: std::array::from_fn(|_| std::sync::RwLock::new(())),
             dirs_to_sync: Mutex::new(HashSet::new()),
             fatal: OnceLock::new(),
             recovery: None,
