@@ -463,7 +463,12 @@ impl Metro {
             (self.array.apply(op.clone()).await, None)
         };
         // Steps 6–7.
+        // Writes to disjoint ranges of one file (and COMMITs) run concurrently, so the
+        // attributes in their replies depend on which of them each side applied first; only
+        // the outcome is theirs to compare. Every other change holds whole-inode locks.
+        let outcome_only = matches!(op.body, OpBody::Write { .. } | OpBody::Commit { .. });
         let differs = match &remote {
+            Some(Ok(r)) if outcome_only => local.as_ref().err() != r.as_ref().err(),
             Some(Ok(r)) => !same_result(&local, r),
             Some(Err(_)) => local.is_ok() || !matches!(op.body, OpBody::Commit { .. }),
             None => local.is_ok(),
