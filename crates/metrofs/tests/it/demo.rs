@@ -56,6 +56,15 @@ fn start_demo(dir: &std::path::Path) -> (std::process::Child, String, Vec<String
     (child, url, lines)
 }
 
+/// Runs a command line the demo printed (`/path/to/metrofs pair ...`).
+fn run_printed(words: &[&str]) -> std::process::Output {
+    Command::new(words[0])
+        .args(&words[1..])
+        .env_remove("METROFS_API")
+        .output()
+        .expect("run the printed command")
+}
+
 fn sigint(child: &std::process::Child) {
     let pid = rustix::process::Pid::from_child(child);
     rustix::process::kill_process(pid, rustix::process::Signal::INT).expect("SIGINT");
@@ -91,6 +100,33 @@ fn demo_serves_what_it_prints() {
     assert_eq!(
         std::fs::read(&back).expect("read back"),
         b"hello from the demo test\n"
+    );
+
+    // A pair of two arrays: the fs is paired and Normal, and the printed verify command finds
+    // the file on both sides.
+    let pair_line = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with("pair:"))
+        .expect("pair line");
+    assert!(pair_line.ends_with("state Normal"), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.trim_start().starts_with("site-b: NFS 127.0.0.1:")),
+        "{lines:#?}"
+    );
+    let verify: Vec<&str> = lines
+        .iter()
+        .find(|l| l.contains(" pair verify "))
+        .expect("verify line")
+        .split_whitespace()
+        .collect();
+    let out = run_printed(&verify);
+    assert!(out.status.success(), "{}", crate::harness::text(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("compared 2 inodes") && said.contains("identical"),
+        "{said}"
     );
 
     sigint(&child);

@@ -356,13 +356,13 @@ impl PairProcs {
         let mut secret_a = PathBuf::new();
         let a = ArrayProc::configured("site-a", |dir| {
             secret_a = dir.join("link.secret");
-            fs::write(&secret_a, crate::tools::pattern(1, 32)).expect("secret");
+            write_secret(&secret_a, 1);
             pair_sections(true, "site-b", link_b, link_a, &secret_a)
         });
         let b = ArrayProc::configured("site-b", |dir| {
             let secret = if wrong_secret_on_b {
                 let s = dir.join("other.secret");
-                fs::write(&s, crate::tools::pattern(2, 32)).expect("secret");
+                write_secret(&s, 2);
                 s
             } else {
                 secret_a.clone()
@@ -372,8 +372,35 @@ impl PairProcs {
         let mut p = Self { a, b };
         p.a.spawn();
         p.b.spawn();
+        if !wrong_secret_on_b {
+            p.wait_link_up();
+        }
         p
     }
+
+    /// Waits until both arrays report their link Up (`GET /api/health`).
+    pub fn wait_link_up(&self) {
+        let deadline = Instant::now() + Duration::from_millis(READY_TIMEOUT_MS);
+        while ![&self.a, &self.b]
+            .iter()
+            .all(|a| a.get("/api/health").1.contains("\"link\":\"Up\""))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "link not up after {READY_TIMEOUT_MS} ms\n--- site-a:\n{}\n--- site-b:\n{}",
+                self.a.log(),
+                self.b.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Writes a secret file readable by its owner only.
+fn write_secret(path: &Path, seed: u64) {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::write(path, crate::tools::pattern(seed, 32)).expect("secret");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).expect("chmod 600");
 }
 
 fn pair_sections(preferred: bool, peer: &str, peer_port: u16, listen_port: u16, secret: &Path) -> String {

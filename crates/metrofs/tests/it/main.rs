@@ -6,7 +6,7 @@
 //! - [`nfs`]: a small NFSv3 client (nfs3_client) that can pick its source address;
 //! - [`tools`]: `nfs-cp`, `nfs-ls`, `nfs-cat`, test data;
 //! - the rest: one area each (config errors, CLI, libnfs round trips, access control,
-//!   crash, demo, graceful stop).
+//!   crash, demo, graceful stop, the metro pair of two arrays).
 
 mod harness;
 mod nfs;
@@ -20,6 +20,7 @@ mod crash;
 mod demo;
 mod libnfs;
 mod lifecycle;
+mod pair;
 
 use harness::ArrayProc;
 
