@@ -321,6 +321,15 @@ impl Store {
         if !clean {
             store.recovery = Some(crate::recovery::recover(&store)?);
         }
+        // A removal moves data into `trash/`: without it, data of a freed inode would stay
+        // at its path and show up in the next file given that number.
+        for f in store.list_fs() {
+            let t = data::trash_dir(&store.root, f.id);
+            std::fs::create_dir_all(&t).map_err(|source| StoreError::Io {
+                context: format!("creating {}", t.display()),
+                source,
+            })?;
+        }
         Ok(store)
     }
 
@@ -1068,7 +1077,9 @@ impl Store {
                     let to = data::trash_path(&self.root, fs, ino, gen);
                     match std::fs::rename(&from, &to) {
                         Ok(()) => ts.trash.push(to),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        // No data file (never written): nothing to keep. A missing trash
+                        // directory is not that, and stops the store below.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !from.exists() => {}
                         Err(e) => {
                             return Err(FsError::Io(format!(
                                 "moving {} to the trash: {e}",
