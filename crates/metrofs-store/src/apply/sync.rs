@@ -232,6 +232,8 @@ impl<'a, 't> SyncCx<'a, 't> {
     /// goes too, without recursion (a deep tree must not overflow the stack).
     fn free_tree(&mut self, ino: Ino, i: Inode) -> Result<(), FsError> {
         let mut todo = vec![(ino, i)];
+        // Queued once each, even where link counts disagree with the entries.
+        let mut queued = std::collections::HashSet::from([ino]);
         while let Some((ino, i)) = todo.pop() {
             if ino == ROOT_INO {
                 return Err(corrupt(format!(
@@ -248,16 +250,15 @@ impl<'a, 't> SyncCx<'a, 't> {
                     };
                     match &c.kind {
                         Kind::Dir { parent, .. } => {
-                            if *parent == ino {
+                            if *parent == ino && queued.insert(child) {
                                 todo.push((child, c));
                             }
                         }
                         Kind::File { .. } | Kind::Symlink { .. } => {
                             c.nlink = c.nlink.saturating_sub(1);
-                            if c.nlink == 0 {
+                            self.cx.put(child, c.clone());
+                            if c.nlink == 0 && queued.insert(child) {
                                 todo.push((child, c));
-                            } else {
-                                self.cx.put(child, c);
                             }
                         }
                     }
@@ -380,7 +381,13 @@ impl<'a, 't> SyncCx<'a, 't> {
             .ok_or_else(|| corrupt(format!("fs {} has no allocator row", self.fs())))?;
         self.cx
             .alloc
-            .insert(f, (next.max(ino.0 + 1), files + 1))
+            .insert(
+                f,
+                (
+                    next.max(ino.0.checked_add(1).ok_or(FsError::Inval)?),
+                    files + 1,
+                ),
+            )
             .map_err(db_err)?;
         let (kind, nlink) = new_kind(ino, attr.ftype, symlink);
         let mut i = Inode {

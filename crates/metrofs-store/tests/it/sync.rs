@@ -754,6 +754,16 @@ fn sync_steps_are_durable() {
 /// Unlinks for its extra entries, PutData of every file in 1 MiB runs, then `free_orphans`
 /// (the round's flush). Returns (unlinks, data runs, orphans freed at the flush).
 fn resync(src: &Store, dst: &Store, fs: FsId) -> Result<(usize, usize, u64), FsError> {
+    resync_with(src, dst, fs, &mut || {})
+}
+
+/// [`resync`], calling `step` after each step applied.
+fn resync_with(
+    src: &Store,
+    dst: &Store,
+    fs: FsId,
+    step: &mut dyn FnMut(),
+) -> Result<(usize, usize, u64), FsError> {
     let inos = src.inodes(fs)?;
     let mut dirs = Vec::new();
     let mut files = Vec::new();
@@ -765,6 +775,7 @@ fn resync(src: &Store, dst: &Store, fs: FsId) -> Result<(usize, usize, u64), FsE
             FileType::Symlink => {}
         }
         dst.apply_sync(fs, &SyncOp::PutInode { attr, symlink })?;
+        step();
     }
     let mut links = Vec::new();
     let mut unlinks = Vec::new();
@@ -792,6 +803,7 @@ fn resync(src: &Store, dst: &Store, fs: FsId) -> Result<(usize, usize, u64), FsE
     }
     for op in links.iter().chain(&unlinks) {
         dst.apply_sync(fs, op)?;
+        step();
     }
     let mut runs = 0;
     for (ino, size) in files {
@@ -808,6 +820,7 @@ fn resync(src: &Store, dst: &Store, fs: FsId) -> Result<(usize, usize, u64), FsE
                     segments,
                 },
             )?;
+            step();
             runs += 1;
             off += len;
         }
@@ -918,5 +931,158 @@ proptest! {
         own in proptest::collection::vec(props::arb_op(), 0..20),
     ) {
         run_resync(&ops, cut, &own)?;
+    }
+}
+
+// ---- a crash in the middle of a resync ----
+
+const CRASH_DIR: &str = "METROFS_SYNC_CRASH_DIR";
+const CRASH_SEED: &str = "METROFS_SYNC_CRASH_SEED";
+
+/// Ops from a seed, the same in every process.
+fn seeded_ops(seed: u64, salt: u8, n: usize) -> Vec<props::A> {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
+    let mut key = [salt; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    let mut runner = TestRunner::new_with_rng(
+        ProptestConfig::default(),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &key),
+    );
+    (0..n)
+        .map(|_| props::arb_op().new_tree(&mut runner).expect("op").current())
+        .collect()
+}
+
+/// The source of seed `seed` (the same in every process): its store and fs.
+fn crash_source(seed: u64) -> (tempfile::TempDir, Store, FsId) {
+    let (d, s) = store();
+    let fs = Fx::new(&s, "crash").fs;
+    apply_all(&s, fs, &seeded_ops(seed, 1, 60), 1_800_000_000, None, 0);
+    (d, s, fs)
+}
+
+/// The child: resyncs the target in `CRASH_DIR` from the seed's source, syncing now and then,
+/// and prints `@S` after each `sync()` and `@DONE` at the end; then waits to be killed.
+#[test]
+fn resync_crash_child() {
+    let (Ok(dir), Ok(seed)) = (std::env::var(CRASH_DIR), std::env::var(CRASH_SEED)) else {
+        return;
+    };
+    let seed: u64 = seed.parse().expect("seed");
+    let (_src_dir, src, fs) = crash_source(seed);
+    let dst = Store::open(std::path::Path::new(&dir)).expect("open target");
+    let mut n = seed;
+    resync_with(&src, &dst, fs, &mut || {
+        n = n.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        if n >> 62 == 0 {
+            dst.sync().expect("sync");
+            println!("@S");
+        }
+    })
+    .expect("resync");
+    dst.sync().expect("sync");
+    println!("@DONE");
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+
+/// What `check()` may find in a target killed in the middle of a resync: inodes waiting for
+/// their names (and a directory loop on its way to being undone), nothing else.
+fn mid_resync_problem(p: &str) -> bool {
+    [
+        "orphan",
+        "named by 0 entries",
+        "but named in None",
+        "do not reach the root",
+    ]
+    .iter()
+    .any(|w| p.contains(w))
+}
+
+/// A target killed (SIGKILL) at a random point of a resync recovers into a state the resync
+/// can finish from: afterwards it is the same as the source.
+#[test]
+fn a_resync_killed_midway_finishes_after_recovery() {
+    let seeds: Vec<u64> = match std::env::var("METROFS_SYNC_CRASH_SEEDS") {
+        Ok(v) => v
+            .split(',')
+            .map(|x| x.trim().parse().expect("seed"))
+            .collect(),
+        Err(_) => vec![1, 2, 5, 6],
+    };
+    for seed in seeds {
+        eprintln!("resync crash seed {seed}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_src_dir, src, fs) = crash_source(seed);
+        {
+            // The target saw part of the source's history, then some of its own.
+            let dst = Store::open(dir.path()).expect("open");
+            Fx::new(&dst, "crash");
+            let ops = seeded_ops(seed, 1, 60);
+            let mut cut = usize::try_from(seed).expect("small") * 13 % ops.len();
+            cut = cut.max(10);
+            apply_all(&dst, fs, &ops[..cut], 1_800_000_000, None, 0);
+            apply_all(&dst, fs, &seeded_ops(seed, 2, 15), 1_900_000_000, None, 0);
+        }
+        let mut child = std::process::Command::new(std::env::current_exe().expect("exe"))
+            .args([
+                "sync::resync_crash_child",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CRASH_DIR, dir.path())
+            .env(CRASH_SEED, seed.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn child");
+        let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let syncs_before_kill = seed % 5;
+        let mut syncs = 0;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = std::io::BufRead::read_line(&mut reader, &mut line).expect("read");
+            assert!(n > 0, "seed {seed}: the child ended early");
+            if line.starts_with("@DONE") {
+                break;
+            }
+            if line.starts_with("@S") {
+                syncs += 1;
+                if syncs > syncs_before_kill {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_micros(seed * 397 % 3000));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+        let dst = Store::open(dir.path()).expect("reopen after the kill");
+        assert!(
+            dst.last_recovery().is_some(),
+            "seed {seed}: no recovery ran"
+        );
+        let (waiting, problems): (Vec<String>, Vec<String>) = dst
+            .check(fs)
+            .into_iter()
+            .partition(|p| mid_resync_problem(p));
+        assert!(
+            problems.is_empty(),
+            "seed {seed}: after the kill: {problems:#?}"
+        );
+        resync(&src, &dst, fs)
+            .unwrap_or_else(|e| panic!("seed {seed}: resync after recovery: {e}"));
+        let (a, b) = (src.image(fs).expect("image"), dst.image(fs).expect("image"));
+        let (a, b) = (comparable(&a), comparable(&b));
+        assert!(a == b, "seed {seed}: {:#?}", a.diff(&b, 10));
+        let problems = dst.check(fs);
+        assert!(problems.is_empty(), "seed {seed}: {problems:#?}");
+        eprintln!(
+            "seed {seed}: killed after {syncs} syncs, {} check lines on names still to come; finished",
+            waiting.len()
+        );
     }
 }
