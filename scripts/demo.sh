@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs `metrofs demo` (one array with file system `demo`, data in ./metrofs-demo), after
-# installing Debian's libnfs tools if missing, so the nfs-cp / nfs-ls commands it prints work.
+# Runs `metrofs demo` (two linked arrays, site-a and site-b, with the paired file system `demo`;
+# data in ./metrofs-demo), after installing Debian's libnfs tools if missing, so the nfs-cp /
+# nfs-ls commands it prints work.
 # Debian 12, as root (or with sudo). Arguments go to `metrofs demo` (e.g. --dir DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
