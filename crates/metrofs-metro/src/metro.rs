@@ -740,6 +740,7 @@ impl Metro {
             .await
             .map_err(|e| MetroError::Link(format!("cannot listen for the peer on {}: {e}", peer.listen)))?;
         tracing::info!(listen = %peer.listen, peer = %peer.addr, dials, "replication link");
+        let mut last_refusal: Option<String> = None;
         loop {
             let attempt = if dials {
                 metrofs_link::connect(peer.addr.as_str(), &peer.link, &peer.identity, handler.clone()).await
@@ -758,10 +759,16 @@ impl Metro {
                     continue;
                 }
                 Err(e) => {
-                    if dials {
-                        tracing::debug!(error = %e, "link to the peer not established");
+                    // A peer that is down is expected while it restarts (debug); a peer that
+                    // answers but is refused is a configuration the operator must fix (warn,
+                    // once per distinct reason, on whichever side sees it).
+                    let refused = !matches!(e, metrofs_link::LinkError::Connect { .. } | metrofs_link::LinkError::Accept(_));
+                    let text = e.to_string();
+                    if refused && last_refusal.as_deref() != Some(text.as_str()) {
+                        tracing::warn!(error = %text, "replication link refused");
+                        last_refusal = Some(text);
                     } else {
-                        tracing::warn!(error = %e, "link from the peer refused");
+                        tracing::debug!(error = %text, "link to the peer not established");
                     }
                     if dials {
                         tokio::time::sleep(Duration::from_millis(REDIAL_MS)).await;
@@ -770,6 +777,7 @@ impl Metro {
                 }
             };
             tracing::info!(peer = %peer.name, "replication link up");
+            last_refusal = None;
             // Exchange records before any change is replicated on the new link.
             match link.call_typed::<Request, Response>(&Request::Hello { array: self.config.name.clone(), pairs: self.records() }, Bytes::new()).await {
                 Ok((Response::Hello { array, pairs }, _)) => self.adopt_records(&array, pairs),
