@@ -116,3 +116,79 @@ fn missing_file_and_taken_port() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("nfs_listen") && err.contains(&taken), "{err}");
 }
+
+/// The pair's sections, with `secret` as the secret file and `link` as the link address.
+fn pair_sections(secret: &str, link: &str) -> String {
+    format!(
+        "[domain]\nname = \"d\"\npreferred = true\n[peer]\nname = \"b\"\naddress = \"127.0.0.1:1\"\n[link]\nlisten = \"{link}\"\nsecret_file = \"{secret}\"\n"
+    )
+}
+
+#[test]
+fn pair_sections_are_checked_at_start() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let data = data.to_string_lossy();
+    let secret = tmp.path().join("secret");
+
+    // No secret file: refused, naming the key and how to make one.
+    let link = format!("127.0.0.1:{}", free_port());
+    let (code, err) = start_with(
+        &format!(
+            "{}{}",
+            base(&data),
+            pair_sections(&secret.to_string_lossy(), &link)
+        ),
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("link.secret_file")
+            && err.contains("head -c 32 /dev/urandom > FILE; chmod 600 FILE"),
+        "{err}"
+    );
+    // Too short.
+    fs::write(&secret, b"short").expect("write");
+    let (code, err) = start_with(
+        &format!(
+            "{}{}",
+            base(&data),
+            pair_sections(&secret.to_string_lossy(), &link)
+        ),
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("link.secret_file") && err.contains("5 bytes"),
+        "{err}"
+    );
+
+    // A section alone, or a [peer] without [link]: the missing one is named.
+    let (code, err) = start_with(
+        &format!("{}[link]\nlisten = \"{link}\"\n", base(&data)),
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`peer`"), "{err}");
+    let (code, err) = start_with(
+        &format!("{}[peer]\nname = \"b\"\naddress = \"h:1\"\n", base(&data)),
+        &[],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("`link`"), "{err}");
+
+    // A taken link port: refused at start, naming link.listen.
+    fs::write(&secret, [7u8; 32]).expect("write");
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let taken = holder.local_addr().expect("addr").to_string();
+    let (code, err) = start_with(
+        &format!(
+            "{}{}",
+            base(&data),
+            pair_sections(&secret.to_string_lossy(), &taken)
+        ),
+        &[],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("link.listen") && err.contains(&taken), "{err}");
+}
