@@ -564,7 +564,7 @@ impl Metro {
     // ---------------------------------------------------------------- the receiving side
 
     /// Serves one request from the peer's metro module.
-    pub(crate) async fn handle(self: &Arc<Self>, req: Request, body: Bytes) -> Response {
+    pub async fn handle(self: &Arc<Self>, req: Request, body: Bytes) -> Response {
         match self.handle_inner(req, body).await {
             Ok(r) => r,
             Err(why) => {

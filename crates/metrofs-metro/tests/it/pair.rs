@@ -237,3 +237,40 @@ async fn concurrent_clients_never_make_the_sides_diverge() {
     assert_eq!((p.dcl_chunks, p.dcl_dirs, p.dcl_inodes), (0, 0, 0), "DCL empty when Normal");
     assert_identical(&a, &b, fs);
 }
+
+/// Bad input on the link: an op from an old epoch, a duplicate, an unknown pair, an op for the
+/// serving side: each refused with its reason, nothing applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secondary_refuses_stale_duplicate_and_misdirected_ops() {
+    use metrofs_core::{Epoch, FsOp, Seq, Time};
+    use metrofs_metro::proto::{PairId, Request, Response};
+    let (a, b) = pair_of_sites().await;
+    let fs = a.metro.array().create_fs("e", ExportRules::default()).expect("fs").id;
+    let view = a.metro.create_pair("e", "site-b").await.expect("pair");
+    wait_state(&a.metro, PairState::Normal).await;
+    let id: PairId = view.id.parse().expect("id");
+    let before = visible(b.metro.array().store(), fs);
+    let next = b.metro.array().store().next_inode(fs).expect("next inode");
+    let op = |name: &str| FsOp {
+        fs,
+        time: Time::new(2_000_000_000, 0),
+        new_inode: Some(next),
+        body: OpBody::Mkdir { dir: ROOT_INO, name: name.into(), mode: 0o755, uid: 0, gid: 0 },
+    };
+    let refused = |r: Response| match r {
+        Response::Refused(why) => why,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let old = Request::Replicate { pair: id, epoch: Epoch(0), session: 1, seq: Seq(0), op: op("old") };
+    assert!(refused(b.metro.handle(old, Bytes::new()).await).contains("epoch"));
+    let unknown = Request::Replicate { pair: PairId(12345), epoch: Epoch(1), session: 1, seq: Seq(0), op: op("u") };
+    assert!(refused(b.metro.handle(unknown, Bytes::new()).await).contains("unknown"));
+    let to_primary = Request::Replicate { pair: id, epoch: Epoch(1), session: 1, seq: Seq(0), op: op("p") };
+    assert!(refused(a.metro.handle(to_primary, Bytes::new()).await).contains("serves"));
+    assert_eq!(visible(b.metro.array().store(), fs), before, "nothing applied");
+    // The same (session, seq) twice: applied once.
+    let first = Request::Replicate { pair: id, epoch: Epoch(1), session: 77, seq: Seq(5), op: op("once") };
+    let applied = b.metro.handle(first.clone(), Bytes::new()).await;
+    assert!(matches!(applied, Response::Applied(Ok(_))), "{applied:?}");
+    assert!(refused(b.metro.handle(first, Bytes::new()).await).contains("already applied"));
+}
