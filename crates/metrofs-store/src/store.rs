@@ -13,8 +13,14 @@
 //!   DESIGN.md). An UNSTABLE write is a `pwrite` into the data file and an update of the inode's
 //!   attributes in an in-memory table ([`AttrCache`]), written back by the next durable commit:
 //!   no redb transaction per write.
-//! - COMMIT, FILE_SYNC/DATA_SYNC writes and [`Store::sync`] fsync the data file(s), then commit
-//!   the metadata durably. Concurrent callers share one durable commit (group commit).
+//! - COMMIT, FILE_SYNC/DATA_SYNC writes and [`Store::sync`] fdatasync the data file(s), then
+//!   commit the metadata durably. Concurrent callers share one durable commit (group commit),
+//!   and the one fsync of the bucket directories that got new data files since the last one
+//!   (consecutive inode numbers share a bucket, so a burst of new files needs one).
+//! - Until a durable commit, namespace changes live only in this process: a `kill -9` loses
+//!   those made since the last COMMIT, stable write or `sync()` (at most
+//!   `NONDURABLE_COMMITS_MAX` of them; the caller bounds the time with a periodic `sync()`).
+//!   What was acknowledged as durable is never lost.
 //! - After a crash the metadata is the last durable commit, consistent by redb's atomicity, and
 //!   the data files are newer (the page cache survives a process crash). Recovery makes them
 //!   follow the metadata: a data file with no live inode goes, one longer than its inode's size
