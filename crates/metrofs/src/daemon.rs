@@ -375,6 +375,49 @@ mod tests {
         assert!(e.to_string().contains("disk on fire"), "{e}");
     }
 
+    /// A config with a peer whose link listens on `link`, secret in `dir`.
+    fn paired_config(dir: &std::path::Path, link: SocketAddr) -> Config {
+        let secret = dir.join("secret");
+        std::fs::write(&secret, [7u8; 32]).expect("secret");
+        let text = format!(
+            "name = \"a\"\ndata_dir = \"{}\"\nnfs_listen = \"127.0.0.1:0\"\napi_listen = \"127.0.0.1:0\"\n\
+             [domain]\nname = \"d\"\npreferred = true\n[peer]\nname = \"b\"\naddress = \"127.0.0.1:1\"\n\
+             [link]\nlisten = \"{link}\"\nsecret_file = \"{}\"\n",
+            dir.join("data").display(),
+            secret.display()
+        );
+        crate::config::RawConfig::parse(&text)
+            .expect("parses")
+            .validate(&crate::config::Overrides::default())
+            .expect("valid")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_link_that_cannot_listen_stops_the_array_naming_the_key() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        // Taken after the start-time check, as by another process in between.
+        let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("hold");
+        let cfg = paired_config(tmp.path(), holder.local_addr().expect("addr"));
+        assert!(Listeners::bind(&cfg)
+            .await
+            .err()
+            .expect("checked at start")
+            .to_string()
+            .contains("link.listen"));
+        let array = open_array(&cfg).await.expect("open");
+        let metro = open_metro(&cfg, array).await.expect("metro");
+        let listeners = Listeners {
+            nfs: TcpListener::bind("127.0.0.1:0").await.expect("nfs"),
+            api: TcpListener::bind("127.0.0.1:0").await.expect("api"),
+        };
+        let running = start(&cfg, metro, listeners, Stop::new()).expect("start");
+        let e = tokio::time::timeout(Duration::from_secs(10), running.wait())
+            .await
+            .expect("stops by itself")
+            .expect_err("a fatal stop");
+        assert!(e.to_string().contains("link.listen"), "{e}");
+    }
+
     #[tokio::test]
     async fn a_taken_port_names_the_key() {
         let tmp = tempfile::tempdir().expect("tmp");
