@@ -9,6 +9,7 @@
 //!   crash, demo, graceful stop, the metro pair of two arrays).
 
 mod harness;
+mod netns;
 mod nfs;
 mod tools;
 
@@ -21,6 +22,7 @@ mod demo;
 mod libnfs;
 mod lifecycle;
 mod pair;
+mod pair_faults;
 
 use harness::ArrayProc;
 
