@@ -237,6 +237,7 @@ url_of() { echo "nfs://127.0.0.1/$1?nfsport=$A_NFS&mountport=$A_NFS&version=3"; 
 # ---------------------------------------------------------------------------------------------
 # The runs: solo and paired alternate, so that noise from the loaded machine spreads evenly.
 RUNS_DONE=0
+LEFT_NORMAL=""
 T_RUNS0=$(now)
 for run in $(seq "$RUNS"); do
     if [ "$run" -gt 1 ] && [ "$BUDGET_S" -gt 0 ]; then
@@ -249,17 +250,38 @@ for run in $(seq "$RUNS"); do
     fi
     for fs in solo paired; do
         settle
-        [ "$fs" = paired ] && { st=$(pair_json | jq -r .state); [ "$st" = Normal ] || die "the pair is $st before run $run"; }
+        if [ "$fs" = paired ] && [ "$(pair_json | jq -r .state)" != Normal ]; then
+            log "the pair is $(pair_json | jq -r .state) before run $run: waiting for Normal"
+            wait_normal 300
+        fi
         log "run $run/$RUNS: $fs (all workloads)"
+        # Watch the pair during the run: a run during which it left Normal is not a paired
+        # measurement (its changes were partly not replicated); it is kept, flagged, and left
+        # out of the medians.
+        watch="$RES/$fs.$run.states"
+        : >"$watch"
+        ( while :; do
+              j=$(pair_json 2>/dev/null | jq -c '{state, link}') || j='{"state":"?"}'
+              jq -e '.state != "Normal"' >/dev/null <<<"$j" && echo "$(date -u +%H:%M:%S.%N | cut -c1-12) $j" >>"$watch"
+              sleep 0.2
+          done ) &
+        watch_pid=$!
+        PIDS+=("$watch_pid")
         a0=$(cpu_s "$A_PID"); b0=$(cpu_s "$B_PID")
         timeout "$STEP_TIMEOUT_S" "$METROFS" bench "$(url_of "$fs")" "${BENCH_ARGS[@]}" \
             >"$RES/$fs.$run.json.tmp" 2>>"$WORK/bench.log" || die "bench against $fs failed"
         a1=$(cpu_s "$A_PID"); b1=$(cpu_s "$B_PID")
-        jq --argjson a "$(echo "$a1 - $a0" | bc)" --argjson b "$(echo "$b1 - $b0" | bc)" \
-            '. + {site_a_cpu_s: $a, site_b_cpu_s: $b}' "$RES/$fs.$run.json.tmp" >"$RES/$fs.$run.json"
+        stop_pid "$watch_pid"
+        left=false
+        if [ -s "$watch" ] || [ "$(pair_json | jq -r .state)" != Normal ]; then
+            left=true
+            LEFT_NORMAL+="run $run ($fs): $(head -n 1 "$watch" 2>/dev/null) … $(tail -n 1 "$watch" 2>/dev/null); alarms: $(pair_json | jq -c .alarms)"$'\n'
+            log "the pair left Normal during run $run: $(head -n 1 "$watch")"
+        fi
+        jq --argjson a "$(echo "$a1 - $a0" | bc)" --argjson b "$(echo "$b1 - $b0" | bc)" --argjson l "$left" \
+            '. + {site_a_cpu_s: $a, site_b_cpu_s: $b, left_normal: $l}' "$RES/$fs.$run.json.tmp" >"$RES/$fs.$run.json"
         rm -f "$RES/$fs.$run.json.tmp"
     done
-    [ "$(pair_json | jq -r .state)" = Normal ] || die "the pair left Normal during run $run: $(pair_json | jq -c '{state, alarms, events}')"
     RUNS_DONE=$run
 done
 
@@ -299,11 +321,12 @@ log "resync of $RESYNC: $(printf %.1f "$RESYNC_S") s ($(printf %.1f "$RESYNC_MIB
 
 # ---------------------------------------------------------------------------------------------
 # Medians and targets.
-median() {   # median FS JQ-PATH
-    jq -s "map($2) | map(select(. != null)) | sort | if length == 0 then null else .[(length - 1) / 2 | floor] end" "$RES/$1".[0-9]*.json
+median() {   # median FS JQ-PATH: over the runs during which the pair stayed Normal
+    jq -s "map(select(.left_normal != true) | $2) | map(select(. != null)) | sort | if length == 0 then null else .[(length - 1) / 2 | floor] end" "$RES/$1".[0-9]*.json
 }
+NORMAL_RUNS=$(jq -s 'map(select(.left_normal != true)) | length' "$RES"/paired.[0-9]*.json)
 all_runs() {
-    jq -s -r "map($2 | if . == null then \"-\" else (. * 10 | round / 10 | tostring) end) | join(\" · \")" "$RES/$1".[0-9]*.json
+    jq -s -r "map(($2 | if . == null then \"-\" else (. * 10 | round / 10 | tostring) end) + (if .left_normal == true then \" (left Normal)\" else \"\" end)) | join(\" · \")" "$RES/$1".[0-9]*.json
 }
 metric_paths=(
     "seqw=.seq_write.mib_per_s|sequential write $SIZE, 1 MiB + COMMIT (MiB/s)"
@@ -437,6 +460,14 @@ sec=$(mktemp)
     echo
     echo "Two arrays on this machine, linked on loopback: site-a (preferred, serves both file systems) and site-b (the twin). Fs \`solo\` is unpaired; fs \`paired\` is paired with site-b and Normal for every run (checked before and after each round). All data of both arrays was on one dedicated **ext4 image with a journal** on a loop device (\`mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0\`, mounted \`$MNT_OPTS\`), made and removed by the script, so a paired write reaches the same disk twice. Client: \`metrofs bench URL ${BENCH_ARGS[*]}\`, same workloads as the section above; $RUNS_DONE run(s) of each fs, alternating solo, paired; **medians**."
     [ "$RUNS_DONE" -lt "$RUNS" ] && echo "Only $RUNS_DONE of the $RUNS planned rounds ran (\`--budget-s $BUDGET_S\`: the deadline of this run)."
+    if [ -n "$LEFT_NORMAL" ]; then
+        echo
+        echo "**The pair left Normal during a run** ($((RUNS_DONE - NORMAL_RUNS)) of $RUNS_DONE paired runs; such runs are listed as \"(left Normal)\" and left out of the paired medians): the link was declared down (heartbeat timeout $(grep -q heartbeat_timeout_ms "$WORK/site-a.toml" && echo set || echo "1500 ms, the default")) while the benchmark loaded both arrays, and the pair resynchronised by itself afterwards. What the watcher (\`pair show --json\` every 0.2 s) saw:"
+        echo
+        echo '```'
+        printf '%s' "$LEFT_NORMAL"
+        echo '```'
+    fi
     echo
     echo "| workload | unpaired (solo) | paired (Normal) | paired / unpaired | every run, solo | every run, paired |"
     echo "| --- | --- | --- | --- | --- | --- |"
