@@ -436,7 +436,30 @@ impl Metro {
         log_keys.dedup();
         self.log.enter(fs, &log_keys).map_err(|e| FsError::Io(format!("LOG append failed: {e}")))?;
         let waits_for_disk = matches!(op.body, OpBody::Commit { .. } | OpBody::Write { stable: Stability::FileSync | Stability::DataSync, .. });
+        let needs_sync = !matches!(op.body, OpBody::Write { .. } | OpBody::Commit { .. });
         let result = self.dual_apply(pair, fs, op, &touched, waits_for_disk).await;
+        // Both sides have it in order: the next change may go.
+        drop(_ranges);
+        drop(_ns_guard);
+        // This side is the resync source when it restarts after a crash, so a namespace or
+        // attribute change it acknowledges must survive its own `kill -9` (its store keeps
+        // them in a non-durable cache otherwise, and the resync would then undo them on the
+        // peer). The store's group commit shares one flush among concurrent callers.
+        if needs_sync && result.is_ok() {
+            let store = self.array.store().clone();
+            let synced = tokio::task::spawn_blocking(move || store.sync()).await;
+            match synced {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    self.log.leave(fs, &log_keys);
+                    return Err(e);
+                }
+                Err(e) => {
+                    self.log.leave(fs, &log_keys);
+                    return Err(FsError::Io(format!("sync task failed: {e}")));
+                }
+            }
+        }
         self.log.leave(fs, &log_keys);
         result
     }
