@@ -88,6 +88,8 @@ struct Slot {
     active: u32,
     /// Logical time of the last use, for eviction of idle keys.
     last_use: u64,
+    /// When it was last entered.
+    at: std::time::Instant,
 }
 
 #[derive(Debug)]
@@ -153,12 +155,14 @@ impl ActivityLog {
         let tick = g.tick;
         let mut new = Vec::new();
         for &k in keys {
+            let now = std::time::Instant::now();
             let slot = g.resident.entry((fs, k)).or_insert_with(|| {
                 new.extend_from_slice(&LogKey::encode(fs, k));
-                Slot { active: 0, last_use: tick }
+                Slot { active: 0, last_use: tick, at: now }
             });
             slot.active += 1;
             slot.last_use = tick;
+            slot.at = now;
         }
         if !new.is_empty() {
             if let Err(e) = g.file.write_all(&new) {
@@ -210,6 +214,12 @@ impl ActivityLog {
             g.dirty = false;
         }
         Ok(())
+    }
+
+    /// Every key active now or entered within `window`: what was changed recently.
+    pub fn recent_keys(&self, window: std::time::Duration) -> Vec<(FsId, LogKey)> {
+        let g = self.lock();
+        g.resident.iter().filter(|(_, s)| s.active > 0 || s.at.elapsed() <= window).map(|(k, _)| *k).collect()
     }
 
     /// Keys being dual-written or resident.

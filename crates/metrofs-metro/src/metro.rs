@@ -33,6 +33,9 @@ use crate::resync::{Progress, ResyncHandle};
 const PAIRS: TableDefinition<u64, &[u8]> = TableDefinition::new("pairs");
 /// Events kept in memory for `pair show` (the durable event log is the operator issue's).
 const EVENTS_KEPT_MAX: usize = 256;
+/// How far back a peer that stopped may have lost acknowledged changes from its cache (its
+/// store's background flush runs every `sync_interval_ms`, 1 s by default, keep it below this).
+const PEER_CACHE_WINDOW_MS: u64 = 3000;
 /// How long to wait before dialling the peer again after a failure.
 const REDIAL_MS: u64 = 500;
 
@@ -271,23 +274,7 @@ impl Metro {
             }
         }
         // Crash recovery: every key left in the LOG may differ between the sides.
-        let mut by_fs: HashMap<FsId, Vec<DclKey>> = HashMap::new();
-        for (fs, key) in left {
-            if !pairs.contains_key(&fs) {
-                continue;
-            }
-            let keys = by_fs.entry(fs).or_default();
-            match key {
-                LogKey::Region { ino, region } => {
-                    keys.extend(DclKey::chunks(ino, region * LOG_REGION_BYTES, LOG_REGION_BYTES));
-                    keys.push(DclKey::Inode(ino));
-                }
-                LogKey::Object(ino) => {
-                    keys.push(DclKey::Inode(ino));
-                    keys.push(DclKey::Dir(ino));
-                }
-            }
-        }
+        let by_fs = log_to_dcl(left, |fs| pairs.contains_key(&fs));
         let recovered = !by_fs.is_empty();
         for (fs, keys) in by_fs {
             tracing::warn!(%fs, keys = keys.len(), "changes in flight at the last stop moved from the LOG to the DCL");
@@ -502,6 +489,11 @@ impl Metro {
             keys.extend(touched.iter().map(|i| DclKey::Inode(*i)));
             // Durability order: the DCL must name this change before the host hears of it.
             if let Err(e) = self.dcl.mark(fs, keys).await {
+                return Err(FsError::Io(format!("DCL record failed: {e}")));
+            }
+        }
+        if matches!(remote, Some(Err(_))) {
+            if let Err(e) = self.peer_lost_cache().await {
                 return Err(FsError::Io(format!("DCL record failed: {e}")));
             }
         }
@@ -816,11 +808,29 @@ impl Metro {
             }
             let reason = link.closed().await;
             self.link.send_replace(None);
+            if let Err(e) = self.peer_lost_cache().await {
+                tracing::error!(error = %e, "cannot record what the peer may have lost in the DCL");
+            }
             tracing::warn!(%reason, "replication link down");
             for p in self.pair_list() {
                 self.on_event(&p, Event::LinkDown { reason: reason.to_string() });
             }
         }
+    }
+
+    /// The peer may have stopped (`kill -9`) with acknowledged changes only in its cache: its
+    /// store then comes back without them, and nothing on this side would say so. Every key
+    /// this side changed within `PEER_CACHE_WINDOW_MS` (longer than the peer's store keeps
+    /// anything out of a durable commit: `sync_interval_ms`, at most 1 s by default) goes to
+    /// the DCL of the pairs this side serves, so the resync copies it.
+    async fn peer_lost_cache(&self) -> Result<(), MetroError> {
+        let served: std::collections::HashSet<FsId> =
+            self.pair_list().iter().filter(|p| p.role() == Role::Primary).map(|p| p.fs()).collect();
+        let recent = self.log.recent_keys(Duration::from_millis(PEER_CACHE_WINDOW_MS));
+        for (fs, keys) in log_to_dcl(recent, |fs| served.contains(&fs)) {
+            self.dcl.mark(fs, keys).await.map_err(storage)?;
+        }
+        Ok(())
     }
 
     /// Waits until the link is up (tests, CLI).
@@ -1060,6 +1070,29 @@ fn target_ino(op: &FsOp) -> Option<Ino> {
         OpBody::Create { dir, .. } | OpBody::Mkdir { dir, .. } | OpBody::Symlink { dir, .. } | OpBody::Remove { dir, .. } | OpBody::Rmdir { dir, .. } => Some(*dir),
         OpBody::Rename { from_dir, .. } => Some(*from_dir),
     }
+}
+
+/// The DCL keys covering LOG keys, per fs (a region: its chunks and the inode; an object:
+/// the inode and, if it is a directory, its entries).
+fn log_to_dcl(keys: Vec<(FsId, LogKey)>, paired: impl Fn(FsId) -> bool) -> HashMap<FsId, Vec<DclKey>> {
+    let mut by_fs: HashMap<FsId, Vec<DclKey>> = HashMap::new();
+    for (fs, key) in keys {
+        if !paired(fs) {
+            continue;
+        }
+        let keys = by_fs.entry(fs).or_default();
+        match key {
+            LogKey::Region { ino, region } => {
+                keys.extend(DclKey::chunks(ino, region * LOG_REGION_BYTES, LOG_REGION_BYTES));
+                keys.push(DclKey::Inode(ino));
+            }
+            LogKey::Object(ino) => {
+                keys.push(DclKey::Inode(ino));
+                keys.push(DclKey::Dir(ino));
+            }
+        }
+    }
+    by_fs
 }
 
 /// What the LOG names for a change (see `log.rs`).

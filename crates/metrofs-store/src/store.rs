@@ -716,12 +716,13 @@ impl Store {
         } else {
             (size - offset).min(u64::from(count.min(READ_MAX_BYTES)))
         };
-        let mut buf = vec![0u8; n as usize];
+        let mut buf = Vec::new();
         if n > 0 {
             if let Some((f, _)) = self.fds.get(fs, ino, false)? {
-                data::read_zero_filled(&f.file, &f.path, offset, &mut buf)?;
+                buf = data::read_vec(&f.file, &f.path, offset, n as usize)?;
             }
         }
+        buf.resize(n as usize, 0);
         let attr = self.attr_of(fs, ino, &inode)?;
         Ok(ReadReply {
             eof: offset.saturating_add(n) >= size,

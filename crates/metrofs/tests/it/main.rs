@@ -22,6 +22,7 @@ mod demo;
 mod libnfs;
 mod lifecycle;
 mod pair;
+mod pair_crash;
 mod pair_faults;
 
 use harness::ArrayProc;
