@@ -199,7 +199,7 @@ impl PairRt {
         lock(&self.record).fs
     }
 
-    fn epoch(&self) -> Epoch {
+    pub(crate) fn epoch(&self) -> Epoch {
         lock(&self.record).epoch
     }
 
@@ -211,15 +211,7 @@ impl PairRt {
         lock(&self.engine).role()
     }
 
-    pub(crate) fn event_pub(&self, text: String) {
-        self.event(text);
-    }
-
-    pub(crate) fn epoch_pub(&self) -> Epoch {
-        self.epoch()
-    }
-
-    fn event(&self, text: String) {
+    pub(crate) fn event(&self, text: String) {
         tracing::info!(pair = %self.id(), "{text}");
         let mut e = lock(&self.events);
         e.push_back(text);
@@ -432,21 +424,16 @@ impl Metro {
         // attribute change it acknowledges must survive its own `kill -9` (its store keeps
         // them in a non-durable cache otherwise, and the resync would then undo them on the
         // peer). The store's group commit shares one flush among concurrent callers.
-        if needs_sync && result.is_ok() {
-            let store = self.array.store().clone();
-            let synced = tokio::task::spawn_blocking(move || store.sync()).await;
-            match synced {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    self.log.leave(fs, &log_keys);
-                    return Err(e);
-                }
-                Err(e) => {
-                    self.log.leave(fs, &log_keys);
-                    return Err(FsError::Io(format!("sync task failed: {e}")));
+        let result = match result {
+            Ok(reply) if needs_sync => {
+                let store = self.array.store().clone();
+                match tokio::task::spawn_blocking(move || store.sync()).await {
+                    Ok(synced) => synced.map(|()| reply),
+                    Err(e) => Err(FsError::Io(format!("sync task failed: {e}"))),
                 }
             }
-        }
+            other => other,
+        };
         self.log.leave(fs, &log_keys);
         result
     }

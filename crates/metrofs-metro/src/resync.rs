@@ -95,7 +95,7 @@ pub(crate) fn start(metro: Arc<Metro>, pair: Arc<PairRt>) {
                 lock(&p).status = "Done".into();
                 let secs = started.elapsed().as_secs_f64();
                 let sent = lock(&p).sent_bytes;
-                pr.event_pub(format!("resync done: {sent} bytes of data in {secs:.1} s"));
+                pr.event(format!("resync done: {sent} bytes of data in {secs:.1} s"));
                 metro.on_event(&pr, Event::ResyncDone);
             }
             Err(reason) => {
@@ -113,7 +113,7 @@ async fn send(link: &Link, pair: &PairRt, ops: Vec<SyncOp>) -> Result<u64, Strin
     }
     let (ops, body) = proto::split_segments(ops);
     let sent = body.len() as u64;
-    let req = Request::Sync { pair: pair.id(), epoch: pair.epoch_pub(), ops };
+    let req = Request::Sync { pair: pair.id(), epoch: pair.epoch(), ops };
     match link.call_typed::<Request, Response>(&req, body).await {
         Ok((Response::Done, _)) => Ok(sent),
         Ok((Response::Refused(why), _)) => Err(format!("the peer refused resync data: {why}")),
@@ -176,12 +176,7 @@ async fn run(metro: &Arc<Metro>, pair: &Arc<PairRt>, progress: &Arc<Mutex<Progre
         let mut runs: Vec<(Ino, u64, u64)> = Vec::new();
         let whole_inos: std::collections::HashSet<Ino> = whole.iter().map(|w| w.0).collect();
         for (ino, size) in &whole {
-            let mut off = 0;
-            while off < *size {
-                let len = RESYNC_RUN_BYTES.min(size - off);
-                runs.push((*ino, off, len));
-                off += len;
-            }
+            push_whole_file(&mut runs, *ino, *size);
         }
         for (ino, idxs) in &chunks {
             if whole_inos.contains(ino) {
@@ -273,12 +268,7 @@ async fn run(metro: &Arc<Metro>, pair: &Arc<PairRt>, progress: &Arc<Mutex<Progre
             // Files that came with an entry (moved in from a clean directory) bring their data.
             for (ino, size) in created {
                 if !whole_inos.contains(&ino) && !chunks.contains_key(&ino) {
-                    let mut off = 0;
-                    while off < size {
-                        let len = RESYNC_RUN_BYTES.min(size - off);
-                        runs.push((ino, off, len));
-                        off += len;
-                    }
+                    push_whole_file(&mut runs, ino, size);
                 }
             }
         }
@@ -323,6 +313,16 @@ async fn run(metro: &Arc<Metro>, pair: &Arc<PairRt>, progress: &Arc<Mutex<Progre
             other => return Err(format!("unexpected answer to Flush: {other:?}")),
         }
         metro.dcl.clear(fs, &snap).map_err(|e| e.to_string())?;
+    }
+}
+
+/// Runs of at most `RESYNC_RUN_BYTES` covering `[0, size)` of `ino`.
+fn push_whole_file(runs: &mut Vec<(Ino, u64, u64)>, ino: Ino, size: u64) {
+    let mut off = 0;
+    while off < size {
+        let len = RESYNC_RUN_BYTES.min(size - off);
+        runs.push((ino, off, len));
+        off += len;
     }
 }
 
@@ -427,6 +427,6 @@ pub(crate) async fn verify(metro: Arc<Metro>, pair: Arc<PairRt>) -> Result<Verif
             FileType::Symlink => {}
         }
     }
-    pair.event_pub(format!("verify: {} inodes, {} bytes compared, {} differences", report.inodes_compared, report.bytes_compared, report.differences.len()));
+    pair.event(format!("verify: {} inodes, {} bytes compared, {} differences", report.inodes_compared, report.bytes_compared, report.differences.len()));
     Ok(report)
 }
