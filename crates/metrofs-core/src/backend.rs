@@ -24,6 +24,51 @@ pub struct Caller {
     pub gids: Vec<u32>,
     /// The RPC transaction id, so a change can be matched to a retransmission of it.
     pub xid: u32,
+    /// Names this request among every request of every client, for changes whose
+    /// retransmission must not run twice (see [`ReplyKey`]); `None` for the others. A backend
+    /// keeps the result of a keyed change under this key and answers
+    /// [`Backend::replayed`] with it.
+    pub reply_key: Option<ReplyKey>,
+}
+
+/// One NFS request, as its retransmissions name it: the client's IP address (not its port: a
+/// client that reconnects, to this array or to the other one after a failover, comes from
+/// another port), the RPC xid, the procedure and a hash of the encoded arguments (so an xid
+/// reused with other arguments is another request).
+///
+/// The front end makes it from the request alone, with a hash that does not depend on the
+/// build or the process, so both arrays of a pair make the same key for the same request. It
+/// travels with the replicated op, so the twin keeps its own result under the same key: a
+/// request whose reply was lost with the array that applied it, resent to the survivor, is
+/// answered with that result instead of running again (a retried CREATE answers success,
+/// not EXIST; a retried REMOVE success, not NOENT).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReplyKey {
+    /// IPv4 clients seen as IPv4-mapped IPv6 addresses are stored as IPv4 (one listener may
+    /// see a client one way, the other array's the other way).
+    pub client: IpAddr,
+    pub xid: u32,
+    /// The NFSv3 procedure number.
+    pub proc: u32,
+    /// A stable hash of the procedure's encoded arguments.
+    pub args_hash: u64,
+}
+
+impl ReplyKey {
+    #[must_use]
+    pub fn new(client: IpAddr, xid: u32, proc: u32, args_hash: u64) -> Self {
+        let client = match client {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 @ IpAddr::V4(_) => v4,
+        };
+        Self { client, xid, proc, args_hash }
+    }
+}
+
+impl std::fmt::Display for ReplyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} xid {:#x} proc {} args {:016x}", self.client, self.xid, self.proc, self.args_hash)
+    }
 }
 
 /// An IP network, `ADDR/PREFIX` (`10.0.0.0/8`, `127.0.0.1/32`, `::1/128`).
@@ -188,11 +233,39 @@ pub trait Backend: Send + Sync + 'static {
     /// Every change: the write I/O process. Answers once the change is as durable as the body
     /// asks (UNSTABLE in the cache(s); COMMIT / FILE_SYNC on disk(s)).
     fn change(&self, fs: FsId, body: OpBody, caller: &Caller) -> impl Future<Output = Result<OpReply, FsError>> + Send;
+
+    /// The result a change named `key` ([`Caller::reply_key`]) already had on this array,
+    /// applied here directly or as the replicated op of its twin; `None` when this array does
+    /// not know the key (never seen, or forgotten: a backend keeps results for a bounded time
+    /// and count).
+    ///
+    /// The front end asks this for a keyed change its own reply cache does not know, before
+    /// checking or submitting anything, and on `Some` answers that result exactly as if
+    /// [`Backend::change`] had just returned it, without calling it. That is how a
+    /// retransmission reaching the survivor after a failover gets the answer it would have
+    /// got from the array that was lost. A backend must never answer a result that was not
+    /// produced by applying the change (a JUKEBOX-style `Busy` is never kept: its retry must
+    /// run). The default knows nothing.
+    fn replayed(&self, fs: FsId, key: &ReplyKey) -> Option<Result<OpReply, FsError>> {
+        let _ = (fs, key);
+        None
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reply_key_sees_mapped_ipv4_as_ipv4() {
+        let v4 = ReplyKey::new("10.0.0.7".parse().expect("ip"), 9, 8, 42);
+        let mapped = ReplyKey::new("::ffff:10.0.0.7".parse().expect("ip"), 9, 8, 42);
+        assert_eq!(v4, mapped);
+        assert_eq!(mapped.client, "10.0.0.7".parse::<IpAddr>().expect("ip"));
+        let v6 = ReplyKey::new("fd00::7".parse().expect("ip"), 9, 8, 42);
+        assert_ne!(v4, v6);
+        assert_eq!(v4.to_string(), "10.0.0.7 xid 0x9 proc 8 args 000000000000002a");
+    }
 
     #[test]
     fn cidr_matches() {

@@ -19,7 +19,7 @@ pub mod op;
 pub mod time;
 
 pub use attr::{Attr, FileType, FsStat, SetAttr, SetTime};
-pub use backend::{Backend, Caller, Cidr, DirEntry, ExportInfo, ExportRules, ReadDirPage, ReadReply};
+pub use backend::{Backend, Caller, Cidr, DirEntry, ExportInfo, ExportRules, ReadDirPage, ReadReply, ReplyKey};
 pub use error::FsError;
 pub use ids::{Epoch, FileHandle, FsId, Gen, Ino, Seq};
 pub use op::{CreateHow, FsOp, NewInode, OpBody, OpReply, Stability, SyncOp, WccAttr};

@@ -50,7 +50,7 @@ async fn pair_of_sites() -> (Site, Site) {
 }
 
 fn caller() -> Caller {
-    Caller { addr: "127.0.0.1:700".parse().expect("addr"), uid: 0, gid: 0, gids: vec![], xid: 1 }
+    Caller { addr: "127.0.0.1:700".parse().expect("addr"), uid: 0, gid: 0, gids: vec![], xid: 1, reply_key: None }
 }
 
 async fn create(m: &Metro, fs: FsId, dir: Ino, name: &str) -> Ino {
