@@ -1,4 +1,6 @@
-//! Profiling aid: N creates in one directory (`create_loop DIR N`).
+//! Profiling aid: N creates in one directory (`create_loop DIR N`). With `SYNC_NS=1` each
+//! create is followed by `Store::sync()` (what the serving side of a pair did before the store
+//! had its op journal).
 use metrofs_core::{CreateHow, ExportRules, FsId, FsOp, OpBody, SetAttr, Time, ROOT_INO};
 use metrofs_store::Store;
 fn main() {
@@ -12,6 +14,7 @@ fn main() {
     let fs = FsId(1);
     s.create_fs("x", fs, ExportRules::default(), Time::new(1, 0))
         .expect("fs");
+    let sync_ns = std::env::var("SYNC_NS").is_ok_and(|v| v == "1");
     let t = std::time::Instant::now();
     for i in 0..n {
         let body = OpBody::Create {
@@ -29,10 +32,15 @@ fn main() {
             body,
         };
         s.apply(&op).expect("create");
+        if sync_ns {
+            s.sync().expect("sync");
+        }
     }
     let e = t.elapsed();
     println!(
-        "{n} creates: {:.1} us each",
-        e.as_secs_f64() * 1e6 / f64::from(n)
+        "{n} creates{}: {:.1} us each, {:.0}/s",
+        if sync_ns { ", each synced" } else { "" },
+        e.as_secs_f64() * 1e6 / f64::from(n),
+        f64::from(n) / e.as_secs_f64()
     );
 }

@@ -1,7 +1,8 @@
 //! Small-file cycle timing (`small_files DIR N [THREADS]`): create, 4 KiB UNSTABLE write,
 //! COMMIT, N files per thread; prints files/s and the median of each step. Creating ops are
 //! serialised (as the metro module does per fs); COMMITs of several threads share durable
-//! commits.
+//! commits. With `SYNC_NS=1` every create is followed by `Store::sync()` (outside the creating
+//! lock), as the serving side of a pair did before the store had its op journal.
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,7 @@ fn main() {
     s.create_fs("x", fs, ExportRules::default(), Time::new(1, 0))
         .expect("fs");
     let data = Bytes::from(vec![7u8; 4096]);
+    let sync_ns = std::env::var("SYNC_NS").is_ok_and(|v| v == "1");
     let creating = Mutex::new(());
     let steps: Mutex<[Vec<Duration>; 3]> = Mutex::new([Vec::new(), Vec::new(), Vec::new()]);
     let t0 = Instant::now();
@@ -55,6 +57,9 @@ fn main() {
                         };
                         s.apply(&op).expect("create").obj.expect("obj").ino
                     };
+                    if sync_ns {
+                        s.sync().expect("sync");
+                    }
                     let c = t.elapsed();
                     let t = Instant::now();
                     let w = OpBody::Write {
@@ -96,8 +101,9 @@ fn main() {
         v[v.len() / 2]
     };
     println!(
-        "{} small files, {threads} thread(s): {:.0}/s; median create {:?}, write {:?}, commit {:?}",
+        "{} small files, {threads} thread(s){}: {:.0}/s; median create {:?}, write {:?}, commit {:?}",
         n * threads,
+        if sync_ns { ", each create synced" } else { "" },
         (n * threads) as f64 / total.as_secs_f64(),
         med(&mut st[0]),
         med(&mut st[1]),
