@@ -20,6 +20,12 @@
 //! sides end with the same typed [`LinkError`] (`WrongSecret`, `WrongDomain`, ...).
 //! The caller bounds the whole handshake with `handshake_timeout_ms`.
 //!
+//! An acceptor that serves several domains (a quorum server) does not know its identity
+//! before step 1: it picks the identity (its name and the secret) by the domain the
+//! initiator's Hello names, right after the version, format and role checks. A domain it does
+//! not serve is refused with code `UnknownDomain` (the Refuse then carries empty domain and
+//! name: the acceptor has no identity to give); from there on the handshake is the same.
+//!
 //! What this does not do: encrypt, or authenticate each later frame. Run the link on a trusted
 //! network (or inside a VPN/TLS tunnel); see the crate documentation.
 
@@ -288,6 +294,10 @@ enum RefuseCode {
     Domain = 3,
     Secret = 4,
     SameName = 5,
+    /// A multi-domain acceptor (a quorum server) does not serve the domain the initiator
+    /// named. Added after version 1 shipped; an older initiator reports it as `Refused` with
+    /// the text, which is the right outcome.
+    UnknownDomain = 6,
 }
 
 impl RefuseCode {
@@ -298,6 +308,7 @@ impl RefuseCode {
             RefuseCode::Domain,
             RefuseCode::Secret,
             RefuseCode::SameName,
+            RefuseCode::UnknownDomain,
         ]
         .into_iter()
         .find(|c| *c as u8 == v)
@@ -314,12 +325,14 @@ struct Refusal {
     text: String,
 }
 
-fn encode_refuse(code: RefuseCode, me: &Identity, text: &str) -> Frame {
+/// A `Refuse` frame. `domain` and `name` are the refuser's; both are empty for an acceptor
+/// that refuses before it knows which of its identities the peer asked for.
+fn encode_refuse(code: RefuseCode, domain: &str, name: &str, text: &str) -> Frame {
     let mut b = BytesMut::new();
     b.put_u8(code as u8);
     b.put_u16(PROTOCOL_VERSION);
-    put_short(&mut b, &me.domain);
-    put_short(&mut b, &me.name);
+    put_short(&mut b, domain);
+    put_short(&mut b, name);
     let room = frame::HEADER_MAX_BYTES - b.len();
     let mut end = text.len().min(room);
     while !text.is_char_boundary(end) {
@@ -386,12 +399,24 @@ fn verify(secret: &Secret, prover: Side, domain: &str, i: &Hello, a: &Hello, got
     mac.verify_slice(got).is_ok()
 }
 
+/// Who this end is in a handshake.
+pub(crate) enum Me<'a> {
+    /// One identity, for either side (an array).
+    Fixed(&'a Identity),
+    /// An acceptor that serves several domains (a quorum server): the identity for the domain
+    /// the initiator's Hello names, or `None`, and the initiator is refused with
+    /// `UnknownDomain`. Only the acceptor may pick: the initiator speaks first.
+    ByDomain(&'a mut (dyn FnMut(&str) -> Option<Identity> + Send)),
+}
+
 /// One handshake run: the stream halves, what we know of the peer so far, and our identity.
 struct Run<'a, R, W> {
     r: &'a mut R,
     w: &'a mut W,
     buf: &'a mut BytesMut,
-    me: &'a Identity,
+    /// Our identity, once known: from the start for `Me::Fixed`, after the peer's Hello for
+    /// `Me::ByDomain`.
+    me: Option<Identity>,
     side: Side,
     /// Name for messages: the peer's address until its Hello names it.
     peer: String,
@@ -402,6 +427,14 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    fn my_domain(&self) -> &str {
+        self.me.as_ref().map_or("", |m| m.domain.as_str())
+    }
+
+    fn my_name(&self) -> &str {
+        self.me.as_ref().map_or("", |m| m.name.as_str())
+    }
+
     async fn send(&mut self, f: &Frame) -> Result<(), LinkError> {
         let mut out = BytesMut::with_capacity(f.encoded_len());
         f.encode(&mut out);
@@ -420,7 +453,7 @@ where
     /// Returns `err` for chaining.
     async fn refuse(&mut self, code: RefuseCode, text: &str, err: LinkError) -> LinkError {
         tracing::warn!(peer = %self.peer, "refusing link: {err}");
-        let f = encode_refuse(code, self.me, text);
+        let f = encode_refuse(code, self.my_domain(), self.my_name(), text);
         if self.send(&f).await.is_ok() {
             let _ = self.w.shutdown().await;
         }
@@ -485,7 +518,7 @@ where
         } else {
             r.name.clone()
         };
-        let domain = self.me.domain.clone();
+        let domain = self.my_domain().to_owned();
         match r.code {
             Some(RefuseCode::Version) => LinkError::VersionMismatch {
                 peer,
@@ -499,8 +532,9 @@ where
             },
             Some(RefuseCode::Secret) => LinkError::WrongSecret { peer, domain },
             Some(RefuseCode::SameName) => LinkError::SameName {
-                name: self.me.name.clone(),
+                name: self.my_name().to_owned(),
             },
+            Some(RefuseCode::UnknownDomain) => LinkError::DomainUnknownThere { peer, domain },
             Some(RefuseCode::Protocol) | None => LinkError::Refused {
                 peer,
                 reason: r.text.clone(),
@@ -508,9 +542,9 @@ where
         }
     }
 
-    /// Step 2's checks on the peer's Hello; refuses on a mismatch.
-    async fn check_hello(&mut self, f: &Frame) -> Result<Hello, LinkError> {
-        let me = self.me;
+    /// Step 2's checks on the peer's Hello; refuses on a mismatch. Returns the peer's Hello
+    /// and our identity (picked by the Hello's domain for `Me::ByDomain`).
+    async fn check_hello(&mut self, f: &Frame, me: Me<'_>) -> Result<(Hello, Identity), LinkError> {
         if let Some(theirs) = Hello::version_of(f.header()) {
             if theirs != PROTOCOL_VERSION {
                 let err = LinkError::VersionMismatch {
@@ -544,6 +578,21 @@ where
             };
             return Err(self.refuse(RefuseCode::Protocol, &detail, err).await);
         }
+        let me = match me {
+            Me::Fixed(me) => me.clone(),
+            Me::ByDomain(pick) => match pick(&hello.domain) {
+                Some(me) => me,
+                None => {
+                    let err = LinkError::DomainUnknownHere {
+                        peer: hello.name.clone(),
+                        domain: hello.domain.clone(),
+                    };
+                    let text = format!("domain '{}' is not served here", hello.domain);
+                    return Err(self.refuse(RefuseCode::UnknownDomain, &text, err).await);
+                }
+            },
+        };
+        self.me = Some(me.clone());
         if hello.domain != me.domain {
             let err = LinkError::WrongDomain {
                 peer: hello.name.clone(),
@@ -563,21 +612,22 @@ where
             let text = err.to_string();
             return Err(self.refuse(RefuseCode::SameName, &text, err).await);
         }
-        Ok(hello)
+        Ok((hello, me))
     }
 
     async fn check_proof(
         &mut self,
         f: &Frame,
+        me: &Identity,
         initiator: &Hello,
         acceptor: &Hello,
     ) -> Result<(), LinkError> {
         let prover = self.side.other();
         let ok = f.header().len() == PROOF_BYTES
             && verify(
-                &self.me.secret,
+                &me.secret,
                 prover,
-                &self.me.domain,
+                &me.domain,
                 initiator,
                 acceptor,
                 f.header(),
@@ -587,11 +637,11 @@ where
         }
         let err = LinkError::WrongSecret {
             peer: self.peer.clone(),
-            domain: self.me.domain.clone(),
+            domain: me.domain.clone(),
         };
         let text = format!(
             "array {} holds a different shared secret for domain '{}'",
-            self.me.name, self.me.domain
+            me.name, me.domain
         );
         Err(self.refuse(RefuseCode::Secret, &text, err).await)
     }
@@ -608,15 +658,36 @@ pub(crate) async fn linger<R: AsyncRead + Unpin>(r: &mut R) {
     .await;
 }
 
+fn hello_for(me: &Identity, side: Side, nonce: [u8; NONCE_BYTES]) -> (Hello, Frame) {
+    let mine = Hello {
+        version: PROTOCOL_VERSION,
+        side: side.wire(),
+        domain: me.domain.clone(),
+        name: me.name.clone(),
+        nonce,
+    };
+    let frame = Frame::new(Kind::Hello, 0, mine.encode(), Bytes::new())
+        .unwrap_or_else(|_| unreachable!("a Hello is far below the header limit"));
+    (mine, frame)
+}
+
+fn proof_frame(p: Bytes) -> Frame {
+    Frame::new(Kind::Proof, 0, p, Bytes::new()).unwrap_or_else(|_| unreachable!("32 bytes"))
+}
+
 /// Runs the handshake on a connected stream (without a timeout: the caller adds one).
 /// `buf` keeps bytes read past the handshake (the peer may already send more); the connection
 /// reader starts from it.
+///
+/// The initiator's identity must be `Me::Fixed` (it speaks first); an acceptor may pick its
+/// identity by the domain the initiator names (`Me::ByDomain`).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn handshake<R, W>(
     r: &mut R,
     w: &mut W,
     buf: &mut BytesMut,
     side: Side,
-    me: &Identity,
+    me: Me<'_>,
     nonce: [u8; NONCE_BYTES],
     peer_hint: &str,
 ) -> Result<Peer, LinkError>
@@ -628,57 +699,51 @@ where
         r,
         w,
         buf,
-        me,
+        me: None,
         side,
         peer: peer_hint.to_owned(),
     };
-    let mine = Hello {
-        version: PROTOCOL_VERSION,
-        side: side.wire(),
-        domain: me.domain.clone(),
-        name: me.name.clone(),
-        nonce,
-    };
-    let hello_frame = Frame::new(Kind::Hello, 0, mine.encode(), Bytes::new())
-        .unwrap_or_else(|_| unreachable!("a Hello is far below the header limit"));
-    match side {
-        Side::Initiator => {
+    match (side, me) {
+        (Side::Initiator, Me::Fixed(me)) => {
+            run.me = Some(me.clone());
+            let (mine, hello_frame) = hello_for(me, side, nonce);
             // 1. Hello →
             run.send(&hello_frame).await?;
             // 2. ← Hello, checked.
             let f = run.expect(Kind::Hello, None).await?;
-            let theirs = run.check_hello(&f).await?;
+            let (theirs, me) = run.check_hello(&f, Me::Fixed(me)).await?;
             // 3. Proof →
             let p = proof(&me.secret, side, &me.domain, &mine, &theirs);
-            run.send(
-                &Frame::new(Kind::Proof, 0, p, Bytes::new())
-                    .unwrap_or_else(|_| unreachable!("32 bytes")),
-            )
-            .await?;
+            run.send(&proof_frame(p)).await?;
             // 4. ← Proof, verified.
             let f = run.expect(Kind::Proof, Some(&theirs)).await?;
-            run.check_proof(&f, &mine, &theirs).await?;
+            run.check_proof(&f, &me, &mine, &theirs).await?;
             Ok(Peer {
                 name: theirs.name,
                 domain: theirs.domain,
             })
         }
-        Side::Acceptor => {
-            // 1. ← Hello, checked (nothing is revealed to a peer that fails the checks).
+        (Side::Initiator, Me::ByDomain(_)) => Err(LinkError::Config(
+            "an initiator must know its identity before it speaks (Me::ByDomain is for acceptors)"
+                .into(),
+        )),
+        (Side::Acceptor, me) => {
+            if let Me::Fixed(m) = &me {
+                run.me = Some((*m).clone());
+            }
+            // 1. ← Hello, checked (nothing is revealed to a peer that fails the checks), and
+            //    for a multi-domain acceptor the identity of the domain it names picked.
             let f = run.expect(Kind::Hello, None).await?;
-            let theirs = run.check_hello(&f).await?;
+            let (theirs, me) = run.check_hello(&f, me).await?;
             // 2. Hello →
+            let (mine, hello_frame) = hello_for(&me, side, nonce);
             run.send(&hello_frame).await?;
             // 3. ← Proof, verified.
             let f = run.expect(Kind::Proof, Some(&theirs)).await?;
-            run.check_proof(&f, &theirs, &mine).await?;
+            run.check_proof(&f, &me, &theirs, &mine).await?;
             // 4. Proof →
             let p = proof(&me.secret, side, &me.domain, &theirs, &mine);
-            run.send(
-                &Frame::new(Kind::Proof, 0, p, Bytes::new())
-                    .unwrap_or_else(|_| unreachable!("32 bytes")),
-            )
-            .await?;
+            run.send(&proof_frame(p)).await?;
             Ok(Peer {
                 name: theirs.name,
                 domain: theirs.domain,
@@ -749,7 +814,7 @@ mod tests {
     fn refuse_round_trips() {
         let me = Identity::new("prod", "site-b", Secret::new(vec![1u8; 16]).expect("ok"))
             .expect("valid");
-        let f = encode_refuse(RefuseCode::Domain, &me, "no");
+        let f = encode_refuse(RefuseCode::Domain, &me.domain, &me.name, "no");
         let r = decode_refuse(f.header());
         assert_eq!(r.code, Some(RefuseCode::Domain));
         assert_eq!(r.version, PROTOCOL_VERSION);

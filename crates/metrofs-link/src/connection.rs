@@ -40,7 +40,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::auth::{self, Identity, Peer, Side, NONCE_BYTES};
+use crate::auth::{self, Identity, Me, Peer, Side, NONCE_BYTES};
 use crate::config::LinkConfig;
 use crate::error::{DownReason, LinkError};
 use crate::frame::{self, Frame, Kind, ReadError, BODY_MAX_BYTES, HEADER_MAX_BYTES};
@@ -400,29 +400,77 @@ where
     H: Handler,
 {
     let (r, w) = tokio::io::split(stream);
-    establish_split(r, w, side, config, identity, nonce, handler, "the peer").await
+    establish_split(
+        r,
+        w,
+        side,
+        config,
+        Me::Fixed(identity),
+        nonce,
+        move |_: &Peer| handler,
+        "the peer",
+    )
+    .await
+}
+
+/// The acceptor's [`establish`] for an end that serves several domains (a quorum server).
+///
+/// `identify` is called once, with the domain the initiator's Hello names, after the version
+/// and format checks: it returns this end's identity in that domain (its name and the
+/// domain's secret), or `None`, and then the initiator is refused (`DomainUnknownThere` on
+/// its side, `DomainUnknownHere` here) before anything about this end is revealed. A wrong
+/// secret is refused as for a single-domain acceptor (`WrongSecret`).
+///
+/// `handler` makes the request handler once the peer is authenticated, so the handler knows
+/// which array (and domain) it serves.
+pub async fn establish_with<S, F, M, H>(
+    stream: S,
+    config: &LinkConfig,
+    mut identify: F,
+    nonce: [u8; NONCE_BYTES],
+    handler: M,
+) -> Result<Link, LinkError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: FnMut(&str) -> Option<Identity> + Send,
+    M: FnOnce(&Peer) -> H + Send,
+    H: Handler,
+{
+    let (r, w) = tokio::io::split(stream);
+    establish_split(
+        r,
+        w,
+        Side::Acceptor,
+        config,
+        Me::ByDomain(&mut identify),
+        nonce,
+        handler,
+        "the peer",
+    )
+    .await
 }
 
 /// [`establish`] on separate halves (TCP's owned halves avoid the lock of `tokio::io::split`).
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn establish_split<R, W, H>(
+pub(crate) async fn establish_split<R, W, M, H>(
     mut r: R,
     mut w: W,
     side: Side,
     config: &LinkConfig,
-    identity: &Identity,
+    me: Me<'_>,
     nonce: [u8; NONCE_BYTES],
-    handler: H,
+    handler: M,
     peer_hint: &str,
 ) -> Result<Link, LinkError>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
+    M: FnOnce(&Peer) -> H,
     H: Handler,
 {
     config.validate()?;
     let mut buf = BytesMut::with_capacity(READ_BUFFER_BYTES);
-    let handshake = auth::handshake(&mut r, &mut w, &mut buf, side, identity, nonce, peer_hint);
+    let handshake = auth::handshake(&mut r, &mut w, &mut buf, side, me, nonce, peer_hint);
     let peer = match tokio::time::timeout(config.handshake_timeout(), handshake).await {
         Ok(Ok(peer)) => peer,
         Ok(Err(e)) => {
@@ -437,6 +485,7 @@ where
         }
     };
     tracing::info!(peer = %peer.name, domain = %peer.domain, ?side, "link up");
+    let handler = handler(&peer);
     Ok(start(r, w, buf, peer, config.clone(), handler))
 }
 

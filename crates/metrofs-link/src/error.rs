@@ -72,6 +72,14 @@ pub enum LinkError {
     #[error("peer {peer} presented a different shared secret for domain '{domain}': check secret_file on both arrays")]
     WrongSecret { peer: String, domain: String },
 
+    /// (Multi-domain acceptor side.) The peer asked for a domain this end does not serve.
+    #[error("peer {peer} asked for domain '{domain}', which is not served here: add the domain and its secret to this end's configuration, or correct the domain name on the peer")]
+    DomainUnknownHere { peer: String, domain: String },
+
+    /// (Initiator side.) The peer serves several domains (a quorum server) and not ours.
+    #[error("{peer} does not serve domain '{domain}': add the domain and its secret to that server's configuration, or check the domain name of this array")]
+    DomainUnknownThere { peer: String, domain: String },
+
     /// The peer introduced itself with our own name.
     #[error("the peer introduced itself as '{name}', the name of this array: the peer address points back at this array, or both arrays were given the same name")]
     SameName { name: String },

@@ -1,4 +1,4 @@
-//! metrofs-link: the wire between arrays (and, later, between an array and a quorum server).
+//! metrofs-link: the wire between arrays, and between an array and a quorum server.
 //!
 //! An authenticated, multiplexed request/response transport over any byte stream. It moves
 //! opaque headers and bodies; it knows nothing of file systems.
@@ -10,7 +10,8 @@
 //! - [`connection`]: [`Link`]: concurrent calls matched by id, a handler for the peer's
 //!   requests, one batching writer, heartbeats, RTT, and "down" with a reason.
 //! - [`config`]: [`LinkConfig`], the timing and limits, as values.
-//! - [`tcp`]: [`connect`] / [`accept`] over TCP with `TCP_NODELAY`.
+//! - [`tcp`]: [`connect`] / [`accept`] over TCP with `TCP_NODELAY`; [`accept_stream_with`]
+//!   for an acceptor that serves several domains and picks the secret by the one the peer names.
 //! - [`error`]: [`LinkError`] and [`DownReason`].
 //!
 //! # Seams
@@ -31,6 +32,8 @@ pub mod tcp;
 
 pub use auth::{random_nonce, Identity, Peer, Secret, Side, PROTOCOL_VERSION};
 pub use config::LinkConfig;
-pub use connection::{decode_header, encode_header, establish, Handler, Link, NoRequests};
+pub use connection::{
+    decode_header, encode_header, establish, establish_with, Handler, Link, NoRequests,
+};
 pub use error::{DownReason, LinkError};
-pub use tcp::{accept, accept_stream, connect};
+pub use tcp::{accept, accept_stream, accept_stream_with, connect};

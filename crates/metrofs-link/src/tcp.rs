@@ -5,7 +5,7 @@ use std::fmt::Display;
 
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
-use crate::auth::{random_nonce, Identity, Side};
+use crate::auth::{random_nonce, Identity, Me, Peer, Side};
 use crate::config::LinkConfig;
 use crate::connection::{establish_split, Handler, Link};
 use crate::error::LinkError;
@@ -45,8 +45,8 @@ where
         stream,
         Side::Initiator,
         config,
-        identity,
-        handler,
+        Me::Fixed(identity),
+        move |_: &Peer| handler,
         &format!("peer at {name}"),
     )
     .await
@@ -72,21 +72,64 @@ pub async fn accept_stream<H: Handler>(
     identity: &Identity,
     handler: H,
 ) -> Result<Link, LinkError> {
-    let hint = match stream.peer_addr() {
-        Ok(a) => format!("peer at {a}"),
-        Err(_) => "the peer".to_owned(),
-    };
-    on_stream(stream, Side::Acceptor, config, identity, handler, &hint).await
+    let hint = peer_hint(&stream);
+    on_stream(
+        stream,
+        Side::Acceptor,
+        config,
+        Me::Fixed(identity),
+        move |_: &Peer| handler,
+        &hint,
+    )
+    .await
 }
 
-async fn on_stream<H: Handler>(
+/// Runs the acceptor's handshake on a connection already accepted, for an end that serves
+/// several domains (a quorum server): see [`crate::establish_with`] for `identify` (this
+/// end's identity in the domain the peer names, or `None` to refuse it) and `handler` (makes
+/// the request handler for the authenticated peer).
+pub async fn accept_stream_with<F, M, H>(
+    stream: TcpStream,
+    config: &LinkConfig,
+    mut identify: F,
+    handler: M,
+) -> Result<Link, LinkError>
+where
+    F: FnMut(&str) -> Option<Identity> + Send,
+    M: FnOnce(&Peer) -> H + Send,
+    H: Handler,
+{
+    let hint = peer_hint(&stream);
+    on_stream(
+        stream,
+        Side::Acceptor,
+        config,
+        Me::ByDomain(&mut identify),
+        handler,
+        &hint,
+    )
+    .await
+}
+
+fn peer_hint(stream: &TcpStream) -> String {
+    match stream.peer_addr() {
+        Ok(a) => format!("peer at {a}"),
+        Err(_) => "the peer".to_owned(),
+    }
+}
+
+async fn on_stream<M, H>(
     stream: TcpStream,
     side: Side,
     config: &LinkConfig,
-    identity: &Identity,
-    handler: H,
+    me: Me<'_>,
+    handler: M,
     hint: &str,
-) -> Result<Link, LinkError> {
+) -> Result<Link, LinkError>
+where
+    M: FnOnce(&Peer) -> H,
+    H: Handler,
+{
     stream
         .set_nodelay(true)
         .map_err(|source| LinkError::HandshakeIo {
@@ -95,5 +138,5 @@ async fn on_stream<H: Handler>(
         })?;
     let nonce = random_nonce()?;
     let (r, w) = stream.into_split();
-    establish_split(r, w, side, config, identity, nonce, handler, hint).await
+    establish_split(r, w, side, config, me, nonce, handler, hint).await
 }

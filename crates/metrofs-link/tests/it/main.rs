@@ -5,6 +5,7 @@ mod calls;
 mod handshake;
 mod liveness;
 mod measure;
+mod multi_domain;
 mod sim;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
