@@ -15,6 +15,7 @@ pub mod attr;
 pub mod backend;
 pub mod error;
 pub mod ids;
+pub mod metrics;
 pub mod op;
 pub mod time;
 
