@@ -10,6 +10,7 @@
 pub mod array;
 pub mod dcl;
 pub mod engine;
+pub mod events;
 pub mod locks;
 pub mod log;
 pub mod metro;
