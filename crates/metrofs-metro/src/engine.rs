@@ -184,7 +184,9 @@ impl Engine {
             }
             Event::LinkDown { reason } => {
                 self.link_up = false;
-                if matches!(before, Normal | Synchronizing) {
+                // The state word is the serving side's: a secondary keeps the last one it was
+                // told (its copy is whole exactly when that is Normal; arbitration needs it).
+                if self.role == Role::Primary && matches!(before, Normal | Synchronizing) {
                     self.state = ToBeSynchronized;
                     if before == Synchronizing {
                         cmds.push(Command::StopResync);
@@ -193,14 +195,14 @@ impl Engine {
                 }
             }
             Event::RemoteFailed { reason } => match before {
-                Normal | Synchronizing => {
+                Normal | Synchronizing if self.role == Role::Primary => {
                     self.state = ToBeSynchronized;
                     if before == Synchronizing {
                         cmds.push(Command::StopResync);
                     }
                     cmds.push(Command::Alarm(format!("a change did not reach the peer: {reason}; the pair is ToBeSynchronized")));
                 }
-                ToBeSynchronized | Paused => {}
+                _ => {}
             },
             Event::Diverged { detail } => {
                 // Divergence is recorded in the DCL by the write path; the pair must resync
@@ -321,6 +323,15 @@ mod tests {
         let cmds = e.on(Event::Diverged { detail: "ino 7: Exist vs Ok".into() });
         assert!(matches!(cmds.iter().find(|c| matches!(c, Command::Alarm(_))), Some(_)));
         assert_eq!(e.state(), PairState::Synchronizing);
+    }
+
+    #[test]
+    fn a_secondary_keeps_the_state_it_was_told_when_the_link_drops() {
+        let mut e = Engine::new(PairState::Normal, Role::Secondary);
+        e.on(Event::LinkUp);
+        assert!(e.on(Event::LinkDown { reason: "cut".into() }).is_empty());
+        assert_eq!(e.state(), PairState::Normal);
+        assert!(!e.link_up());
     }
 
     #[test]

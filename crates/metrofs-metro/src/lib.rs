@@ -7,7 +7,9 @@
 //!   remote apply, DCL) here, between "determined" and "applied".
 //! - [`error`]: [`ArrayError`], what catalog operations answer.
 
+pub mod arbiter;
 pub mod array;
+pub mod conflicts;
 pub mod dcl;
 pub mod engine;
 pub mod events;
@@ -15,10 +17,13 @@ pub mod locks;
 pub mod log;
 pub mod metro;
 pub mod proto;
+pub mod replies;
 pub mod resync;
 pub mod error;
 
 pub use array::Array;
 pub use error::ArrayError;
-pub use metro::{Metro, MetroConfig, MetroError, PairView, PeerConfig, VerifyReport};
+pub use arbiter::{ArbitrationConfig, Claim, OnQuorumLoss, Quorum, QuorumFuture, QuorumServerView, Recovery};
+pub use metro::{ArbitrationView, Metro, MetroConfig, MetroError, PairView, PeerConfig, Phase, ServiceState, VerifyReport};
 pub use metrofs_store::FsInfo;
+pub use replies::ReplyBook;

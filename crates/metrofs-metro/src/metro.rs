@@ -7,20 +7,21 @@
 //! ([`Engine`]) decide; this module carries out their commands.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use metrofs_core::{
     Attr, Backend, Caller, Epoch, ExportInfo, FsError, FsId, FsOp, FsStat, Ino, OpBody, OpReply, ReadDirPage, ReadReply,
-    Seq, Stability, SyncOp,
+    Seq, Stability, SyncOp, Time,
 };
 use metrofs_link::{Identity, Link, LinkConfig};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
+use crate::arbiter::{ArbitrationConfig, Claim, Mode, ModeStep, Plan, QuorumServerView, Recovery, Situation};
 use crate::array::Array;
 use crate::dcl::{Dcl, DclKey, DCL_CHUNK_BYTES};
 use crate::engine::{Command, DataStatus, Engine, Event, PairState, Refused, Role};
@@ -31,6 +32,14 @@ use crate::resync::{Progress, ResyncHandle};
 
 /// pair id → JSON `PairRecord`.
 const PAIRS: TableDefinition<u64, &[u8]> = TableDefinition::new("pairs");
+/// Array-wide settings this module keeps (`mode`: the arbitration mode agreed with the peer).
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// How long a change waits for an arbitration (or a swap) before the host is told to retry.
+const DECIDING_WAIT_MS: u64 = 20_000;
+/// Between two attempts of a resync that failed while the link stayed up.
+const RESYNC_RETRY_MS: u64 = 2000;
+/// Replica-applied keys kept for the takeover's "recent changes" (bounded).
+const RECENT_REPLICA_KEYS_MAX: usize = 200_000;
 /// Events kept in memory for `pair show` (the durable event log is the operator issue's).
 const EVENTS_KEPT_MAX: usize = 256;
 /// How far back a peer that stopped may have lost acknowledged changes from its cache (its
@@ -61,6 +70,8 @@ pub struct MetroConfig {
     pub preferred: bool,
     /// The peer array; `None` for an array on its own (no pairs possible).
     pub peer: Option<PeerConfig>,
+    /// Quorum servers and the arbitration policy.
+    pub arbitration: ArbitrationConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +96,9 @@ pub enum MetroError {
     Link(String),
     #[error("metro storage error: {0}")]
     Storage(String),
+    /// An operator action that cannot run now, with what to do.
+    #[error("{0}")]
+    NotNow(String),
 }
 
 fn storage<E: std::fmt::Display>(e: E) -> MetroError {
@@ -115,6 +129,46 @@ pub struct PairView {
     pub sync: Option<Progress>,
     pub alarms: Vec<String>,
     pub events: Vec<String>,
+    /// Whether this side acknowledges changes now: Open (serving), Deciding (an arbitration
+    /// or a swap is running: changes wait), Stopped (not serving).
+    pub phase: Phase,
+    /// `quorum` or `static-priority` (see `arbiter.rs`).
+    pub quorum_mode: String,
+    pub quorum: Vec<QuorumServerView>,
+    pub last_arbitration: Option<ArbitrationView>,
+    /// When the pair entered its current state (this array's clock).
+    pub state_since: Time,
+    /// The serving side got its epoch by a force start.
+    pub forced: bool,
+}
+
+/// Whether one side acknowledges changes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    Open,
+    Deciding,
+    Stopped,
+}
+
+/// The last arbitration of a pair, as this side saw it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArbitrationView {
+    pub time: Time,
+    /// The array that asked (this one).
+    pub asked_by: String,
+    /// Who serves after it (None: nobody could be decided yet).
+    pub winner: Option<String>,
+    pub epoch: u64,
+    pub reason: String,
+}
+
+/// What the array's service address should do: held by the array that serves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceState {
+    /// This array serves at least one pair (or, with no pair, it is the preferred site).
+    pub active: bool,
+    /// The paired file systems this array serves now.
+    pub serving: Vec<FsId>,
 }
 
 /// What `pair verify` found.
@@ -171,6 +225,11 @@ pub(crate) struct PairRt {
     alarms: Mutex<Vec<String>>,
     events: Mutex<VecDeque<String>>,
     pub(crate) resync: Mutex<Option<ResyncHandle>>,
+    phase: tokio::sync::watch::Sender<Phase>,
+    /// Changes hold it shared; a planned swap takes it exclusively to drain them.
+    gate: tokio::sync::RwLock<()>,
+    last_arbitration: Mutex<Option<ArbitrationView>>,
+    since: Mutex<Time>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -178,9 +237,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl PairRt {
-    fn new(record: PairRecord, me: &str) -> Self {
+    fn new(record: PairRecord, me: &str, now: Time) -> Self {
         let role = if record.primary == me { Role::Primary } else { Role::Secondary };
         Self {
+            phase: tokio::sync::watch::Sender::new(if role == Role::Primary { Phase::Open } else { Phase::Stopped }),
+            gate: tokio::sync::RwLock::new(()),
+            last_arbitration: Mutex::new(None),
+            since: Mutex::new(now),
             engine: Mutex::new(Engine::new(record.state, role)),
             record: Mutex::new(record),
             seq: AtomicU64::new(0),
@@ -211,6 +274,14 @@ impl PairRt {
         lock(&self.engine).role()
     }
 
+    fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
+    fn set_phase(&self, p: Phase) {
+        self.phase.send_if_modified(|cur| std::mem::replace(cur, p) != p);
+    }
+
     pub(crate) fn event(&self, text: String) {
         tracing::info!(pair = %self.id(), "{text}");
         let mut e = lock(&self.events);
@@ -231,10 +302,26 @@ pub struct Metro {
     pub(crate) locks: Arc<RangeLocks>,
     pairs: RwLock<HashMap<FsId, Arc<PairRt>>>,
     link: tokio::sync::watch::Sender<Option<Link>>,
+    /// Incremented each time a link is published: which link a replicated change used.
+    link_session: AtomicU64,
     /// Random per process start: with `seq`, makes replicated ops idempotent.
     session: u64,
     /// Itself, for the `Backend` methods that take `&self`.
     me: std::sync::Weak<Metro>,
+    /// `data_dir/metro`.
+    dir: PathBuf,
+    /// The arbitration mode agreed with the peer (persisted in `META`).
+    mode: Mutex<Mode>,
+    /// What the peer last said of its reach to the quorum.
+    peer_reach: Mutex<Option<bool>>,
+    service: tokio::sync::watch::Sender<ServiceState>,
+    /// Keys this array applied as a replica, with when: on a takeover, what the old serving
+    /// side may have lost with its cache, or never applied itself.
+    recent: Mutex<VecDeque<(Instant, FsId, LogKey)>>,
+    link_ever_up: std::sync::atomic::AtomicBool,
+    /// Called (synchronously) when this array stops serving a pair: the daemon closes the NFS
+    /// connections so that clients reconnect to the serving side.
+    on_service_lost: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 impl std::fmt::Debug for Metro {
@@ -252,8 +339,10 @@ impl Metro {
         {
             let w = db.begin_write().map_err(storage)?;
             w.open_table(PAIRS).map_err(storage)?;
+            w.open_table(META).map_err(storage)?;
             w.commit().map_err(storage)?;
         }
+        let clock_now = array.now();
         let dcl = Dcl::open(db.clone()).map_err(storage)?;
         let (log, left) = ActivityLog::open(&dir.join("metro.log")).map_err(storage)?;
         let mut pairs = HashMap::new();
@@ -262,9 +351,25 @@ impl Metro {
             for row in r.open_table(PAIRS).map_err(storage)?.iter().map_err(storage)? {
                 let (_, v) = row.map_err(storage)?;
                 let rec: PairRecord = serde_json::from_slice(v.value()).map_err(storage)?;
-                pairs.insert(rec.fs, Arc::new(PairRt::new(rec, &config.name)));
+                let rt = PairRt::new(rec, &config.name, clock_now);
+                // A serving side that was replicating when it stopped does not know whether
+                // the other took over meanwhile: it serves again only once the link or an
+                // arbitration says it still holds the pair.
+                if config.peer.is_some() && rt.role() == Role::Primary && rt.state().replicates() {
+                    rt.set_phase(Phase::Stopped);
+                }
+                pairs.insert(rt.fs(), Arc::new(rt));
             }
         }
+        let mode = {
+            let r = db.begin_read().map_err(storage)?;
+            let stored = r.open_table(META).map_err(storage)?.get("mode").map_err(storage)?.map(|v| serde_json::from_slice::<Mode>(v.value()));
+            match (stored, config.arbitration.quorum.is_some()) {
+                (_, false) => Mode::Static,
+                (Some(Ok(m)), true) => m,
+                _ => Mode::Quorum,
+            }
+        };
         // Crash recovery: every key left in the LOG may differ between the sides.
         let by_fs = log_to_dcl(left, |fs| pairs.contains_key(&fs));
         let recovered = !by_fs.is_empty();
@@ -284,9 +389,18 @@ impl Metro {
             locks: Arc::new(RangeLocks::default()),
             pairs: RwLock::new(pairs),
             link,
+            link_session: AtomicU64::new(0),
             session: rand::random(),
             me: me.clone(),
+            dir: dir.to_owned(),
+            mode: Mutex::new(mode),
+            peer_reach: Mutex::new(None),
+            service: tokio::sync::watch::Sender::new(ServiceState::default()),
+            recent: Mutex::new(VecDeque::new()),
+            link_ever_up: std::sync::atomic::AtomicBool::new(false),
+            on_service_lost: Mutex::new(None),
         });
+        metro.publish_service();
         if recovered {
             for p in metro.pair_list() {
                 if p.role() == Role::Primary && p.state() == PairState::Normal {
@@ -342,8 +456,47 @@ impl Metro {
 
     /// Feeds an event to a pair's engine and carries out its commands.
     pub(crate) fn on_event(self: &Arc<Self>, pair: &Arc<PairRt>, event: Event) {
-        let cmds = lock(&pair.engine).on(event);
+        let resync_failed = matches!(event, Event::ResyncFailed { .. });
+        let resync_done = matches!(event, Event::ResyncDone);
+        let (cmds, before, after, role) = {
+            let mut e = lock(&pair.engine);
+            let before = e.state();
+            let cmds = e.on(event);
+            (cmds, before, e.state(), e.role())
+        };
+        if before != after {
+            *lock(&pair.since) = self.array.now();
+        }
         self.run(pair, cmds);
+        if role != Role::Primary {
+            return;
+        }
+        if resync_failed && after == PairState::ToBeSynchronized {
+            // The link may still be up (the peer refused a step while it was changing roles):
+            // try again shortly rather than wait for a link loss that may never come.
+            let (m, p) = (self.clone(), pair.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(RESYNC_RETRY_MS)).await;
+                if m.current_link().is_some() && p.state() == PairState::ToBeSynchronized && p.role() == Role::Primary {
+                    m.on_event(&p, Event::Resume);
+                }
+            });
+        }
+        if resync_done
+            && after == PairState::Normal
+            && !self.config.preferred
+            && self.config.peer.is_some()
+            && self.config.arbitration.recovery == Recovery::Automatic
+        {
+            let (m, id) = (self.clone(), pair.id());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                match m.swap(id).await {
+                    Ok(_) => tracing::info!(pair = %id, "recovery policy automatic: service moved back to the preferred site"),
+                    Err(e) => tracing::warn!(pair = %id, error = %e, "recovery policy automatic: the swap back to the preferred site did not happen; `metrofs pair swap` retries it"),
+                }
+            });
+        }
     }
 
     fn run(self: &Arc<Self>, pair: &Arc<PairRt>, cmds: Vec<Command>) {
@@ -403,6 +556,11 @@ impl Metro {
     ///    tell the pair's engine (the pair leaves Normal), and answer with the local result:
     ///    this side serves (static priority; the arbitration issue asks the quorum first).
     async fn dual_change(self: &Arc<Self>, pair: &Arc<PairRt>, fs: FsId, body: OpBody) -> Result<OpReply, FsError> {
+        // A planned swap drains changes by taking this exclusively.
+        let _gate = pair.gate.read().await;
+        if pair.role() != Role::Primary || pair.phase() == Phase::Stopped {
+            return Err(self.not_serving(pair));
+        }
         // Step 2: order and determine.
         let ns = Array::is_namespace(&body);
         let ns_lock = self.array.namespace_lock(fs);
@@ -452,6 +610,7 @@ impl Metro {
             self.log.flush().map_err(|e| FsError::Io(format!("LOG flush failed: {e}")))?;
         }
         let state = pair.state();
+        let used_session = self.current_link().map(|_| self.link_session.load(Ordering::Acquire));
         let (local, remote) = if state.replicates() {
             // Step 3: both at once.
             let (l, r) = tokio::join!(self.array.apply(op.clone()), self.replicate(pair, &op));
@@ -479,13 +638,17 @@ impl Metro {
                 return Err(FsError::Io(format!("DCL record failed: {e}")));
             }
         }
-        if matches!(remote, Some(Err(_))) {
+        if let Some(Err(reason)) = &remote {
             if let Err(e) = self.peer_lost_cache().await {
                 return Err(FsError::Io(format!("DCL record failed: {e}")));
             }
+            // Both sides stop acknowledging until the arbitration of this loss is decided:
+            // the other side may be taking over right now.
+            if !self.wait_decided(pair, used_session, reason).await {
+                return Err(self.not_serving(pair));
+            }
         }
         match remote {
-            Some(Err(reason)) => self.on_event(pair, Event::RemoteFailed { reason }),
             Some(Ok(r)) if differs && state == PairState::Normal => {
                 let detail = format!("{} on inode {:?}: here {:?}, peer {:?}", op.body.kind(), target_ino(&op), brief(&local), brief(&r));
                 self.on_event(pair, Event::Diverged { detail });
@@ -545,6 +708,45 @@ impl Metro {
 
     /// Step 3, remote half: the op over the link. `Err` is a transport failure or a refusal
     /// (the remote store never answered for it).
+    /// After a remote apply failed: waits until the loss of the link it used has been
+    /// arbitrated. True when this side won (it serves and may acknowledge).
+    async fn wait_decided(&self, pair: &PairRt, used: Option<u64>, reason: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(DECIDING_WAIT_MS);
+        let mut links = self.link.subscribe();
+        let mut phases = pair.phase.subscribe();
+        loop {
+            let current = self.current_link();
+            let moved = current.is_none() || used.is_none() || used != Some(self.link_session.load(Ordering::Acquire));
+            if moved {
+                match pair.phase() {
+                    Phase::Open => return pair.role() == Role::Primary,
+                    Phase::Stopped => return false,
+                    Phase::Deciding => {}
+                }
+            } else if let Some(link) = current {
+                // The link still looks up but a change did not get through it: treat it as
+                // lost, so that the loss is arbitrated (the link is dialled again at once).
+                tracing::warn!(pair = %pair.id(), %reason, "a replicated change failed; dropping the link to arbitrate");
+                link.close("a replicated change failed");
+            }
+            tokio::select! {
+                _ = links.changed() => {}
+                _ = phases.changed() => {}
+                () = tokio::time::sleep_until(deadline) => return false,
+            }
+        }
+    }
+
+    /// What a host is told by a side that does not serve a pair (now).
+    fn not_serving(&self, pair: &PairRt) -> FsError {
+        let primary = lock(&pair.record).primary.clone();
+        match (pair.role(), pair.phase()) {
+            (Role::Primary, Phase::Deciding) => FsError::Busy(format!("pair {} is being arbitrated; retry", pair.id())),
+            (Role::Primary, _) => FsError::Busy(format!("array {} does not serve pair {} now (it lost the peer and could not win the arbitration)", self.config.name, pair.id())),
+            (Role::Secondary, _) => FsError::Busy(format!("array {} is the secondary of pair {}; the service is on {primary}", self.config.name, pair.id())),
+        }
+    }
+
     async fn replicate(&self, pair: &PairRt, op: &FsOp) -> Result<Result<OpReply, FsError>, String> {
         let link = self.current_link().ok_or_else(|| "the link to the peer is down".to_owned())?;
         let (head, data) = proto::split_data(op.clone());
@@ -616,7 +818,7 @@ impl Metro {
                 store.apply_sync(pair.fs, &SyncOp::PutInode { attr: root, symlink: None }).map_err(|e| e.to_string())?;
                 store.sync().map_err(|e| e.to_string())?;
                 self.persist(&pair).map_err(|e| e.to_string())?;
-                let rt = Arc::new(PairRt::new(pair.clone(), &self.config.name));
+                let rt = Arc::new(PairRt::new(pair.clone(), &self.config.name, self.array.now()));
                 lock(&rt.engine).on(Event::LinkUp);
                 rt.event(format!("pair created as the secondary of {} for fs '{}'", pair.primary, pair.fs_name));
                 self.pairs.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(pair.fs, rt);
@@ -636,6 +838,7 @@ impl Metro {
                     return Err(format!("op {} of session {session:x} was already applied", seq.0));
                 }
                 let op = proto::join_data(op, body);
+                self.note_replica_keys(op.fs, &log_keys(&op));
                 Ok(Response::Applied(self.array.apply(op).await))
             }
             Request::Sync { pair, epoch, ops } => {
@@ -692,6 +895,48 @@ impl Metro {
                 }
                 Ok(Response::Done)
             }
+            Request::MergeDcl { pair, keys, full } => {
+                let p = self.pair_by_id(pair).ok_or("unknown pair")?;
+                if p.role() != Role::Primary {
+                    return Err(format!("array {} does not serve pair {pair}; it takes no DCL", self.config.name));
+                }
+                let fs = p.fs();
+                let n = keys.len();
+                self.dcl.mark(fs, keys).await.map_err(|e| e.to_string())?;
+                if full {
+                    self.dcl.mark_full(fs).await.map_err(|e| e.to_string())?;
+                }
+                p.event(format!("{n} objects the peer changed alone added to the DCL{}", if full { " (and a full resync)" } else { "" }));
+                if p.state() == PairState::Normal {
+                    self.on_event(&p, Event::Diverged { detail: format!("the peer changed {n} objects while it was cut off") });
+                }
+                Ok(Response::Done)
+            }
+            Request::Swap { pair, epoch } => self.take_over_by_swap(pair, epoch).await,
+            Request::PleaseSwap { pair } => {
+                let view = self.swap(pair).await.map_err(|e| e.to_string())?;
+                tracing::info!(pair = %pair, serving = %view.serving, "planned swap asked by the peer done");
+                Ok(Response::Done)
+            }
+            Request::QuorumSeen { reachable } => {
+                *lock(&self.peer_reach) = Some(reachable);
+                Ok(Response::Done)
+            }
+            Request::SetMode { mode } => {
+                if self.config.arbitration.quorum.is_none() {
+                    return Err(format!("array {} has no [quorum] configured: its mode is static priority", self.config.name));
+                }
+                self.set_mode(mode);
+                Ok(Response::Done)
+            }
+            Request::KeepAside { pair, path, mode } => {
+                let p = self.pair_by_id(pair).ok_or("unknown pair")?;
+                if p.role() != Role::Primary {
+                    return Err(format!("array {} does not serve pair {pair}", self.config.name));
+                }
+                self.write_kept_aside(&p, &path, mode, body).await.map_err(|e| format!("cannot keep {} aside: {e}", path.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("/")))?;
+                Ok(Response::Done)
+            }
         }
     }
 
@@ -705,9 +950,17 @@ impl Metro {
         for rec in recs {
             let Some(p) = self.pair_by_id(rec.id) else { continue };
             let mine = lock(&p.record).clone();
-            let newer = rec.epoch > mine.epoch || (rec.epoch == mine.epoch && rec.primary == from && mine.primary == from);
+            let newer = rec.epoch > mine.epoch
+                || (rec.epoch == mine.epoch && rec.primary == from && mine.primary == from)
+                || (rec.epoch == mine.epoch && rec.forced && !mine.forced && rec.primary == from);
             if !newer || rec == mine {
                 continue;
+            }
+            let superseded = mine.primary == self.config.name && rec.primary != self.config.name;
+            if superseded && rec.forced {
+                // The other side was force-started while this one served alone: what this
+                // side changed since is about to be overwritten. Keep it aside first.
+                self.keep_aside(&p, rec.epoch);
             }
             if let Err(e) = self.persist(&rec) {
                 tracing::error!(error = %e, "cannot persist the pair record from the peer");
@@ -723,11 +976,19 @@ impl Metro {
                 }
             }
             *lock(&p.record) = rec.clone();
+            if superseded {
+                if let Some(h) = lock(&p.resync).take() {
+                    h.stop();
+                }
+            }
+            p.set_phase(if role == Role::Primary { Phase::Open } else { Phase::Stopped });
+            *lock(&p.since) = self.array.now();
             if rec.state == PairState::Normal {
                 lock(&p.alarms).clear();
             }
             p.event(format!("pair state {} as told by {from}", rec.state));
         }
+        self.publish_service();
     }
 
     // ---------------------------------------------------------------- the link
@@ -742,6 +1003,16 @@ impl Metro {
             .await
             .map_err(|e| MetroError::Link(format!("cannot listen for the peer on {}: {e}", peer.listen)))?;
         tracing::info!(listen = %peer.listen, peer = %peer.addr, dials, "replication link");
+        {
+            // A peer that never answers since this array started is a lost peer too.
+            let (m, wait) = (self.clone(), Duration::from_millis(peer.link.heartbeat_timeout_ms));
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                if !m.link_ever_up.load(Ordering::Acquire) {
+                    m.on_link_lost("the peer did not answer since this array started");
+                }
+            });
+        }
         let mut last_refusal: Option<String> = None;
         loop {
             let attempt = if dials {
@@ -789,19 +1060,365 @@ impl Metro {
                     continue;
                 }
             }
+            self.link_ever_up.store(true, Ordering::Release);
+            self.link_session.fetch_add(1, Ordering::AcqRel);
             self.link.send_replace(Some(link.clone()));
             for p in self.pair_list() {
+                // A serving side that stopped (or had not yet confirmed it holds the pair)
+                // and is still the serving side by both records: nobody took over.
+                if p.role() == Role::Primary && p.phase() != Phase::Open {
+                    p.set_phase(Phase::Open);
+                    p.event("the peer is back and this array still serves the pair".into());
+                }
                 self.on_event(&p, Event::LinkUp);
             }
+            self.publish_service();
+            tokio::spawn(self.clone().after_hello(link.clone()));
             let reason = link.closed().await;
-            self.link.send_replace(None);
-            if let Err(e) = self.peer_lost_cache().await {
+            tracing::warn!(%reason, "replication link down");
+            self.on_link_lost(&reason.to_string());
+        }
+    }
+
+    /// The link was lost (or never came up): stop acknowledging where the other side may take
+    /// over, and arbitrate (see `arbiter.rs`).
+    fn on_link_lost(self: &Arc<Self>, reason: &str) {
+        let mut plans = Vec::new();
+        for p in self.pair_list() {
+            let plan = self.situation(&p).plan(self.config.arbitration.head_start);
+            match (p.role(), plan) {
+                (_, Plan::Keep) => {}
+                (Role::Primary, Plan::Stand) => p.set_phase(Phase::Stopped),
+                (_, _) => p.set_phase(Phase::Deciding),
+            }
+            plans.push((p, plan));
+        }
+        // Only now may a change that used the old link see it gone (it then finds its pair
+        // deciding, see `wait_decided`).
+        self.link.send_replace(None);
+        let me = self.clone();
+        let reason = reason.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = me.peer_lost_cache().await {
                 tracing::error!(error = %e, "cannot record what the peer may have lost in the DCL");
             }
-            tracing::warn!(%reason, "replication link down");
-            for p in self.pair_list() {
-                self.on_event(&p, Event::LinkDown { reason: reason.to_string() });
+            for (p, plan) in plans {
+                me.on_event(&p, Event::LinkDown { reason: reason.clone() });
+                if plan != Plan::Keep {
+                    tokio::spawn(me.clone().arbitrate(p, plan, reason.clone()));
+                }
             }
+            me.publish_service();
+        });
+    }
+
+    fn situation(&self, p: &PairRt) -> Situation {
+        let role = p.role();
+        Situation {
+            role,
+            state: p.state(),
+            unsettled: role == Role::Primary && p.phase() == Phase::Stopped,
+            preferred: self.config.preferred,
+            mode: *lock(&self.mode),
+            on_quorum_loss: self.config.arbitration.on_quorum_loss,
+        }
+    }
+
+    /// Carries out `plan` for one pair after a link loss.
+    async fn arbitrate(self: Arc<Self>, pair: Arc<PairRt>, plan: Plan, reason: String) {
+        let start_epoch = pair.epoch();
+        let next = Epoch(start_epoch.0 + 1);
+        match plan {
+            Plan::Keep => {}
+            Plan::WinStatic => {
+                self.won(&pair, next, format!("link lost ({reason}); static priority: {} is the preferred site", self.config.name), false).await;
+            }
+            Plan::Stand => self.stand(&pair, format!("link lost ({reason}); {}", self.stand_reason())),
+            Plan::Claim { delay } => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let Some(quorum) = self.config.arbitration.quorum.clone() else {
+                    self.stand(&pair, "no quorum server is configured".into());
+                    return;
+                };
+                loop {
+                    if pair.epoch() != start_epoch {
+                        // The peer's record (Hello) settled it meanwhile.
+                        return;
+                    }
+                    match quorum.claim(pair.id().0, next.0).await {
+                        Ok(Claim::Granted) => {
+                            self.metrics_arbitration("won");
+                            self.won(&pair, next, format!("link lost ({reason}); the quorum granted epoch {next}"), false).await;
+                            return;
+                        }
+                        Ok(Claim::Denied { epoch, holder }) => {
+                            self.metrics_arbitration("lost");
+                            self.lost(&pair, Epoch(epoch), &holder, format!("link lost ({reason}); the quorum had granted epoch {epoch} to {holder}"));
+                            return;
+                        }
+                        Err(e) => {
+                            self.metrics_arbitration("quorum-unreachable");
+                            self.stand(&pair, format!("link lost ({reason}); the quorum server cannot be reached ({e}): this side stops until the link or the quorum returns"));
+                            if self.current_link().is_some() {
+                                return;
+                            }
+                            tokio::time::sleep(self.config.arbitration.retry).await;
+                            if self.current_link().is_some() {
+                                return;
+                            }
+                            if pair.role() == Role::Primary {
+                                pair.set_phase(Phase::Deciding);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn metrics_arbitration(&self, outcome: &'static str) {
+        tracing::info!(array = %self.config.name, outcome, "arbitration");
+    }
+
+    fn stand_reason(&self) -> String {
+        match self.config.arbitration.on_quorum_loss {
+            crate::arbiter::OnQuorumLoss::Stop => "static mode with on_quorum_loss = \"stop\": both sides stop until the link returns".into(),
+            crate::arbiter::OnQuorumLoss::StaticPriority => "static priority: the preferred site goes on, this side stops".into(),
+        }
+    }
+
+    fn note_arbitration(&self, pair: &PairRt, winner: Option<String>, epoch: Epoch, reason: String) {
+        pair.event(format!("arbitration: {reason}"));
+        *lock(&pair.last_arbitration) = Some(ArbitrationView { time: self.array.now(), asked_by: self.config.name.clone(), winner, epoch: epoch.0, reason });
+    }
+
+    /// Not serving until the link or the quorum returns.
+    fn stand(&self, pair: &PairRt, reason: String) {
+        if pair.role() == Role::Primary {
+            pair.set_phase(Phase::Stopped);
+        } else if pair.phase() == Phase::Deciding {
+            pair.set_phase(Phase::Stopped);
+        }
+        self.note_arbitration(pair, None, pair.epoch(), reason);
+        self.publish_service();
+    }
+
+    /// This side won `epoch`: it serves the pair alone (the other side is resynchronised when
+    /// it returns).
+    async fn won(self: &Arc<Self>, pair: &Arc<PairRt>, epoch: Epoch, reason: String, forced: bool) {
+        let fs = pair.fs();
+        let was_secondary = pair.role() == Role::Secondary;
+        if was_secondary {
+            // What this side applied as the replica just before: the old serving side may
+            // have lost it with its cache, or never applied it itself.
+            let keys = self.recent_replica_keys(fs);
+            if let Err(e) = self.dcl.mark(fs, keys).await {
+                self.stand(pair, format!("won epoch {epoch} but cannot record the DCL ({e}); not serving"));
+                return;
+            }
+        }
+        let rec = {
+            let mut r = lock(&pair.record);
+            if r.primary != self.config.name {
+                let r = &mut *r;
+            std::mem::swap(&mut r.primary, &mut r.secondary);
+            }
+            r.epoch = epoch;
+            r.state = PairState::ToBeSynchronized;
+            r.forced = forced;
+            r.clone()
+        };
+        if let Err(e) = self.persist(&rec) {
+            self.stand(pair, format!("won epoch {epoch} but cannot persist the pair record ({e}); not serving"));
+            return;
+        }
+        *lock(&pair.engine) = Engine::new(PairState::ToBeSynchronized, Role::Primary);
+        *lock(&pair.since) = self.array.now();
+        self.run(pair, vec![Command::Alarm(format!("{} serves pair {} alone since epoch {epoch}: {reason}", self.config.name, rec.id))]);
+        self.note_arbitration(pair, Some(self.config.name.clone()), epoch, reason);
+        if was_secondary {
+            pair.event(format!("service taken over by {} at epoch {epoch}", self.config.name));
+        }
+        pair.set_phase(Phase::Open);
+        self.publish_service();
+        if self.current_link().is_some() {
+            self.on_event(pair, Event::LinkUp);
+        }
+    }
+
+    /// The other side holds `epoch`: this side is its secondary, and not whole until resynchronised.
+    fn lost(self: &Arc<Self>, pair: &Arc<PairRt>, epoch: Epoch, holder: &str, reason: String) {
+        if let Some(h) = lock(&pair.resync).take() {
+            h.stop();
+        }
+        let rec = {
+            let mut r = lock(&pair.record);
+            if holder != self.config.name && r.primary == self.config.name {
+                let r = &mut *r;
+            std::mem::swap(&mut r.primary, &mut r.secondary);
+            }
+            r.epoch = r.epoch.max(epoch);
+            r.state = PairState::ToBeSynchronized;
+            r.forced = false;
+            r.clone()
+        };
+        if let Err(e) = self.persist(&rec) {
+            tracing::error!(error = %e, "cannot persist the pair record after losing the arbitration");
+        }
+        let link_up = self.current_link().is_some();
+        {
+            let mut eng = lock(&pair.engine);
+            *eng = Engine::new(PairState::ToBeSynchronized, Role::Secondary);
+            if link_up {
+                eng.on(Event::LinkUp);
+            }
+        }
+        *lock(&pair.since) = self.array.now();
+        pair.set_phase(Phase::Stopped);
+        self.note_arbitration(pair, Some(holder.to_owned()), epoch, reason);
+        self.publish_service();
+    }
+
+    /// Recomputes what this array serves; tells the daemon.
+    fn publish_service(&self) {
+        let pairs = self.pair_list();
+        let serving: Vec<FsId> =
+            pairs.iter().filter(|p| p.role() == Role::Primary && p.phase() != Phase::Stopped).map(|p| p.fs()).collect();
+        let active = if pairs.is_empty() { self.config.peer.is_none() || self.config.preferred } else { !serving.is_empty() };
+        let mut lost = false;
+        self.service.send_if_modified(|cur| {
+            let next = ServiceState { active, serving: serving.clone() };
+            if *cur == next {
+                return false;
+            }
+            lost = cur.serving.iter().any(|f| !next.serving.contains(f));
+            *cur = next;
+            true
+        });
+        if lost {
+            let hook = lock(&self.on_service_lost).clone();
+            if let Some(h) = hook {
+                h();
+            }
+        }
+    }
+
+    /// What this array should serve, as it changes (the daemon moves the service address).
+    #[must_use]
+    pub fn service_watch(&self) -> tokio::sync::watch::Receiver<ServiceState> {
+        self.service.subscribe()
+    }
+
+    /// Registers what to do, synchronously, when this array stops serving a pair (close the
+    /// NFS connections).
+    pub fn on_service_lost(&self, hook: Arc<dyn Fn() + Send + Sync>) {
+        *lock(&self.on_service_lost) = Some(hook);
+    }
+
+    fn note_replica_keys(&self, fs: FsId, keys: &[LogKey]) {
+        let now = Instant::now();
+        let mut r = lock(&self.recent);
+        for k in keys {
+            r.push_back((now, fs, *k));
+        }
+        let window = Duration::from_millis(PEER_CACHE_WINDOW_MS);
+        while r.front().is_some_and(|(t, _, _)| t.elapsed() > window) || r.len() > RECENT_REPLICA_KEYS_MAX {
+            r.pop_front();
+        }
+    }
+
+    fn recent_replica_keys(&self, fs: FsId) -> Vec<DclKey> {
+        let window = Duration::from_millis(PEER_CACHE_WINDOW_MS);
+        let keys: Vec<(FsId, LogKey)> =
+            lock(&self.recent).iter().filter(|(t, f, _)| *f == fs && t.elapsed() <= window).map(|(_, f, k)| (*f, *k)).collect();
+        log_to_dcl(keys, |f| f == fs).remove(&fs).unwrap_or_default()
+    }
+
+    /// After a Hello: hand the serving side what only this side changed, send files kept
+    /// aside, and keep the arbitration mode agreed while the link lasts.
+    async fn after_hello(self: Arc<Self>, link: Link) {
+        for p in self.pair_list() {
+            if p.role() != Role::Secondary {
+                continue;
+            }
+            let fs = p.fs();
+            let snap = self.dcl.snapshot(fs);
+            if snap.keys.is_empty() && snap.full.is_none() {
+                continue;
+            }
+            let keys: Vec<DclKey> = snap.keys.iter().map(|(k, _)| *k).collect();
+            let n = keys.len();
+            let req = Request::MergeDcl { pair: p.id(), keys, full: snap.full.is_some() };
+            match link.call_typed::<Request, Response>(&req, Bytes::new()).await {
+                Ok((Response::Done, _)) => {
+                    if let Err(e) = self.dcl.clear(fs, &snap) {
+                        tracing::warn!(error = %e, "cannot clear the DCL handed to the serving side");
+                    }
+                    p.event(format!("{n} changed objects of this side handed to the serving side for resynchronisation"));
+                }
+                other => tracing::warn!(answer = ?other.map(|r| r.0), "the serving side did not take this side's DCL; retried at the next link"),
+            }
+        }
+        self.send_kept_aside(&link).await;
+        self.mode_task(link).await;
+    }
+
+    /// The preferred array leads the mode agreement; the other reports what it sees.
+    async fn mode_task(self: Arc<Self>, link: Link) {
+        let Some(quorum) = self.config.arbitration.quorum.clone() else { return };
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = link.closed() => return,
+            }
+            let here = quorum.reachable();
+            if !self.config.preferred {
+                let _ = link.call_typed::<Request, Response>(&Request::QuorumSeen { reachable: here }, Bytes::new()).await;
+                continue;
+            }
+            let Some(there) = *lock(&self.peer_reach) else { continue };
+            let current = *lock(&self.mode);
+            match crate::arbiter::mode_step(current, here, there) {
+                None => {}
+                Some(ModeStep::EnterStatic) => {
+                    if let Ok((Response::Done, _)) = link.call_typed::<Request, Response>(&Request::SetMode { mode: Mode::Static }, Bytes::new()).await {
+                        self.set_mode(Mode::Static);
+                    }
+                }
+                Some(ModeStep::LeaveStatic) => {
+                    self.set_mode(Mode::Quorum);
+                    let _ = link.call_typed::<Request, Response>(&Request::SetMode { mode: Mode::Quorum }, Bytes::new()).await;
+                }
+            }
+        }
+    }
+
+    fn set_mode(&self, mode: Mode) {
+        let before = std::mem::replace(&mut *lock(&self.mode), mode);
+        if before == mode {
+            return;
+        }
+        let stored = (|| -> Result<(), MetroError> {
+            let w = self.db.begin_write().map_err(storage)?;
+            {
+                let v = serde_json::to_vec(&mode).map_err(storage)?;
+                w.open_table(META).map_err(storage)?.insert("mode", v.as_slice()).map_err(storage)?;
+            }
+            w.commit().map_err(storage)
+        })();
+        if let Err(e) = stored {
+            tracing::error!(error = %e, "cannot persist the arbitration mode");
+        }
+        let text = match mode {
+            Mode::Static => "neither array reaches the quorum server: arbitration is by static priority until it returns",
+            Mode::Quorum => "the quorum server is reachable again: arbitration asks it",
+        };
+        tracing::warn!(%mode, "{text}");
+        for p in self.pair_list() {
+            p.event(text.into());
         }
     }
 
@@ -851,6 +1468,7 @@ impl Metro {
             state: PairState::Synchronizing,
             epoch: Epoch(1),
             created: info.created,
+            forced: false,
         };
         // Everything is dirty until the first sync ends: durable before the pair exists.
         self.dcl.mark_full(info.id).await.map_err(storage)?;
@@ -865,7 +1483,7 @@ impl Metro {
             Err(e) => return Err(MetroError::Link(e.to_string())),
         }
         self.persist(&rec)?;
-        let rt = Arc::new(PairRt::new(rec.clone(), &self.config.name));
+        let rt = Arc::new(PairRt::new(rec.clone(), &self.config.name, self.array.now()));
         lock(&rt.engine).on(Event::LinkUp);
         rt.event(format!("pair created: fs '{}' from {} to {}; initial full sync", rec.fs_name, rec.primary, rec.secondary));
         self.pairs.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(info.id, rt.clone());
@@ -893,6 +1511,249 @@ impl Metro {
         p.event("resumed by the operator".into());
         self.on_event(&p, Event::Resume);
         Ok(self.view(&p))
+    }
+
+    /// `pair swap ID`: planned switch of the serving side. On the serving side: new changes
+    /// wait, the ones in flight finish on both sides, the other side takes over at the next
+    /// epoch (claimed from the quorum), and this side becomes its secondary; hosts reconnect
+    /// to the other side (through the service address) and resend what got no answer. Asked
+    /// on the secondary, it is forwarded to the serving side.
+    pub async fn swap(self: &Arc<Self>, id: PairId) -> Result<PairView, MetroError> {
+        let p = self.pair_or_err(id)?;
+        let peer = self.config.peer.as_ref().ok_or(MetroError::NoPeer)?.name.clone();
+        let link = self.current_link().ok_or_else(|| MetroError::LinkDown(peer.clone()))?;
+        if p.role() == Role::Secondary {
+            match link.call_typed::<Request, Response>(&Request::PleaseSwap { pair: id }, Bytes::new()).await {
+                Ok((Response::Done, _)) => return Ok(self.view(&p)),
+                Ok((Response::Refused(why), _)) => return Err(MetroError::PeerRefused(why)),
+                Ok((other, _)) => return Err(MetroError::Link(format!("unexpected answer {other:?}"))),
+                Err(e) => return Err(MetroError::Link(e.to_string())),
+            }
+        }
+        if p.state() != PairState::Normal {
+            return Err(Refused::WrongState { action: "swap", state: p.state(), needs: "Normal (both copies whole; wait for the synchronisation to finish)" }.into());
+        }
+        if p.phase() != Phase::Open {
+            return Err(MetroError::NotNow(format!("pair {id} is being arbitrated or does not serve here now; see `metrofs pair show {id}`")));
+        }
+        // Drain: changes hold the gate shared.
+        let gate = p.gate.write().await;
+        if p.state() != PairState::Normal || p.role() != Role::Primary {
+            return Err(MetroError::NotNow(format!("pair {id} changed state while the swap waited; see `metrofs pair show {id}`")));
+        }
+        p.set_phase(Phase::Deciding);
+        let epoch = Epoch(p.epoch().0 + 1);
+        let answer = link.call_typed::<Request, Response>(&Request::Swap { pair: id, epoch }, Bytes::new()).await;
+        match answer {
+            Ok((Response::Done, _)) => {
+                let rec = {
+                    let mut r = lock(&p.record);
+                    let r = &mut *r;
+            std::mem::swap(&mut r.primary, &mut r.secondary);
+                    r.epoch = epoch;
+                    r.state = PairState::Normal;
+                    r.forced = false;
+                    r.clone()
+                };
+                if let Err(e) = self.persist(&rec) {
+                    tracing::error!(error = %e, "cannot persist the pair record after a swap");
+                }
+                {
+                    let mut eng = lock(&p.engine);
+                    *eng = Engine::new(PairState::Normal, Role::Secondary);
+                    eng.on(Event::LinkUp);
+                }
+                p.set_phase(Phase::Stopped);
+                self.note_arbitration(&p, Some(peer.clone()), epoch, format!("planned swap: the service moved from {} to {peer}", self.config.name));
+                self.publish_service();
+                drop(gate);
+                Ok(self.view(&p))
+            }
+            Ok((Response::Refused(why), _)) => {
+                p.set_phase(Phase::Open);
+                Err(MetroError::PeerRefused(why))
+            }
+            Ok((other, _)) => {
+                p.set_phase(Phase::Open);
+                Err(MetroError::Link(format!("unexpected answer {other:?}")))
+            }
+            Err(e) => {
+                // The other side may or may not have taken over: arbitrate.
+                drop(gate);
+                link.close("the swap got no answer");
+                Err(MetroError::Link(format!("the peer did not confirm the swap ({e}); the pair is arbitrated, see `metrofs pair show {id}`")))
+            }
+        }
+    }
+
+    /// The receiving half of a planned swap.
+    async fn take_over_by_swap(self: &Arc<Self>, id: PairId, epoch: Epoch) -> Result<Response, String> {
+        let p = self.pair_by_id(id).ok_or("unknown pair")?;
+        if p.role() != Role::Secondary || p.state() != PairState::Normal {
+            return Err(format!("array {} cannot take over pair {id}: it is {:?} and {}", self.config.name, p.role(), p.state()));
+        }
+        if *lock(&self.mode) == Mode::Quorum {
+            if let Some(q) = self.config.arbitration.quorum.clone() {
+                match q.claim(id.0, epoch.0).await {
+                    Ok(Claim::Granted) => {}
+                    Ok(Claim::Denied { epoch, holder }) => return Err(format!("the quorum refused epoch {epoch}: {holder} holds it")),
+                    Err(e) => return Err(format!("the quorum server cannot be reached ({e}); a swap needs it in quorum mode")),
+                }
+            }
+        }
+        let rec = {
+            let mut r = lock(&p.record);
+            let r = &mut *r;
+            std::mem::swap(&mut r.primary, &mut r.secondary);
+            r.epoch = epoch;
+            r.state = PairState::Normal;
+            r.forced = false;
+            r.clone()
+        };
+        self.persist(&rec).map_err(|e| e.to_string())?;
+        {
+            let mut eng = lock(&p.engine);
+            *eng = Engine::new(PairState::Normal, Role::Primary);
+            eng.on(Event::LinkUp);
+        }
+        *lock(&p.alarms) = Vec::new();
+        p.set_phase(Phase::Open);
+        let from = rec.secondary.clone();
+        self.note_arbitration(&p, Some(self.config.name.clone()), epoch, format!("planned swap: the service moved from {from} to {}", self.config.name));
+        self.publish_service();
+        Ok(Response::Done)
+    }
+
+    /// `pair force-start ID`: an operator makes this side serve when the other is gone for
+    /// good. It raises the epoch (at the quorum too when reachable, so the other side cannot
+    /// win it any more); when the other side returns, what it changed since the split is
+    /// kept aside (see `conflicts.rs`) before it is resynchronised from this side.
+    pub async fn force_start(self: &Arc<Self>, id: PairId) -> Result<PairView, MetroError> {
+        let p = self.pair_or_err(id)?;
+        if self.current_link().is_some() {
+            return Err(MetroError::NotNow(format!("the peer is reachable: force start is for a peer that is gone; use `metrofs pair swap {id}` to move the service")));
+        }
+        if p.role() == Role::Primary && p.phase() == Phase::Open {
+            return Err(MetroError::NotNow(format!("array {} already serves pair {id}", self.config.name)));
+        }
+        let mut epoch = p.epoch().0 + 1;
+        if let Some(q) = self.config.arbitration.quorum.clone() {
+            match q.force(id.0, epoch).await {
+                Ok(e) => epoch = epoch.max(e),
+                Err(e) => tracing::warn!(error = %e, "force start: the quorum server cannot be reached; the epoch is raised here only"),
+            }
+        }
+        let whole = self.situation(&p).whole();
+        let reason = format!(
+            "force start by the operator{}",
+            if whole { "" } else { " (this copy was not whole: changes the other side had not yet copied here are missing until it returns)" }
+        );
+        self.won(&p, Epoch(epoch), reason, true).await;
+        if p.role() != Role::Primary {
+            return Err(MetroError::Storage("force start could not record the new epoch; see the log".into()));
+        }
+        Ok(self.view(&p))
+    }
+
+    /// Keeps what this side changed alone aside (synchronously: before any resync may
+    /// overwrite it). Files go to `data_dir/metro/conflicts/`; they are sent to the serving
+    /// side once the link is up.
+    fn keep_aside(&self, p: &PairRt, epoch: Epoch) {
+        let (fs, name) = { let r = lock(&p.record); (r.fs, r.fs_name.clone()) };
+        let snap = self.dcl.snapshot(fs);
+        if snap.keys.is_empty() && snap.full.is_none() {
+            return;
+        }
+        let dir = self.dir.join("conflicts").join(format!("{name}-{}-e{}", p.id(), epoch.0));
+        match crate::conflicts::keep_aside(self.array.store(), fs, &snap, &dir) {
+            Ok(kept) => {
+                let text = format!(
+                    "{} file(s) this array changed while it served alone were kept aside in {} (the other side was force-started at epoch {epoch}); they are also copied to /{}/.metrofs-conflicts/ on the file system",
+                    kept.files.len(),
+                    dir.display(),
+                    name
+                );
+                tracing::warn!("{text}");
+                p.event(text.clone());
+                lock(&p.alarms).push(text);
+            }
+            Err(e) => {
+                let text = format!("could not keep this side's changes aside in {}: {e}", dir.display());
+                tracing::error!("{text}");
+                lock(&p.alarms).push(text);
+            }
+        }
+    }
+
+    /// Sends every file under `data_dir/metro/conflicts/` to the serving side; a directory
+    /// whose files all arrived is marked sent.
+    async fn send_kept_aside(&self, link: &Link) {
+        let root = self.dir.join("conflicts");
+        let Ok(dirs) = std::fs::read_dir(&root) else { return };
+        for d in dirs.flatten() {
+            let dir = d.path();
+            if dir.join("SENT").exists() {
+                continue;
+            }
+            let Some(pair) = self.pair_list().into_iter().find(|p| dir.file_name().is_some_and(|n| n.to_string_lossy().contains(&p.id().to_string()))) else { continue };
+            let Ok(manifest) = std::fs::read_to_string(dir.join("MANIFEST.txt")) else { continue };
+            let top = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let mut all = true;
+            for line in manifest.lines().filter(|l| !l.starts_with('#')) {
+                let Some((path, local)) = line.split_once(" -> ") else { continue };
+                let Ok(data) = std::fs::read(local) else {
+                    all = false;
+                    continue;
+                };
+                let mut comps: Vec<Vec<u8>> = vec![crate::conflicts::ON_FS_DIR.to_vec(), top.as_bytes().to_vec()];
+                comps.extend(path.trim_start_matches('/').split('/').map(|c| c.as_bytes().to_vec()));
+                let req = Request::KeepAside { pair: pair.id(), path: comps, mode: 0o644 };
+                match link.call_typed::<Request, Response>(&req, Bytes::from(data)).await {
+                    Ok((Response::Done, _)) => {}
+                    other => {
+                        tracing::warn!(answer = ?other.map(|r| r.0), file = path, "a kept-aside file did not reach the serving side; retried at the next link");
+                        all = false;
+                    }
+                }
+            }
+            if all {
+                let _ = std::fs::write(dir.join("SENT"), b"");
+            }
+        }
+    }
+
+    /// Writes one kept-aside file under its path on the fs, through the write path (so both
+    /// sides get it).
+    async fn write_kept_aside(self: &Arc<Self>, p: &Arc<PairRt>, path: &[Vec<u8>], mode: u32, data: Bytes) -> Result<(), FsError> {
+        let fs = p.fs();
+        let (file, dirs) = path.split_last().ok_or(FsError::Inval)?;
+        let mut dir = metrofs_core::ROOT_INO;
+        for name in dirs {
+            dir = match self.array.store().lookup(fs, dir, name) {
+                Ok(a) => a.ino,
+                Err(FsError::NoEnt) => {
+                    let body = OpBody::Mkdir { dir, name: name.clone(), mode: 0o755, uid: 0, gid: 0 };
+                    match self.dual_change(p, fs, body).await {
+                        Ok(r) => r.obj.map(|a| a.ino).ok_or(FsError::Io("mkdir answered no inode".into()))?,
+                        Err(FsError::Exist) => self.array.store().lookup(fs, dir, name)?.ino,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+        }
+        let how = metrofs_core::CreateHow::Unchecked(metrofs_core::SetAttr { size: Some(0), ..Default::default() });
+        let body = OpBody::Create { dir, name: file.clone(), how, mode: mode & 0o7777, uid: 0, gid: 0 };
+        let ino = self.dual_change(p, fs, body).await?.obj.map(|a| a.ino).ok_or(FsError::Io("create answered no inode".into()))?;
+        let mut off = 0usize;
+        while off < data.len() {
+            let end = (off + (1 << 20)).min(data.len());
+            let body = OpBody::Write { ino, offset: off as u64, data: data.slice(off..end), stable: Stability::Unstable };
+            self.dual_change(p, fs, body).await?;
+            off = end;
+        }
+        self.dual_change(p, fs, OpBody::Commit { ino }).await?;
+        Ok(())
     }
 
     /// `pair delete ID`: unpair; both copies stay as independent file systems.
@@ -978,6 +1839,12 @@ impl Metro {
             sync: lock(&p.resync).as_ref().map(ResyncHandle::progress),
             alarms: lock(&p.alarms).clone(),
             events: lock(&p.events).iter().rev().take(20).cloned().collect(),
+            phase: p.phase(),
+            quorum_mode: lock(&self.mode).to_string(),
+            quorum: self.config.arbitration.quorum.as_ref().map(|q| q.servers()).unwrap_or_default(),
+            last_arbitration: lock(&p.last_arbitration).clone(),
+            state_since: *lock(&p.since),
+            forced: rec.forced,
         }
     }
 
@@ -997,8 +1864,8 @@ impl Metro {
     fn serves(&self, fs: FsId) -> Result<Option<Arc<PairRt>>, FsError> {
         match self.pair_of(fs) {
             None => Ok(None),
-            Some(p) if p.role() == Role::Primary => Ok(Some(p)),
-            Some(p) => Err(FsError::Busy(format!("array {} is the secondary of pair {}; the service is on {}", self.config.name, p.id(), lock(&p.record).primary))),
+            Some(p) if p.role() == Role::Primary && p.phase() != Phase::Stopped => Ok(Some(p)),
+            Some(p) => Err(self.not_serving(&p)),
         }
     }
 }
@@ -1207,6 +2074,13 @@ impl Backend for Metro {
             Some(pair) => {
                 // The write path hands engine commands to spawned tasks, which need an Arc.
                 let me = self.me.upgrade().ok_or_else(|| FsError::Busy("the array is stopping".into()))?;
+                if pair.phase() == Phase::Deciding {
+                    // An arbitration runs: the change waits for its outcome rather than make
+                    // the host back off (NFS clients wait seconds after a JUKEBOX).
+                    let mut phases = pair.phase.subscribe();
+                    let wait = phases.wait_for(|p| *p != Phase::Deciding);
+                    let _ = tokio::time::timeout(Duration::from_millis(DECIDING_WAIT_MS), wait).await;
+                }
                 me.dual_change(&pair, fs, body).await
             }
         }

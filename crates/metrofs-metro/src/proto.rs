@@ -8,6 +8,8 @@ use bytes::Bytes;
 use metrofs_core::{Attr, Epoch, ExportRules, FsError, FsId, FsOp, Ino, OpBody, OpReply, Seq, SyncOp, Time};
 use serde::{Deserialize, Serialize};
 
+use crate::arbiter::Mode;
+use crate::dcl::DclKey;
 use crate::engine::PairState;
 
 /// A pair's identity: random at creation, the same on both sides.
@@ -42,6 +44,9 @@ pub struct PairRecord {
     pub state: PairState,
     pub epoch: Epoch,
     pub created: Time,
+    /// The serving side got its epoch by an operator's force start (not by arbitration).
+    #[serde(default)]
+    pub forced: bool,
 }
 
 /// Requests from one metro module to the other.
@@ -70,6 +75,24 @@ pub enum Request {
     Inodes { pair: PairId },
     /// Unpair: the receiver forgets the pair and keeps its copy as an independent fs.
     Delete { pair: PairId },
+    /// From a side that became the secondary: what it changed that the serving side may not
+    /// have (changes it applied but never acknowledged, or acknowledged after a split). The
+    /// serving side adds them to its DCL, so the resync overwrites them.
+    MergeDcl { pair: PairId, keys: Vec<DclKey>, full: bool },
+    /// Planned swap, from the serving side once its changes are drained: take over the
+    /// service at `epoch` (claimed from the quorum by the receiver).
+    Swap { pair: PairId, epoch: Epoch },
+    /// From a secondary: please run a planned swap (an operator asked on the wrong side, or
+    /// the automatic recovery policy of the preferred site).
+    PleaseSwap { pair: PairId },
+    /// The non-preferred array tells the preferred one whether it reaches the quorum.
+    QuorumSeen { reachable: bool },
+    /// The preferred array tells the other which arbitration mode to record (see
+    /// `arbiter.rs`: the other records it before answering).
+    SetMode { mode: Mode },
+    /// A file a superseded side kept aside (its changes since the split): the serving side
+    /// writes it under `.metrofs-conflicts/` on the fs. Data in the body.
+    KeepAside { pair: PairId, path: Vec<Vec<u8>>, mode: u32 },
 }
 
 /// Answers, one per request kind. Errors are values, so the sender can compare them.

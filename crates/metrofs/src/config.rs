@@ -9,10 +9,11 @@
 //! stages, as [`Overrides`], so a flag's value is validated exactly like the file's.
 //!
 //! The pair's sections, `[domain]`, `[peer]` and `[link]`, are validated together in [`domain`]
-//! (they come as a set). The quorum issue adds `[quorum]`; until then it is refused like any
-//! other unknown key: a key that does nothing must not look accepted.
+//! (they come as a set); `[quorum]` and `[service]` (arbitration and the floating service
+//! address) in [`failover`], and only with a `[peer]`.
 
 pub mod domain;
+pub mod failover;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,10 @@ pub struct RawConfig {
     pub peer: Option<domain::RawPeer>,
     /// `[link]` section: the replication link (listen address, shared secret, timing).
     pub link: Option<domain::RawLink>,
+    /// `[quorum]` section: the quorum servers and what happens without them.
+    pub quorum: Option<failover::RawQuorum>,
+    /// `[service]` section: the floating service address of the pair.
+    pub service: Option<failover::RawService>,
 }
 
 /// The `[log]` section as written.
@@ -89,6 +94,10 @@ pub struct Config {
     pub log_level: tracing::Level,
     /// The pair settings; `None` for an array on its own (it refuses pairs).
     pub peer: Option<PeerSettings>,
+    /// Quorum servers; `None`: arbitration by static priority.
+    pub quorum: Option<failover::QuorumSettings>,
+    /// The floating service address this array holds while it serves.
+    pub service: Option<failover::ServiceSettings>,
 }
 
 /// Why a configuration is refused. Every variant names the key (or the file).
@@ -218,6 +227,8 @@ impl RawConfig {
             self.link,
             &[("nfs_listen", nfs_listen), ("api_listen", api_listen)],
         )?;
+        let quorum = failover::quorum(self.quorum, peer.is_some())?;
+        let service = failover::service(self.service, peer.is_some())?;
 
         Ok(Config {
             name,
@@ -227,6 +238,8 @@ impl RawConfig {
             sync_interval_ms,
             log_level,
             peer,
+            quorum,
+            service,
         })
     }
 }

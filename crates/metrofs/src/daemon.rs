@@ -102,11 +102,19 @@ pub async fn open_array(cfg: &Config) -> anyhow::Result<Arc<Array>> {
 /// Opens the metro module over `array` in `data_dir/metro` (step 3).
 pub async fn open_metro(cfg: &Config, array: Arc<Array>) -> anyhow::Result<Arc<Metro>> {
     let dir = cfg.data_dir.join("metro");
-    Metro::open(
-        array,
-        &dir,
-        domain::metro_config(&cfg.name, cfg.peer.as_ref()),
-    )
+    let mut mc = domain::metro_config(&cfg.name, cfg.peer.as_ref());
+    if let (Some(q), Some(p)) = (&cfg.quorum, &cfg.peer) {
+        mc.arbitration.on_quorum_loss = q.on_quorum_loss;
+        mc.arbitration.head_start = Duration::from_millis(q.head_start_ms);
+        let quorum: Arc<dyn metrofs_metro::Quorum> = crate::arbitration::QuorumAdapter::start(
+            q.servers.clone(),
+            p.identity.clone(),
+            p.link.clone(),
+            Duration::from_millis(q.claim_timeout_ms),
+        );
+        mc.arbitration.quorum = Some(quorum);
+    }
+    Metro::open(array, &dir, mc)
     .await
     .with_context(|| format!("cannot open the metro state in {}", dir.display()))
 }
@@ -124,13 +132,22 @@ pub fn start(
     let mut tasks = JoinSet::new();
 
     {
-        let (metro, stop) = (metro.clone(), stop.clone());
+        let server = metrofs_nfs::NfsServer::new(metro.clone());
+        // A pair that moves away from this array: its clients must reconnect (through the
+        // service address) to the side that serves now, and resend what got no answer.
+        let conns = server.connections();
+        metro.on_service_lost(Arc::new(move || conns.close_all()));
+        let stop = stop.clone();
         let listener = listeners.nfs;
         tasks.spawn(async move {
-            metrofs_nfs::NfsServer::new(metro)
-                .serve(listener, stop.wait())
-                .await;
+            server.serve(listener, stop.wait()).await;
         });
+    }
+
+    if let Some(svc) = &cfg.service {
+        let addr = crate::service_addr::ServiceAddress::new(&svc.address, &svc.interface)
+            .map_err(|e| anyhow::anyhow!("service.address / service.interface: {e}"))?;
+        tasks.spawn(crate::arbitration::follow_service(metro.clone(), addr, stop.clone()));
     }
 
     {
@@ -328,6 +345,8 @@ mod tests {
             sync_interval_ms: 10,
             log_level: tracing::Level::INFO,
             peer: None,
+            quorum: None,
+            service: None,
         }
     }
 

@@ -184,7 +184,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 secret_file: secret_path.clone(),
                 identity: Identity::new(DEMO_DOMAIN, s.name, secret.clone())?,
                 link: LinkConfig::default(),
+                recovery: metrofs_metro::Recovery::Automatic,
             }),
+            quorum: None,
+            service: None,
         };
         let array = daemon::open_array(&cfg).await?;
         let metro = daemon::open_metro(&cfg, array).await?;

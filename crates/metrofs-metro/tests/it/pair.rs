@@ -34,6 +34,7 @@ async fn site(name: &str, peer: &str, listen: SocketAddr, peer_addr: SocketAddr)
         name: name.into(),
         preferred: name == "site-a",
         peer: Some(PeerConfig { listen, addr: peer_addr.to_string(), name: peer.into(), identity, link }),
+        arbitration: metrofs_metro::ArbitrationConfig::default(),
     };
     let metro = Metro::open(array, &dir.path().join("metro"), cfg).await.expect("metro");
     tokio::spawn(metro.clone().run_link());

@@ -61,7 +61,8 @@ impl ApiError {
                 MetroError::Refused(Refused::WrongState { .. } | Refused::NotPrimary)
                 | MetroError::AlreadyPaired(..)
                 | MetroError::NoPeer
-                | MetroError::PeerRefused(_) => StatusCode::CONFLICT,
+                | MetroError::PeerRefused(_)
+                | MetroError::NotNow(_) => StatusCode::CONFLICT,
                 MetroError::NoFs(_) | MetroError::NoPair(_) => StatusCode::NOT_FOUND,
                 MetroError::WrongPeer { .. } => StatusCode::BAD_REQUEST,
                 // The peer cannot be reached now: retry once it can.
@@ -101,6 +102,7 @@ impl ApiError {
                 MetroError::PeerRefused(_) => "peer_refused",
                 MetroError::Link(_) => "link_error",
                 MetroError::Storage(_) => "metro_storage",
+                MetroError::NotNow(_) => "not_now",
             },
         }
     }
@@ -144,6 +146,7 @@ impl ApiError {
             MetroError::Refused(Refused::LinkDown) | MetroError::LinkDown(_) => {
                 "start the peer array, or fix [peer] address / [link] listen; both arrays' logs say why a link is refused (e.g. a different secret_file)"
             }
+            MetroError::NotNow(_) => "nothing was changed; the message says what the action needs",
             MetroError::NoFs(_) => "list the file systems with `metrofs fs list`",
             MetroError::AlreadyPaired(..) | MetroError::NoPair(_) => {
                 "`metrofs pair list` lists the pairs of this array"

@@ -30,6 +30,9 @@ pub struct RawDomain {
     pub name: Option<String>,
     /// Whether this array is the domain's preferred site (exactly one of the two should be).
     pub preferred: Option<bool>,
+    /// `"automatic"` (default): once a returning preferred site is resynchronised, a planned
+    /// swap moves the service back to it; `"manual"`: an operator does.
+    pub recovery: Option<String>,
 }
 
 /// `[peer]` as written.
@@ -73,6 +76,7 @@ pub struct PeerSettings {
     /// This array's identity on the link (domain, name, secret), checked.
     pub identity: Identity,
     pub link: LinkConfig,
+    pub recovery: metrofs_metro::Recovery,
 }
 
 impl PeerSettings {
@@ -89,6 +93,7 @@ impl PeerSettings {
                 identity: self.identity.clone(),
                 link: self.link.clone(),
             }),
+            arbitration: metrofs_metro::ArbitrationConfig { recovery: self.recovery, ..Default::default() },
         }
     }
 }
@@ -103,6 +108,7 @@ pub fn metro_config(name: &str, peer: Option<&PeerSettings>) -> MetroConfig {
             name: name.to_owned(),
             preferred: true,
             peer: None,
+            arbitration: metrofs_metro::ArbitrationConfig::default(),
         },
     }
 }
@@ -156,6 +162,7 @@ pub fn validate(
             "the domain's name, the same on both arrays, e.g. name = \"metro1\"",
         )
     })?;
+    let recovery = super::failover::recovery(domain.recovery.as_deref())?;
     let preferred = domain.preferred.ok_or_else(|| {
         missing(
             "domain.preferred",
@@ -264,6 +271,7 @@ pub fn validate(
         secret_file,
         identity,
         link: cfg,
+        recovery,
     }))
 }
 
