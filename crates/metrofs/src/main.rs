@@ -13,10 +13,12 @@
 //! error); 2 wrong command line or configuration; 3 the API could not be reached.
 
 mod api;
+mod arbitration;
 mod cli;
 mod config;
 mod daemon;
 mod demo;
+mod service_addr;
 mod stop;
 
 use std::path::PathBuf;
