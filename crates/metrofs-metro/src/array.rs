@@ -9,6 +9,11 @@
 //! serialised by a per-fs lock held from "determined" to "applied", which also makes the
 //! `next_inode` peek and the apply that consumes it atomic. Data and attribute ops run in
 //! parallel; the store orders them per inode.
+//!
+//! Retransmissions: a change that carries a [`ReplyKey`] (the front end names non-idempotent
+//! NFS requests so) has its result recorded in the array's [`ReplyBook`] when it is applied
+//! ([`Array::apply_keyed`]), whether it came from a host here or as the replicated op of the
+//! twin; [`Backend::replayed`] answers from that book (see [`crate::replies`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,10 +21,11 @@ use std::sync::{Arc, Mutex};
 
 use metrofs_core::{
     Attr, Backend, Caller, Clock, ExportInfo, ExportRules, FsError, FsId, FsOp, FsStat, Ino, OpBody,
-    OpReply, ReadDirPage, ReadReply, Stability, Time,
+    OpReply, ReadDirPage, ReadReply, ReplyKey, Stability, Time,
 };
 use metrofs_store::{FsInfo, Store};
 
+use crate::replies::ReplyBook;
 use crate::ArrayError;
 
 pub struct Array {
@@ -32,6 +38,8 @@ pub struct Array {
     last_time_ns: AtomicU64,
     /// Per-fs namespace lock (see module doc).
     namespace: Mutex<HashMap<FsId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Results of keyed changes applied here, for retransmissions (module doc).
+    replies: ReplyBook,
 }
 
 impl std::fmt::Debug for Array {
@@ -53,12 +61,19 @@ impl Array {
             verifier: rand::random(),
             last_time_ns: AtomicU64::new(0),
             namespace: Mutex::new(HashMap::new()),
+            replies: ReplyBook::default(),
         })
     }
 
     #[must_use]
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// The results of keyed changes applied on this array (see [`crate::replies`]).
+    #[must_use]
+    pub fn replies(&self) -> &ReplyBook {
+        &self.replies
     }
 
     /// Creates a file system with a fresh random id, exported as `/NAME` under `rules`.
@@ -79,6 +94,7 @@ impl Array {
         let info = self.fs(name).ok_or_else(|| ArrayError::NotFound(name.to_owned()))?;
         self.store.delete_fs(info.id)?;
         self.lock_map().remove(&info.id);
+        self.replies.forget_fs(info.id);
         tracing::info!(fs = %name, id = %info.id, "file system deleted");
         Ok(())
     }
@@ -130,7 +146,7 @@ impl Array {
     }
 
     /// The time for the next op: the clock, but never at or before the previous op's time.
-    fn now(&self) -> Time {
+    pub(crate) fn now(&self) -> Time {
         let wall = self.clock.now().as_nanos();
         let mut prev = self.last_time_ns.load(Ordering::Relaxed);
         loop {
@@ -169,6 +185,20 @@ impl Array {
         } else {
             self.store.apply(&op)
         }
+    }
+
+    /// [`Array::apply`], then, when the change carries a reply key, records its result under
+    /// that key in [`Array::replies`] (never a `Busy`), so a retransmission of the request
+    /// that caused it is answered with this result ([`Backend::replayed`]). The serving side
+    /// calls this for the local apply of a host's change, the twin for the replicated op
+    /// (which carries the same key): each records its own result.
+    pub async fn apply_keyed(&self, op: FsOp, key: Option<ReplyKey>) -> Result<OpReply, FsError> {
+        let fs = op.fs;
+        let result = self.apply(op).await;
+        if let Some(key) = key {
+            self.replies.record(fs, key, &result);
+        }
+        result
     }
 }
 
@@ -234,14 +264,99 @@ impl Backend for Array {
             let lock = self.namespace_lock(fs);
             let _held = lock.lock().await;
             let op = self.determine(fs, body)?;
-            self.apply(op).await
+            self.apply_keyed(op, caller.reply_key).await
         } else {
             let op = self.determine(fs, body)?;
-            self.apply(op).await
+            self.apply_keyed(op, caller.reply_key).await
         };
         if let Err(e) = &result {
             tracing::debug!(%fs, op = kind, xid = caller.xid, client = %caller.addr, error = %e, "change refused");
         }
         result
+    }
+
+    fn replayed(&self, fs: FsId, key: &ReplyKey) -> Option<Result<OpReply, FsError>> {
+        self.replies.get(fs, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrofs_core::{CreateHow, SetAttr, SystemClock, ROOT_INO};
+
+    fn array() -> (Arc<Array>, FsId, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open store");
+        let array = Array::new(Arc::new(store), Arc::new(SystemClock));
+        let fs = array.create_fs("t", ExportRules::default()).expect("create fs").id;
+        (array, fs, dir)
+    }
+
+    fn create(name: &str) -> OpBody {
+        OpBody::Create {
+            dir: ROOT_INO,
+            name: name.as_bytes().to_vec(),
+            how: CreateHow::Guarded(SetAttr::default()),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    fn key(xid: u32) -> ReplyKey {
+        ReplyKey::new([127, 0, 0, 1].into(), xid, 8, 0x5eed)
+    }
+
+    fn caller(xid: u32, reply_key: Option<ReplyKey>) -> Caller {
+        Caller { addr: "127.0.0.1:900".parse().expect("addr"), uid: 0, gid: 0, gids: vec![], xid, reply_key }
+    }
+
+    /// The twin's side: a replicated op applied with its key is answerable afterwards, with
+    /// exactly what the apply answered, while applying it again would answer EXIST.
+    #[tokio::test]
+    async fn apply_keyed_then_replayed_answers_the_same_result() {
+        let (a, fs, _dir) = array();
+        let op = {
+            let lock = a.namespace_lock(fs);
+            let _held = lock.lock().await;
+            a.determine(fs, create("victim.txt")).expect("determine")
+        };
+        let applied = a.apply_keyed(op.clone(), Some(key(7))).await;
+        let created = applied.clone().expect("created");
+        assert_eq!(created.obj.as_ref().map(|o| o.ino), op.new_inode.map(|n| n.ino));
+        assert_eq!(a.replayed(fs, &key(7)), Some(applied));
+        assert_eq!(a.replayed(fs, &key(8)), None, "another xid is another request");
+        assert_eq!(a.replayed(FsId(fs.0 ^ 1), &key(7)), None, "another fs");
+        // Why the book matters: running it again answers EXIST.
+        assert_eq!(a.apply(op).await, Err(FsError::Exist));
+        // An unkeyed apply records nothing.
+        let op = a.determine(fs, create("other")).expect("determine");
+        a.apply_keyed(op, None).await.expect("created");
+        assert_eq!(a.replies().len(), 1);
+    }
+
+    /// A host's change on an unpaired array: `change` records under the caller's key, a
+    /// REMOVE's retransmission is answered success (not NOENT), errors are answers too.
+    #[tokio::test]
+    async fn change_records_keyed_results_including_errors() {
+        let (a, fs, _dir) = array();
+        let made = a.change(fs, create("f"), &caller(1, Some(key(1)))).await;
+        assert!(made.is_ok());
+        assert_eq!(a.replayed(fs, &key(1)), Some(made));
+        let remove = OpBody::Remove { dir: ROOT_INO, name: b"f".to_vec() };
+        let removed = a.change(fs, remove.clone(), &caller(2, Some(key(2)))).await;
+        assert!(removed.is_ok());
+        assert_eq!(a.replayed(fs, &key(2)), Some(removed));
+        let again = a.change(fs, remove, &caller(3, Some(key(3)))).await;
+        assert_eq!(again, Err(FsError::NoEnt));
+        assert_eq!(a.replayed(fs, &key(3)), Some(Err(FsError::NoEnt)));
+        // No key, nothing kept.
+        a.change(fs, create("g"), &caller(4, None)).await.expect("created");
+        assert_eq!(a.replies().len(), 3);
+        assert_eq!(a.replayed(fs, &key(4)), None);
+        // Deleting the fs forgets its entries.
+        a.delete_fs("t").expect("delete");
+        assert!(a.replies().is_empty());
     }
 }
