@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use metrofs_core::{
     Attr, Backend, Caller, Epoch, ExportInfo, FsError, FsId, FsOp, FsStat, Ino, OpBody, OpReply, ReadDirPage, ReadReply,
-    Seq, Stability, SyncOp, Time,
+    ReplyKey, Seq, Stability, SyncOp, Time,
 };
 use metrofs_link::{Identity, Link, LinkConfig};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -555,7 +555,7 @@ impl Metro {
     ///    answered differently: record the difference in the DCL (durable before the answer),
     ///    tell the pair's engine (the pair leaves Normal), and answer with the local result:
     ///    this side serves (static priority; the arbitration issue asks the quorum first).
-    async fn dual_change(self: &Arc<Self>, pair: &Arc<PairRt>, fs: FsId, body: OpBody) -> Result<OpReply, FsError> {
+    async fn dual_change(self: &Arc<Self>, pair: &Arc<PairRt>, fs: FsId, body: OpBody, key: Option<ReplyKey>) -> Result<OpReply, FsError> {
         // A planned swap drains changes by taking this exclusively.
         let _gate = pair.gate.read().await;
         if pair.role() != Role::Primary || pair.phase() == Phase::Stopped {
@@ -574,7 +574,7 @@ impl Metro {
         self.log.enter(fs, &log_keys).map_err(|e| FsError::Io(format!("LOG append failed: {e}")))?;
         let waits_for_disk = matches!(op.body, OpBody::Commit { .. } | OpBody::Write { stable: Stability::FileSync | Stability::DataSync, .. });
         let needs_sync = !matches!(op.body, OpBody::Write { .. } | OpBody::Commit { .. });
-        let result = self.dual_apply(pair, fs, op, &touched, waits_for_disk).await;
+        let result = self.dual_apply(pair, fs, op, key, &touched, waits_for_disk).await;
         // Both sides have it in order: the next change may go.
         drop(_ranges);
         drop(_ns_guard);
@@ -601,6 +601,7 @@ impl Metro {
         pair: &Arc<PairRt>,
         fs: FsId,
         op: FsOp,
+        key: Option<ReplyKey>,
         touched: &[Ino],
         waits_for_disk: bool,
     ) -> Result<OpReply, FsError> {
@@ -613,10 +614,23 @@ impl Metro {
         let used_session = self.current_link().map(|_| self.link_session.load(Ordering::Acquire));
         let (local, remote) = if state.replicates() {
             // Step 3: both at once.
-            let (l, r) = tokio::join!(self.array.apply(op.clone()), self.replicate(pair, &op));
+            let started = Instant::now();
+            let local = async {
+                let r = self.array.apply_keyed(op.clone(), key).await;
+                (r, started.elapsed())
+            };
+            let remote = async {
+                let r = self.replicate(pair, &op, key).await;
+                (r, started.elapsed())
+            };
+            let ((l, local_took), (r, remote_took)) = tokio::join!(local, remote);
+            metrofs_core::metrics::get().dual_write(local_took, Some(remote_took), started.elapsed());
             (l, Some(r))
         } else {
-            (self.array.apply(op.clone()).await, None)
+            let started = Instant::now();
+            let l = self.array.apply_keyed(op.clone(), key).await;
+            metrofs_core::metrics::get().dual_write(started.elapsed(), None, started.elapsed());
+            (l, None)
         };
         // Steps 6–7.
         // Writes to disjoint ranges of one file (and COMMITs) run concurrently, so the
@@ -747,7 +761,7 @@ impl Metro {
         }
     }
 
-    async fn replicate(&self, pair: &PairRt, op: &FsOp) -> Result<Result<OpReply, FsError>, String> {
+    async fn replicate(&self, pair: &PairRt, op: &FsOp, reply_key: Option<ReplyKey>) -> Result<Result<OpReply, FsError>, String> {
         let link = self.current_link().ok_or_else(|| "the link to the peer is down".to_owned())?;
         let (head, data) = proto::split_data(op.clone());
         let req = Request::Replicate {
@@ -756,6 +770,7 @@ impl Metro {
             session: self.session,
             seq: Seq(pair.seq.fetch_add(1, Ordering::Relaxed)),
             op: head,
+            reply_key,
         };
         match link.call_typed::<Request, Response>(&req, data).await {
             Ok((Response::Applied(r), _)) => Ok(r),
@@ -828,7 +843,7 @@ impl Metro {
                 self.adopt_records(&pair.primary.clone(), vec![pair]);
                 Ok(Response::Done)
             }
-            Request::Replicate { pair, epoch, session, seq, op } => {
+            Request::Replicate { pair, epoch, session, seq, op, reply_key } => {
                 let p = self.secondary_pair(pair, Some(epoch))?;
                 if op.fs != p.fs() {
                     return Err(format!("op for fs {} sent under pair {pair} of fs {}", op.fs, p.fs()));
@@ -839,7 +854,7 @@ impl Metro {
                 }
                 let op = proto::join_data(op, body);
                 self.note_replica_keys(op.fs, &log_keys(&op));
-                Ok(Response::Applied(self.array.apply(op).await))
+                Ok(Response::Applied(self.array.apply_keyed(op, reply_key).await))
             }
             Request::Sync { pair, epoch, ops } => {
                 let p = self.secondary_pair(pair, Some(epoch))?;
@@ -1131,9 +1146,13 @@ impl Metro {
         match plan {
             Plan::Keep => {}
             Plan::WinStatic => {
+                self.metrics_arbitration("won-static");
                 self.won(&pair, next, format!("link lost ({reason}); static priority: {} is the preferred site", self.config.name), false).await;
             }
-            Plan::Stand => self.stand(&pair, format!("link lost ({reason}); {}", self.stand_reason())),
+            Plan::Stand => {
+                self.metrics_arbitration("stood-down");
+                self.stand(&pair, format!("link lost ({reason}); {}", self.stand_reason()));
+            }
             Plan::Claim { delay } => {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
@@ -1180,6 +1199,7 @@ impl Metro {
 
     fn metrics_arbitration(&self, outcome: &'static str) {
         tracing::info!(array = %self.config.name, outcome, "arbitration");
+        metrofs_core::metrics::get().arbitration(outcome);
     }
 
     fn stand_reason(&self) -> String {
@@ -1733,7 +1753,7 @@ impl Metro {
                 Ok(a) => a.ino,
                 Err(FsError::NoEnt) => {
                     let body = OpBody::Mkdir { dir, name: name.clone(), mode: 0o755, uid: 0, gid: 0 };
-                    match self.dual_change(p, fs, body).await {
+                    match self.dual_change(p, fs, body, None).await {
                         Ok(r) => r.obj.map(|a| a.ino).ok_or(FsError::Io("mkdir answered no inode".into()))?,
                         Err(FsError::Exist) => self.array.store().lookup(fs, dir, name)?.ino,
                         Err(e) => return Err(e),
@@ -1744,15 +1764,15 @@ impl Metro {
         }
         let how = metrofs_core::CreateHow::Unchecked(metrofs_core::SetAttr { size: Some(0), ..Default::default() });
         let body = OpBody::Create { dir, name: file.clone(), how, mode: mode & 0o7777, uid: 0, gid: 0 };
-        let ino = self.dual_change(p, fs, body).await?.obj.map(|a| a.ino).ok_or(FsError::Io("create answered no inode".into()))?;
+        let ino = self.dual_change(p, fs, body, None).await?.obj.map(|a| a.ino).ok_or(FsError::Io("create answered no inode".into()))?;
         let mut off = 0usize;
         while off < data.len() {
             let end = (off + (1 << 20)).min(data.len());
             let body = OpBody::Write { ino, offset: off as u64, data: data.slice(off..end), stable: Stability::Unstable };
-            self.dual_change(p, fs, body).await?;
+            self.dual_change(p, fs, body, None).await?;
             off = end;
         }
-        self.dual_change(p, fs, OpBody::Commit { ino }).await?;
+        self.dual_change(p, fs, OpBody::Commit { ino }, None).await?;
         Ok(())
     }
 
@@ -2068,6 +2088,13 @@ impl Backend for Metro {
         self.array.fsstat(fs).await
     }
 
+    fn replayed(&self, fs: FsId, key: &ReplyKey) -> Option<Result<OpReply, FsError>> {
+        // Only the side that serves answers for the pair; its book holds what it applied,
+        // as the serving side or as the replica before a takeover.
+        self.serves(fs).ok()?;
+        self.array.replayed(fs, key)
+    }
+
     async fn change(&self, fs: FsId, body: OpBody, caller: &Caller) -> Result<OpReply, FsError> {
         match self.serves(fs)? {
             None => self.array.change(fs, body, caller).await,
@@ -2081,7 +2108,7 @@ impl Backend for Metro {
                     let wait = phases.wait_for(|p| *p != Phase::Deciding);
                     let _ = tokio::time::timeout(Duration::from_millis(DECIDING_WAIT_MS), wait).await;
                 }
-                me.dual_change(&pair, fs, body).await
+                me.dual_change(&pair, fs, body, caller.reply_key).await
             }
         }
     }

@@ -5,7 +5,7 @@
 //! ([`split_data`] / [`join_data`]), so a 1 MiB write is not re-encoded.
 
 use bytes::Bytes;
-use metrofs_core::{Attr, Epoch, ExportRules, FsError, FsId, FsOp, Ino, OpBody, OpReply, Seq, SyncOp, Time};
+use metrofs_core::{Attr, Epoch, ExportRules, FsError, FsId, FsOp, Ino, OpBody, OpReply, ReplyKey, Seq, SyncOp, Time};
 use serde::{Deserialize, Serialize};
 
 use crate::arbiter::Mode;
@@ -60,7 +60,9 @@ pub enum Request {
     Record { pair: PairRecord },
     /// Step 3 of the write I/O process, remote half: apply this op. `session` + `seq` make
     /// it idempotent; `epoch` fences an old primary. A WRITE's data is in the body.
-    Replicate { pair: PairId, epoch: Epoch, session: u64, seq: Seq, op: FsOp },
+    /// `reply_key` names the host request it answers (the replica keeps its result under it,
+    /// so a retransmission after a failover gets the same answer).
+    Replicate { pair: PairId, epoch: Epoch, session: u64, seq: Seq, op: FsOp, reply_key: Option<ReplyKey> },
     /// Resync steps, applied in order. `PutData` segments are in the body, in order.
     Sync { pair: PairId, epoch: Epoch, ops: Vec<SyncOp> },
     /// Make everything applied so far durable.

@@ -262,15 +262,15 @@ async fn the_secondary_refuses_stale_duplicate_and_misdirected_ops() {
         Response::Refused(why) => why,
         other => panic!("expected a refusal, got {other:?}"),
     };
-    let old = Request::Replicate { pair: id, epoch: Epoch(0), session: 1, seq: Seq(0), op: op("old") };
+    let old = Request::Replicate { pair: id, epoch: Epoch(0), session: 1, seq: Seq(0), op: op("old"), reply_key: None };
     assert!(refused(b.metro.handle(old, Bytes::new()).await).contains("epoch"));
-    let unknown = Request::Replicate { pair: PairId(12345), epoch: Epoch(1), session: 1, seq: Seq(0), op: op("u") };
+    let unknown = Request::Replicate { pair: PairId(12345), epoch: Epoch(1), session: 1, seq: Seq(0), op: op("u"), reply_key: None };
     assert!(refused(b.metro.handle(unknown, Bytes::new()).await).contains("unknown"));
-    let to_primary = Request::Replicate { pair: id, epoch: Epoch(1), session: 1, seq: Seq(0), op: op("p") };
+    let to_primary = Request::Replicate { pair: id, epoch: Epoch(1), session: 1, seq: Seq(0), op: op("p"), reply_key: None };
     assert!(refused(a.metro.handle(to_primary, Bytes::new()).await).contains("serves"));
     assert_eq!(visible(b.metro.array().store(), fs), before, "nothing applied");
     // The same (session, seq) twice: applied once.
-    let first = Request::Replicate { pair: id, epoch: Epoch(1), session: 77, seq: Seq(5), op: op("once") };
+    let first = Request::Replicate { pair: id, epoch: Epoch(1), session: 77, seq: Seq(5), op: op("once"), reply_key: None };
     let applied = b.metro.handle(first.clone(), Bytes::new()).await;
     assert!(matches!(applied, Response::Applied(Ok(_))), "{applied:?}");
     assert!(refused(b.metro.handle(first, Bytes::new()).await).contains("already applied"));
