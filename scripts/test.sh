@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests use: libnfs-utils gives nfs-cp, nfs-ls, nfs-cat (the process tests
 # fail, not skip, without them).
-declare -A need_cmd=([nfs-cp]=libnfs-utils [nfs-ls]=libnfs-utils [nfs-cat]=libnfs-utils)
+# The failover tests (issue 4) build network namespaces with iproute2 and cut them with nftables.
+declare -A need_cmd=([nfs-cp]=libnfs-utils [nfs-ls]=libnfs-utils [nfs-cat]=libnfs-utils [ip]=iproute2 [nft]=nftables)
 missing=()
 for cmd in "${!need_cmd[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${need_cmd[$cmd]}")

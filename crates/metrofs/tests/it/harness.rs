@@ -410,3 +410,30 @@ fn pair_sections(preferred: bool, peer: &str, peer_port: u16, listen_port: u16, 
         secret.display()
     )
 }
+
+/// Arrays whose whole configuration the test writes (issue 4's namespaced sites listen on
+/// fixed ports of their own namespace, not on `127.0.0.1:0`).
+impl ArrayProc {
+    /// A temp dir named after `name` and a config file of `text(tmp_dir, data_dir)` (which
+    /// must set `data_dir` to the second argument); not started: see [`ArrayProc::spawn`] or
+    /// `netns::NsArray`.
+    pub fn with_config(name: &str, text: impl FnOnce(&Path, &Path) -> String) -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("metrofs-it-{name}-"))
+            .tempdir()
+            .expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let config = tmp.path().join("array.toml");
+        fs::write(&config, text(tmp.path(), &data_dir)).expect("write config");
+        let unbound: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        Self {
+            tmp,
+            config,
+            data_dir,
+            nfs: unbound,
+            api: unbound,
+            child: None,
+            starts: 0,
+        }
+    }
+}

@@ -12,6 +12,7 @@ mod harness;
 mod netns;
 mod nfs;
 mod tools;
+mod topo;
 
 mod access;
 mod bench;
@@ -19,6 +20,9 @@ mod cli;
 mod config_errors;
 mod crash;
 mod demo;
+mod failover;
+mod failover_bench;
+mod failover_faults;
 mod libnfs;
 mod lifecycle;
 mod pair;

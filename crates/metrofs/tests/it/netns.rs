@@ -215,3 +215,93 @@ fn serving(log: &str) -> Option<(SocketAddr, SocketAddr)> {
     };
     Some((field("nfs=")?, field("api=")?))
 }
+
+/// More control over a namespaced array for the failover tests (issue 4): an environment
+/// (failpoints), kill -9, an exit of its own, every run's log.
+impl NsArray {
+    /// Like [`NsArray::spawn`], with extra environment variables (e.g. `METROFS_FAILPOINT`).
+    pub fn spawn_env(&mut self, env: &[(&str, &str)]) {
+        assert!(self.child.is_none(), "array already running");
+        self.starts += 1;
+        let log = fs::File::create(self.log_path()).expect("log file");
+        let mut cmd = in_ns(&self.ns, Path::new(BIN), &["array", "--config", &self.proc.config.to_string_lossy()]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn metrofs array in a namespace");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().expect("try_wait")) {
+                panic!("array in {} exited during start ({st}):\n{}", self.ns, self.log());
+            }
+            if let Some((nfs, api)) = serving(&self.log()) {
+                self.nfs = nfs;
+                self.api = api;
+                if self.cli(&["fs", "list"]).status.success() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "array in {} not ready:\n{}", self.ns, self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `kill -9` of the array (no flush, no goodbye to the peer or the hosts).
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("array running");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    /// Waits up to `ms` for the array to exit by itself (a failpoint); its status.
+    pub fn wait_exit(&mut self, ms: u64) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        loop {
+            let c = self.child.as_mut().expect("array running");
+            if let Some(st) = c.try_wait().expect("try_wait") {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether the process runs (reaps it when it exited).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait().expect("try_wait")) {
+            Some(None) => true,
+            Some(Some(_)) => {
+                self.child = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Every run's log so far, oldest first, each under a header.
+    pub fn all_logs(&self) -> String {
+        (1..=self.starts)
+            .map(|n| {
+                let p = self.proc.tmp.path().join(format!("ns-array-{n}.log"));
+                format!("--- run {n}:\n{}", fs::read_to_string(p).unwrap_or_default())
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl NsArray {
+    /// Whether a process was started and not killed or reaped since (no wait, `&self`).
+    pub fn has_process(&self) -> bool {
+        self.child.is_some()
+    }
+}
