@@ -52,6 +52,9 @@ pub struct WriterLog {
     pub conns: Vec<Instant>,
     /// NFS errors answered to a WRITE (an application would see them).
     pub nfs_errors: Vec<(Instant, String)>,
+    /// Each resend: when, and why (`"timeout"`: no answer within [`REQ_TIMEOUT_MS`];
+    /// `"broken"`: the connection failed).
+    pub resends: Vec<(Instant, &'static str)>,
     /// The file's handle, once created.
     pub fh: Option<nfs3::nfs_fh3>,
     pub root: Option<nfs3::nfs_fh3>,
@@ -168,7 +171,12 @@ async fn write_loop(server: SocketAddr, fs: &str, file: &str, seed: u64, stop: &
                 }
                 // No answer, or the connection broke: a new connection to the same address
                 // with the same handles, and the same WRITE again.
-                Some(Err(NfsError::Rpc(_))) | None => loop {
+                r @ (Some(Err(NfsError::Rpc(_))) | None) => loop {
+                    if r.is_none() {
+                        log.lock().expect("log").resends.push((Instant::now(), "timeout"));
+                    } else {
+                        log.lock().expect("log").resends.push((Instant::now(), "broken"));
+                    }
                     if stop.load(Ordering::SeqCst) {
                         return Ok(());
                     }
@@ -347,7 +355,8 @@ pub fn copies_present(topo: &Topo, fs: &str, copied: &[(String, u64)]) -> Result
 
 fn eprint_timeline(what: &str, t0: Instant, log: &WriterLog) {
     let conns: Vec<String> = log.conns.iter().map(|c| format!("{:?}", c.saturating_duration_since(t0))).collect();
-    eprintln!("{what}: {} acks, connections at {conns:?}, nfs errors {:?}", log.acks.len(), log.nfs_errors.iter().map(|(_, e)| e).collect::<Vec<_>>());
+    let resends: Vec<String> = log.resends.iter().map(|(t, why)| format!("{why} at {:?}", t.saturating_duration_since(t0))).collect();
+    eprintln!("{what}: {} acks, connections at {conns:?}, resends {resends:?}, nfs errors {:?}", log.acks.len(), log.nfs_errors.iter().map(|(_, e)| e).collect::<Vec<_>>());
 }
 
 #[test]
@@ -587,7 +596,9 @@ fn swap_under_load_no_client_error_and_a_short_pause() {
     let w = Writer::start(&d.topo, SERVICE, "sw", "w", 9);
     w.wait_acks(30, 30_000, "before the swap", &|| d.logs());
     let mut pauses = Vec::new();
+    let t0 = Instant::now();
     for (from, to) in [(Site::A, Site::B), (Site::B, Site::A)] {
+        eprintln!("swap {from:?} -> {to:?} at {:?}", t0.elapsed());
         let at = Instant::now();
         let out = d.arr(from).cli(&["pair", "swap", &id]);
         assert!(out.status.success(), "swap on {}: {}\n{}", from.name(), text(&out), d.logs());
@@ -598,8 +609,13 @@ fn swap_under_load_no_client_error_and_a_short_pause() {
         d.wait(to, &id, "Normal", NORMAL_MS, |v| v["state"] == "Normal");
     }
     let log = w.finish();
+    eprint_timeline("swap writer", t0, &log);
     eprintln!("planned swap under load: client-visible pauses {pauses:?} (target ≤ 1 s)");
     assert!(log.nfs_errors.is_empty(), "the client saw errors: {:?}", log.nfs_errors);
+    // A request the old side neither answered nor closed the connection of waits for the
+    // client's timeout (here 1.5 s; a Linux client over TCP waits `timeo`, 60 s by default).
+    let unanswered: Vec<_> = log.resends.iter().filter(|(_, why)| *why == "timeout").map(|(t, _)| t.saturating_duration_since(t0)).collect();
+    assert!(unanswered.is_empty(), "requests left without an answer on an open connection during the swaps, at {unanswered:?}");
     let content = read_file(&d.topo, SERVICE, "sw", "w").expect("read back");
     no_ack_lost(9, &log.acks, &content).unwrap_or_else(|e| panic!("{e}"));
     check_healed_and_identical(&mut d, Site::A, &id, "sw");
@@ -642,15 +658,15 @@ fn force_start_serves_the_fenced_side_and_keeps_the_other_sides_changes_aside() 
     let v = d.wait(Site::B, &id, "Normal", NORMAL_MS, |v| v["state"] == "Normal");
     assert_eq!(v["serving"], "site-b", "{v:#}");
     assert!(v["epoch"].as_u64() >= vb["epoch"].as_u64(), "{v:#}");
-    // The kept-aside copy is on the fs under .metrofs-conflicts/<fs>-e<epoch>/.
+    // The kept-aside copy is on the fs under .metrofs-conflicts/<fs>-…-e<epoch>/.
     let deadline = Instant::now() + Duration::from_millis(NORMAL_MS);
     let (dir, listing) = loop {
         let out = d.topo.host_tool("nfs-ls", &[&crate::topo::url(SERVICE, "fst", ".metrofs-conflicts")]);
         let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-        if let Some(dir) = listing.split_whitespace().find(|w| w.starts_with("fst-e")) {
+        if let Some(dir) = listing.split_whitespace().find(|w| w.starts_with("fst-") && w.contains("-e")) {
             break (dir.to_owned(), listing);
         }
-        assert!(Instant::now() < deadline, "no .metrofs-conflicts/fst-e*: {}\n{}", text(&out), d.logs());
+        assert!(Instant::now() < deadline, "no .metrofs-conflicts/fst-*-e*: {}\n{}", text(&out), d.logs());
         std::thread::sleep(Duration::from_millis(300));
     };
     let kept = d.topo.host_tool("nfs-cat", &[&crate::topo::url(SERVICE, "fst", &format!(".metrofs-conflicts/{dir}/only-on-a.bin"))]);
