@@ -6,11 +6,13 @@
 //!   the same handles). Default settings (heartbeats, head start, claim timeout), a quorum
 //!   server. The killed array is restarted, the pair becomes Normal, and the next run kills
 //!   whichever side serves then.
+//! - RTO of a lost site: the serving site's interface set down (no RST, nothing: hosts and
+//!   the peer only notice by timeouts) → the first write acknowledged by the other site.
 //! - Planned swap: `metrofs pair swap` under the same writer; the pause is the longest time
 //!   between two acknowledgements around the swap.
 //!
-//! Each measurement is printed as one line `FAILOVER rto_ms=N` / `FAILOVER swap_pause_ms=N`
-//! for the script to collect. Runs: `METROFS_FAILOVER_RUNS` (default 10).
+//! Each measurement is printed as one line `FAILOVER rto_ms=N` / `FAILOVER site_rto_ms=N` /
+//! `FAILOVER swap_pause_ms=N` for the script to collect. Runs: `METROFS_FAILOVER_RUNS` (default 10).
 
 use std::time::{Duration, Instant};
 
@@ -73,4 +75,28 @@ fn measure_planned_swap_pause() {
     }
     let log = w.finish();
     assert!(log.nfs_errors.is_empty(), "the client saw errors: {:?}", log.nfs_errors);
+}
+
+#[test]
+#[ignore = "measurement: run by bench/failover.sh"]
+fn measure_rto_of_a_lost_serving_site() {
+    let d = Domain::start(Opts { recovery: "manual", ..Opts::default() });
+    let id = d.create_pair("site");
+    for run in 0..runs() {
+        let s = serving(&d, &id);
+        d.wait_serving(s, &id, TAKEOVER_MS);
+        d.wait(s, &id, "Normal", NORMAL_MS, |v| v["state"] == "Normal");
+        let w = Writer::start(&d.topo, SERVICE, "site", &format!("w{run}"), 700 + run as u64);
+        w.wait_acks(50, 30_000, "before the site is lost", &|| d.logs());
+        let lost_at = Instant::now();
+        d.topo.site_down(s);
+        let n = w.acked();
+        w.wait_acks(n + 20, 60_000, "after the site was lost", &|| d.logs());
+        let log = w.finish();
+        let rto = first_ack_after(&log, lost_at).expect("a write acknowledged by the other site") - lost_at;
+        println!("FAILOVER site_rto_ms={} run={run} lost={}", rto.as_millis(), s.name());
+        d.topo.site_up(s);
+        // The lost side comes back as the secondary once it knows it lost.
+        d.wait(s.other(), &id, "Normal again", NORMAL_MS, |v| v["state"] == "Normal");
+    }
 }
