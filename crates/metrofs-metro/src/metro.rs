@@ -355,8 +355,9 @@ impl Metro {
                 // A serving side that was replicating when it stopped does not know whether
                 // the other took over meanwhile: it serves again only once the link or an
                 // arbitration says it still holds the pair.
+                // Meanwhile host calls wait (Deciding), they are not refused.
                 if config.peer.is_some() && rt.role() == Role::Primary && rt.state().replicates() {
-                    rt.set_phase(Phase::Stopped);
+                    rt.set_phase(Phase::Deciding);
                 }
                 pairs.insert(rt.fs(), Arc::new(rt));
             }
@@ -1132,7 +1133,7 @@ impl Metro {
         Situation {
             role,
             state: p.state(),
-            unsettled: role == Role::Primary && p.phase() == Phase::Stopped,
+            unsettled: role == Role::Primary && p.phase() != Phase::Open,
             preferred: self.config.preferred,
             mode: *lock(&self.mode),
             on_quorum_loss: self.config.arbitration.on_quorum_loss,
@@ -1881,6 +1882,21 @@ impl Metro {
     }
 
     /// Whether this array may answer hosts for `fs` (it serves it, or it is not paired).
+    /// [`Metro::serves`], after waiting out an arbitration (or a swap, or a restart that has
+    /// not yet confirmed it still serves): host calls wait for the outcome rather than make
+    /// the host back off (NFS clients wait seconds after a JUKEBOX), and never read what the
+    /// other side may have changed meanwhile.
+    async fn serving(&self, fs: FsId) -> Result<Option<Arc<PairRt>>, FsError> {
+        if let Some(p) = self.pair_of(fs) {
+            if p.phase() == Phase::Deciding && p.role() == Role::Primary {
+                let mut phases = p.phase.subscribe();
+                let wait = phases.wait_for(|ph| *ph != Phase::Deciding);
+                let _ = tokio::time::timeout(Duration::from_millis(DECIDING_WAIT_MS), wait).await;
+            }
+        }
+        self.serves(fs)
+    }
+
     fn serves(&self, fs: FsId) -> Result<Option<Arc<PairRt>>, FsError> {
         match self.pair_of(fs) {
             None => Ok(None),
@@ -2059,32 +2075,32 @@ impl Backend for Metro {
     }
 
     async fn getattr(&self, fs: FsId, ino: Ino) -> Result<Attr, FsError> {
-        self.serves(fs)?;
+        self.serving(fs).await?;
         self.array.getattr(fs, ino).await
     }
 
     async fn lookup(&self, fs: FsId, dir: Ino, name: &[u8]) -> Result<Attr, FsError> {
-        self.serves(fs)?;
+        self.serving(fs).await?;
         self.array.lookup(fs, dir, name).await
     }
 
     async fn read(&self, fs: FsId, ino: Ino, offset: u64, count: u32) -> Result<ReadReply, FsError> {
-        self.serves(fs)?;
+        self.serving(fs).await?;
         self.array.read(fs, ino, offset, count).await
     }
 
     async fn readlink(&self, fs: FsId, ino: Ino) -> Result<(Vec<u8>, Attr), FsError> {
-        self.serves(fs)?;
+        self.serving(fs).await?;
         self.array.readlink(fs, ino).await
     }
 
     async fn readdir(&self, fs: FsId, dir: Ino, cookie: u64, max_entries: usize, plus: bool) -> Result<ReadDirPage, FsError> {
-        self.serves(fs)?;
+        self.serving(fs).await?;
         self.array.readdir(fs, dir, cookie, max_entries, plus).await
     }
 
     async fn fsstat(&self, fs: FsId) -> Result<FsStat, FsError> {
-        self.serves(fs)?;
+        self.serving(fs).await?;
         self.array.fsstat(fs).await
     }
 
@@ -2096,18 +2112,11 @@ impl Backend for Metro {
     }
 
     async fn change(&self, fs: FsId, body: OpBody, caller: &Caller) -> Result<OpReply, FsError> {
-        match self.serves(fs)? {
+        match self.serving(fs).await? {
             None => self.array.change(fs, body, caller).await,
             Some(pair) => {
                 // The write path hands engine commands to spawned tasks, which need an Arc.
                 let me = self.me.upgrade().ok_or_else(|| FsError::Busy("the array is stopping".into()))?;
-                if pair.phase() == Phase::Deciding {
-                    // An arbitration runs: the change waits for its outcome rather than make
-                    // the host back off (NFS clients wait seconds after a JUKEBOX).
-                    let mut phases = pair.phase.subscribe();
-                    let wait = phases.wait_for(|p| *p != Phase::Deciding);
-                    let _ = tokio::time::timeout(Duration::from_millis(DECIDING_WAIT_MS), wait).await;
-                }
                 me.dual_change(&pair, fs, body, caller.reply_key).await
             }
         }
