@@ -281,8 +281,7 @@ impl QuorumServer {
             while conns.try_join_next().is_some() {}
             tokio::select! {
                 () = &mut shutdown => break Ok(()),
-                why = fatal.wait_for(Option::is_some) => {
-                    let why = why.map_or_else(|_| "the server's state is gone".to_owned(), |w| w.clone().unwrap_or_default());
+                why = store_failed(&mut fatal) => {
                     break Err(ServerError::Store(StoreError::Io(why)));
                 }
                 accepted = listener.accept() => match accepted {
@@ -309,6 +308,15 @@ impl QuorumServer {
         tracing::info!(%addr, "quorum server stopped");
         result
     }
+}
+
+/// Completes with the reason once the grant store failed.
+async fn store_failed(rx: &mut watch::Receiver<Option<String>>) -> String {
+    let failed = match rx.wait_for(Option::is_some).await {
+        Ok(why) => why.clone(),
+        Err(_) => None,
+    };
+    failed.unwrap_or_else(|| "the server's state is gone".to_owned())
 }
 
 /// One array's connection: handshake, then its requests until the link is down.
