@@ -12,6 +12,7 @@
 //! (they come as a set); `[quorum]` and `[service]` (arbitration and the floating service
 //! address) in [`failover`], and only with a `[peer]`.
 
+pub mod api;
 pub mod domain;
 pub mod failover;
 
@@ -65,6 +66,10 @@ pub struct RawConfig {
     pub quorum: Option<failover::RawQuorum>,
     /// `[service]` section: the floating service address of the pair.
     pub service: Option<failover::RawService>,
+    /// `[api]` section: the management API's token and who may read without it.
+    pub api: Option<api::RawApi>,
+    /// `[alarms]` section: alarm thresholds.
+    pub alarms: Option<api::RawAlarms>,
 }
 
 /// The `[log]` section as written.
@@ -98,6 +103,8 @@ pub struct Config {
     pub quorum: Option<failover::QuorumSettings>,
     /// The floating service address this array holds while it serves.
     pub service: Option<failover::ServiceSettings>,
+    /// The management API's access rules and the alarm thresholds.
+    pub api: api::ApiSettings,
 }
 
 /// Why a configuration is refused. Every variant names the key (or the file).
@@ -229,6 +236,7 @@ impl RawConfig {
         )?;
         let quorum = failover::quorum(self.quorum, peer.is_some())?;
         let service = failover::service(self.service, peer.is_some())?;
+        let api = api::validate(self.api, self.alarms)?;
 
         Ok(Config {
             name,
@@ -240,6 +248,7 @@ impl RawConfig {
             peer,
             quorum,
             service,
+            api,
         })
     }
 }

@@ -126,7 +126,6 @@ pub fn start(
     listeners: Listeners,
     stop: Stop,
 ) -> anyhow::Result<Running> {
-    let array = metro.array().clone();
     let nfs_addr = listeners.nfs.local_addr().context("nfs listener address")?;
     let api_addr = listeners.api.local_addr().context("api listener address")?;
     let mut tasks = JoinSet::new();
@@ -151,15 +150,8 @@ pub fn start(
     }
 
     {
-        let state = AppState {
-            array: array.clone(),
-            metro: metro.clone(),
-            name: cfg.name.clone(),
-            nfs_listen: nfs_addr.to_string(),
-            peer: cfg.peer.as_ref().map(|p| p.peer_name.clone()),
-            preferred: cfg.peer.as_ref().is_none_or(|p| p.preferred),
-            stop: stop.clone(),
-        };
+        // Token file, event log and alarm worker of the API (api/handlers.rs).
+        let state = AppState::new(cfg, metro.clone(), nfs_addr, api_addr, stop.clone())?;
         let stop = stop.clone();
         let listener = listeners.api;
         tasks.spawn(async move {
@@ -347,6 +339,7 @@ mod tests {
             peer: None,
             quorum: None,
             service: None,
+            api: crate::config::api::ApiSettings::default(),
         }
     }
 

@@ -4,20 +4,26 @@
 //! - [`config`]: the TOML configuration, raw then validated.
 //! - [`daemon`]: `metrofs array`: store, array, NFS server, management API, flusher, signals.
 //! - [`stop`]: the one stop signal every task watches (graceful or fatal).
-//! - [`api`]: the management API (axum): bodies, errors and their HTTP mapping, handlers.
-//! - [`cli`]: `metrofs fs ...`, `metrofs export ...` and `metrofs pair ...`, clients of that API.
+//! - [`api`]: the management API (axum): bodies, errors and their HTTP mapping, handlers,
+//!   OpenAPI document, bearer token, `/metrics`, the dashboard.
+//! - [`alarms`]: the alarm worker and its conditions.
+//! - [`cli`]: `metrofs status`, `events`, `alarms`, `fs ...`, `export ...`, `pair ...` and the
+//!   rest: one command per API call.
 //! - [`demo`]: `metrofs demo`, two linked arrays and a paired fs in one process.
 //! - `metrofs bench`: the metrofs-bench crate's arguments and run, dispatched as is.
 //!
 //! Exit codes: 0 done; 1 failed (the array refused a request, or an array stopped on an
-//! error); 2 wrong command line or configuration; 3 the API could not be reached.
+//! error); 2 wrong command line or configuration; 3 the API could not be reached; 4 the API
+//! token is missing or wrong (see `cli`).
 
+mod alarms;
 mod api;
 mod arbitration;
 mod cli;
 mod config;
 mod daemon;
 mod demo;
+mod quorum_cmd;
 mod service_addr;
 mod stop;
 
@@ -42,6 +48,50 @@ struct Cli {
 enum Cmd {
     /// Run one array: its store, NFSv3 + MOUNT, and the management API.
     Array(ArrayArgs),
+    /// The whole domain at a glance: arrays, link, quorum servers, every pair, who serves,
+    /// alarms, I/O.
+    Status {
+        #[command(flatten)]
+        api: cli::ApiArg,
+    },
+    /// The domain: its arrays, the link between them, the quorum servers.
+    Domain {
+        #[command(flatten)]
+        api: cli::ApiArg,
+    },
+    /// The arrays of the domain, as this one sees them.
+    Arrays {
+        #[command(flatten)]
+        api: cli::ApiArg,
+    },
+    /// Whether the array answers, and its version.
+    Health {
+        #[command(flatten)]
+        api: cli::ApiArg,
+    },
+    /// The durable event log: state changes, arbitrations, failovers, swaps, force starts,
+    /// alarms and operator actions.
+    Events {
+        #[command(flatten)]
+        args: cli::events::EventsArgs,
+        #[command(flatten)]
+        api: cli::ApiArg,
+    },
+    /// The active alarms, critical first.
+    Alarms {
+        #[command(flatten)]
+        api: cli::ApiArg,
+    },
+    /// The array's Prometheus metrics (what `GET /metrics` serves).
+    Metrics {
+        #[command(flatten)]
+        api: cli::ApiArg,
+    },
+    /// The array's OpenAPI document (what `GET /api/openapi.json` serves).
+    Openapi {
+        #[command(flatten)]
+        api: cli::ApiArg,
+    },
     /// Manage file systems of a running array.
     Fs {
         #[command(subcommand)]
@@ -68,6 +118,9 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Drive any NFSv3 export and print what it sustains (throughput, latency, metadata rates).
     Bench(metrofs_bench::BenchArgs),
+    /// Run a quorum server: arbitrates which array of a domain goes on when the two lose
+    /// each other.
+    Quorum(quorum_cmd::QuorumArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -137,6 +190,14 @@ fn main() -> ExitCode {
             init_logging(cfg.log_level);
             block_on(daemon::run(cfg))
         }
+        Cmd::Status { api } => cli::status::run(cli::status::Show::Status, &api),
+        Cmd::Domain { api } => cli::status::run(cli::status::Show::Domain, &api),
+        Cmd::Arrays { api } => cli::status::run(cli::status::Show::Arrays, &api),
+        Cmd::Health { api } => cli::status::run(cli::status::Show::Health, &api),
+        Cmd::Events { args, api } => cli::events::run_events(&args, &api),
+        Cmd::Alarms { api } => cli::events::run_alarms(&api),
+        Cmd::Metrics { api } => cli::status::run(cli::status::Show::Metrics, &api),
+        Cmd::Openapi { api } => cli::status::run(cli::status::Show::OpenApi, &api),
         Cmd::Fs { cmd, api } => cli::run_fs(cmd, &api),
         Cmd::Export { cmd, api } => cli::run_export(cmd, &api),
         Cmd::Pair { cmd, api } => cli::run_pair(cmd, &api),
@@ -148,5 +209,6 @@ fn main() -> ExitCode {
             init_logging(tracing::Level::WARN);
             block_on(metrofs_bench::run(b))
         }
+        Cmd::Quorum(q) => quorum_cmd::run(q),
     }
 }

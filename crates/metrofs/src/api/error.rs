@@ -40,6 +40,13 @@ pub enum ApiError {
     Fatal(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// A call without the bearer token it needs, or with a wrong one.
+    #[error("{why}")]
+    Unauthorized {
+        why: String,
+        /// Where the token is (the array's token file).
+        token_file: String,
+    },
 }
 
 impl ApiError {
@@ -54,6 +61,7 @@ impl ApiError {
             | Self::BadRequest(_)
             | Self::InvalidPairId(_) => StatusCode::BAD_REQUEST,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Fatal(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Metro(e) => match e {
@@ -90,6 +98,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::Fatal(_) => "array_stopping",
             Self::Internal(_) => "internal",
+            Self::Unauthorized { .. } => "unauthorized",
             Self::Metro(e) => match e {
                 MetroError::Refused(Refused::WrongState { .. }) => "wrong_state",
                 MetroError::Refused(Refused::NotPrimary) => "not_serving_side",
@@ -123,12 +132,15 @@ impl ApiError {
             }
             Self::BadRequest(_) => "see docs/operations.md for the request bodies".into(),
             Self::NoRoute(_) | Self::MethodNotAllowed(_) => {
-                "the endpoints are listed in docs/operations.md".into()
+                "the endpoints are listed in GET /api/openapi.json and docs/api.md".into()
             }
             Self::Fatal(_) => {
                 "check the array's log and its data directory's disk, then restart it".into()
             }
             Self::Internal(_) => "check the array's log".into(),
+            Self::Unauthorized { token_file, .. } => format!(
+                "send `Authorization: Bearer TOKEN` with the token of file {token_file} on the array (readable by its owner only); the CLI reads it by itself on that machine, or give it --token-file FILE or METROFS_TOKEN (docs/api.md)"
+            ),
             Self::FsPaired(_) => "`metrofs pair list` shows the pair's id".into(),
             Self::InvalidPairId(_) => "`metrofs pair list` shows the ids".into(),
             Self::Metro(e) => Self::metro_hint(e).into(),
@@ -216,7 +228,14 @@ impl IntoResponse for ApiError {
         if let Self::Internal(_) | Self::Fatal(_) | Self::Metro(MetroError::Storage(_)) = self {
             tracing::error!(error = %self, "API request failed");
         }
-        (self.http_status(), Json(self.body())).into_response()
+        let mut resp = (self.http_status(), Json(self.body())).into_response();
+        if let Self::Unauthorized { .. } = self {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"metrofs\""),
+            );
+        }
+        resp
     }
 }
 
@@ -249,6 +268,14 @@ mod tests {
             (ApiError::Internal("x".into()), 500, "internal"),
             (ApiError::FsPaired("a".into()), 409, "fs_paired"),
             (ApiError::InvalidPairId("x".into()), 400, "invalid_pair_id"),
+            (
+                ApiError::Unauthorized {
+                    why: "no token".into(),
+                    token_file: "/d/api.token".into(),
+                },
+                401,
+                "unauthorized",
+            ),
             (
                 MetroError::Refused(Refused::WrongState {
                     action: "resume",

@@ -1,78 +1,234 @@
-//! The management API: HTTP + JSON on its own address (config key `api_listen`).
+//! The management API: HTTP + JSON on its own address (config key `api_listen`), the
+//! Prometheus metrics and the dashboard.
 //!
 //! # Layout
-//! - [`model`]: request and response bodies (shared with the CLI, which is a client of this API).
-//! - [`error`]: [`ApiError`], the `{"code","message","hint"}` answer and its one mapping to an
-//!   HTTP status.
-//! - [`handlers`]: one function per endpoint.
+//! - [`model`]: request and response bodies (shared with the CLI, which is a client of this
+//!   API), each with its OpenAPI schema.
+//! - [`error`]: [`error::ApiError`], the `{"code","message","hint"}` answer and its one mapping
+//!   to an HTTP status.
+//! - [`auth`]: bearer token of changing calls, reads open to loopback (configurable).
+//! - [`handlers`]: one function per endpoint, each with its OpenAPI description.
+//! - [`metrics`]: `GET /metrics`.
+//! - [`dashboard`]: `GET /`, the live dashboard (HTML/JS/CSS compiled into the binary).
 //!
-//! Endpoints (docs/operations.md has examples):
-//!
-//! | method | path | does |
-//! | --- | --- | --- |
-//! | GET | /api/health | the array answers; its name and version |
-//! | GET | /api/fs | every file system |
-//! | POST | /api/fs | create a file system `{"name"}` |
-//! | GET | /api/fs/{name} | one file system |
-//! | DELETE | /api/fs/{name} | delete a file system and its files |
-//! | PUT | /api/fs/{name}/export | replace its export rules |
-//! | GET | /api/pairs | every pair of this array |
-//! | POST | /api/pairs | pair a file system with its twin on the peer `{"fs", "remote"}` |
-//! | GET | /api/pairs/{id} | one pair: state, data status, link, DCL, resync progress, events |
-//! | POST | /api/pairs/{id}/pause | stop replicating on purpose (the DCL records) |
-//! | POST | /api/pairs/{id}/resume | resynchronise what the DCL names, then Normal |
-//! | POST | /api/pairs/{id}/verify | compare both sides and list the differences |
-//! | DELETE | /api/pairs/{id} | unpair; both copies stay as independent file systems |
-//!
-//! Authentication (bearer tokens) and an OpenAPI description come with a later issue: the
-//! former as a layer on [`router`], the latter from the types in [`model`] and the handlers'
-//! doc comments.
+//! The OpenAPI document (`GET /api/openapi.json`) is generated from the handlers' annotations
+//! by the same calls that build the router ([`router`]), so a route cannot be served without
+//! being described. docs/api.md has examples.
 
+pub mod auth;
+pub mod dashboard;
 pub mod error;
 pub mod handlers;
+pub mod metrics;
 pub mod model;
 
-use axum::routing::{get, post};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
 use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{Content, OpenApi as OpenApiDoc, Ref, ResponseBuilder};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use handlers::AppState;
 
-/// The API's routes.
+/// The security scheme's name in the document.
+const BEARER: &str = "bearer";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "metrofs management API",
+        description = "One array of a metrofs domain: its file systems and exports, the metro pairs and every operator action on them, the domain (arrays, link, quorum servers), alarms and the durable event log.\n\nChanging calls (POST, PUT, DELETE) need `Authorization: Bearer TOKEN`, TOKEN being the content of the array's token file (`[api] token_file`, default `DATA_DIR/api.token`). Read calls need it too except from the networks of `[api] read_open_to` (loopback by default). Every error answers `{code, message, hint}`; `code` is stable."
+    ),
+    tags(
+        (name = "array", description = "This array, its domain, everything at a glance"),
+        (name = "fs", description = "File systems and their exports"),
+        (name = "pairs", description = "Metro pairs and the operator actions on them"),
+        (name = "events", description = "The durable event log and the active alarms"),
+        (name = "metrics", description = "Prometheus exposition"),
+    )
+)]
+struct ApiDoc;
+
+/// `GET /metrics` as the document describes it (the handler is [`metrics::scrape`]).
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses((status = 200, description = "OpenMetrics text: pair state, link, dual-write latency histograms, LOG, DCL, resync, arbitrations, NFS operations, errors, alarms",
+        content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)))]
+async fn metrics_doc(state: axum::extract::State<AppState>) -> axum::response::Response {
+    metrics::scrape(state).await
+}
+
+/// The routes described in the document, and the document.
+fn described() -> (Router<AppState>, OpenApiDoc) {
+    let (router, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(handlers::health))
+        .routes(routes!(handlers::status))
+        .routes(routes!(handlers::domain))
+        .routes(routes!(handlers::arrays))
+        .routes(routes!(handlers::events))
+        .routes(routes!(handlers::alarms))
+        .routes(routes!(handlers::list_fs, handlers::create_fs))
+        .routes(routes!(handlers::get_fs, handlers::delete_fs))
+        .routes(routes!(handlers::list_exports))
+        .routes(routes!(handlers::get_export, handlers::set_export))
+        .routes(routes!(handlers::list_pairs, handlers::create_pair))
+        .routes(routes!(handlers::get_pair, handlers::delete_pair))
+        .routes(routes!(handlers::pause_pair))
+        .routes(routes!(handlers::resume_pair))
+        .routes(routes!(handlers::swap_pair))
+        .routes(routes!(handlers::force_start_pair))
+        .routes(routes!(handlers::verify_pair))
+        .routes(routes!(metrics_doc))
+        .split_for_parts();
+    secure(&mut doc);
+    (router, doc)
+}
+
+/// Adds the bearer scheme, each operation's requirement (changing calls: the token; reads:
+/// none, or the token from outside `read_open_to`) and its 401 answer.
+fn secure(doc: &mut OpenApiDoc) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        BEARER,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "the content of the array's token file ([api] token_file, default DATA_DIR/api.token)",
+                ))
+                .build(),
+        ),
+    );
+    let unauthorized = ResponseBuilder::new()
+        .description("no token, or a wrong one (reads from outside [api] read_open_to need it too)")
+        .content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+        )
+        .build();
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            (true, &mut item.get),
+            (true, &mut item.head),
+            (false, &mut item.post),
+            (false, &mut item.put),
+            (false, &mut item.delete),
+            (false, &mut item.patch),
+        ];
+        for (read, op) in ops {
+            let Some(op) = op.as_mut() else { continue };
+            let token = SecurityRequirement::new(BEARER, Vec::<String>::new());
+            op.security = Some(if read {
+                vec![SecurityRequirement::default(), token]
+            } else {
+                vec![token]
+            });
+            op.responses
+                .responses
+                .entry("401".into())
+                .or_insert_with(|| unauthorized.clone().into());
+        }
+    }
+}
+
+/// The OpenAPI document, as served.
+#[cfg(test)]
+#[must_use]
+pub fn openapi() -> OpenApiDoc {
+    described().1
+}
+
+/// The API's routes, the document, the metrics and the dashboard, behind the access rules.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/health", get(handlers::health))
-        .route("/api/fs", get(handlers::list_fs).post(handlers::create_fs))
+    let (router, doc) = described();
+    let json: Arc<str> = doc.to_pretty_json().unwrap_or_default().into();
+    router
         .route(
-            "/api/fs/{name}",
-            get(handlers::get_fs).delete(handlers::delete_fs),
+            "/api/openapi.json",
+            get(move || {
+                let json = json.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], json.to_string()).into_response() }
+            }),
         )
-        .route(
-            "/api/fs/{name}/export",
-            axum::routing::put(handlers::set_export),
-        )
-        .route(
-            "/api/pairs",
-            get(handlers::list_pairs).post(handlers::create_pair),
-        )
-        .route(
-            "/api/pairs/{id}",
-            get(handlers::get_pair).delete(handlers::delete_pair),
-        )
-        .route("/api/pairs/{id}/pause", post(handlers::pause_pair))
-        .route("/api/pairs/{id}/resume", post(handlers::resume_pair))
-        .route("/api/pairs/{id}/verify", post(handlers::verify_pair))
+        .merge(dashboard::routes())
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::layer))
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` until `shutdown` resolves, and runs the alarm worker.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    tokio::spawn(state.alarms.clone().run(state.stop.clone()));
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_describes_every_route_with_its_security() {
+        let doc = openapi();
+        let v: serde_json::Value =
+            serde_json::from_str(&doc.to_json().expect("json")).expect("parses");
+        let paths = v["paths"].as_object().expect("paths");
+        for (path, methods) in [
+            ("/api/health", &["get"][..]),
+            ("/api/status", &["get"]),
+            ("/api/domain", &["get"]),
+            ("/api/arrays", &["get"]),
+            ("/api/events", &["get"]),
+            ("/api/alarms", &["get"]),
+            ("/api/fs", &["get", "post"]),
+            ("/api/fs/{name}", &["get", "delete"]),
+            ("/api/exports", &["get"]),
+            ("/api/fs/{name}/export", &["get", "put"]),
+            ("/api/pairs", &["get", "post"]),
+            ("/api/pairs/{id}", &["get", "delete"]),
+            ("/api/pairs/{id}/pause", &["post"]),
+            ("/api/pairs/{id}/resume", &["post"]),
+            ("/api/pairs/{id}/swap", &["post"]),
+            ("/api/pairs/{id}/force-start", &["post"]),
+            ("/api/pairs/{id}/verify", &["post"]),
+            ("/metrics", &["get"]),
+        ] {
+            for m in methods {
+                let op = &paths[path][m];
+                assert!(op.is_object(), "{m} {path} missing");
+                assert!(op["responses"]["401"].is_object(), "{m} {path}: no 401");
+                let sec = op["security"].as_array().expect("security");
+                if *m == "get" {
+                    assert_eq!(sec.len(), 2, "{m} {path}: optional token");
+                } else {
+                    assert_eq!(sec, &vec![serde_json::json!({"bearer": []})], "{m} {path}");
+                }
+            }
+        }
+        assert_eq!(
+            v["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        for schema in ["PairView", "ErrorBody", "StatusView", "EventView", "AlarmView"] {
+            assert!(
+                v["components"]["schemas"][schema].is_object(),
+                "{schema} missing"
+            );
+        }
+    }
 }

@@ -1,15 +1,16 @@
 //! The management API's JSON bodies, shared by the server (handlers) and the CLI (client).
 //!
-//! These are the wire contract: field names are stable. A later issue derives OpenAPI schemas
-//! for them (utoipa) right here.
+//! These are the wire contract: field names are stable. Each derives its OpenAPI schema
+//! (utoipa `ToSchema`), so `/api/openapi.json` is generated from exactly these types.
 
 use metrofs_core::{Cidr, ExportRules};
 use metrofs_metro::engine::{DataStatus, Role};
 use metrofs_metro::FsInfo;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// `GET /api/health`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct Health {
     /// Always `"ok"` when the array answers.
     pub status: String,
@@ -30,10 +31,14 @@ pub struct Health {
     /// Whether this array is its domain's preferred site.
     #[serde(default)]
     pub preferred: bool,
+    /// Where this array keeps the bearer token of changing calls. The CLI on the same machine
+    /// reads it from there when it can (the file is mode 600: only its owner can).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<String>,
 }
 
 /// One file system, as `GET /api/fs` and `GET /api/fs/{name}` show it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct FsView {
     pub name: String,
     /// The fs id (16 hex digits); part of every NFS file handle.
@@ -44,7 +49,7 @@ pub struct FsView {
 }
 
 /// How a file system is exported.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ExportView {
     /// The MOUNT path: `/NAME`.
     pub path: String,
@@ -75,15 +80,16 @@ impl From<&FsInfo> for FsView {
 }
 
 /// `POST /api/fs`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateFs {
     /// 1 to 64 characters from `A-Z a-z 0-9 - _ .`, not starting with `.`.
+    #[schema(example = "projects")]
     pub name: String,
 }
 
 /// `PUT /api/fs/{name}/export`: the whole rule set (nothing is merged with the old one).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetExport {
     /// Networks allowed (`ADDR/PREFIX`, or a single address). Empty: nobody.
@@ -118,7 +124,7 @@ impl SetExport {
 }
 
 /// `POST /api/pairs`: pair file system `fs` of this array with its twin on array `remote`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePair {
     /// A file system of this array (it becomes the pair's serving side).
@@ -128,7 +134,7 @@ pub struct CreatePair {
 }
 
 /// A pair, as `GET /api/pairs` and `GET /api/pairs/{id}` show it from the answering array.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct PairView {
     /// 16 hex digits, the same on both arrays.
     pub id: String,
@@ -138,6 +144,8 @@ pub struct PairView {
     pub fs_id: String,
     /// `Normal`, `Synchronizing`, `ToBeSynchronized` or `Paused`.
     pub state: String,
+    /// When the pair entered `state`, seconds since the Unix epoch (answering array's clock).
+    pub state_since: u64,
     /// The array that answered.
     pub array: String,
     /// `Primary` (it serves the fs) or `Secondary`, of the array that answered.
@@ -163,10 +171,44 @@ pub struct PairView {
     pub alarms: Vec<String>,
     /// The latest events of this pair, newest first.
     pub events: Vec<String>,
+    /// Whether the answering array acknowledges changes now: `Open` (serving), `Deciding`
+    /// (an arbitration or swap runs: changes wait) or `Stopped`.
+    pub phase: String,
+    /// `quorum` or `static-priority`: how a loss of the link is arbitrated.
+    pub quorum_mode: String,
+    /// The domain's quorum servers as the answering array reaches them.
+    pub quorum: Vec<QuorumServerView>,
+    /// The last arbitration of this pair as the answering array saw it.
+    pub last_arbitration: Option<ArbitrationInfo>,
+    /// The serving side got its epoch by an operator's force start.
+    pub forced: bool,
+}
+
+/// One quorum server.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct QuorumServerView {
+    /// `HOST:PORT`.
+    pub addr: String,
+    pub reachable: bool,
+    /// Round trip of the last ping, microseconds.
+    pub rtt_us: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+/// An arbitration: when, who asked, who won, why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct ArbitrationInfo {
+    /// Seconds since the Unix epoch.
+    pub time: u64,
+    pub asked_by: String,
+    /// Who serves after it; absent when nobody could be decided.
+    pub winner: Option<String>,
+    pub epoch: u64,
+    pub reason: String,
 }
 
 /// One side's data status.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct SideData {
     pub array: String,
     /// `Consistent` or `Inconsistent`.
@@ -174,7 +216,7 @@ pub struct SideData {
 }
 
 /// The DCL of a pair: what differs between the sides (only written while not Normal).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct DclView {
     /// Dirty data, bytes (chunks times the chunk size).
     pub bytes: u64,
@@ -187,7 +229,7 @@ pub struct DclView {
 }
 
 /// Progress of a running resync.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct SyncView {
     /// What the worker does: Busy, Done or Failed (with why).
     pub status: String,
@@ -225,6 +267,7 @@ impl PairView {
             fs: p.fs.clone(),
             fs_id: format!("{:016x}", p.fs_id.0),
             state: p.state.to_string(),
+            state_since: u64::from(p.state_since.sec),
             array: array.to_owned(),
             role: format!("{:?}", p.role),
             serving: p.serving.clone(),
@@ -263,12 +306,32 @@ impl PairView {
             }),
             alarms: p.alarms.clone(),
             events: p.events.clone(),
+            phase: format!("{:?}", p.phase),
+            quorum_mode: p.quorum_mode.clone(),
+            quorum: p
+                .quorum
+                .iter()
+                .map(|q| QuorumServerView {
+                    addr: q.addr.clone(),
+                    reachable: q.reachable,
+                    rtt_us: q.rtt_us,
+                    last_error: q.last_error.clone(),
+                })
+                .collect(),
+            last_arbitration: p.last_arbitration.as_ref().map(|a| ArbitrationInfo {
+                time: u64::from(a.time.sec),
+                asked_by: a.asked_by.clone(),
+                winner: a.winner.clone(),
+                epoch: a.epoch,
+                reason: a.reason.clone(),
+            }),
+            forced: p.forced,
         }
     }
 }
 
 /// `POST /api/pairs/{id}/verify`: what comparing both sides found.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct VerifyView {
     pub pair: String,
     pub inodes_compared: u64,
@@ -277,8 +340,180 @@ pub struct VerifyView {
     pub differences: Vec<String>,
 }
 
+/// One export, as `GET /api/exports` lists them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct ExportEntry {
+    /// The file system.
+    pub fs: String,
+    pub export: ExportView,
+}
+
+/// An array of the domain, as the answering array knows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct ArrayView {
+    pub name: String,
+    /// `this` (the array that answered) or `peer`.
+    pub relation: String,
+    /// Whether it is the domain's preferred site.
+    pub preferred: bool,
+    /// `Up` when the answering array reaches it (itself: always), else `Down`.
+    pub state: String,
+    /// metrofs version (the answering array only).
+    pub version: Option<String>,
+    /// NFSv3 + MOUNT address (the answering array only).
+    pub nfs_listen: Option<String>,
+    /// Management API address (the answering array only).
+    pub api_listen: Option<String>,
+    /// Replication link address: where it listens (this array) or is dialled (the peer).
+    pub link_address: Option<String>,
+    /// The paired file systems it serves, as the answering array knows.
+    pub serves: Vec<String>,
+    /// Seconds since it started (the answering array only).
+    pub uptime_s: Option<u64>,
+}
+
+/// The replication link between the two arrays.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct LinkView {
+    /// The peer array's name.
+    pub peer: String,
+    /// `Up` or `Down`.
+    pub state: String,
+    /// Round trip of the last heartbeat, microseconds (known while a pair exists).
+    pub rtt_us: Option<u64>,
+}
+
+/// How the domain arbitrates a lost link.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct QuorumView {
+    /// `quorum` (servers configured) or `static-priority`.
+    pub mode: String,
+    /// Every configured quorum server; reachability is known while a pair exists.
+    pub servers: Vec<QuorumServerView>,
+}
+
+/// The domain: two arrays, their link, the quorum servers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct DomainView {
+    /// The domain's name; absent for an array on its own.
+    pub name: Option<String>,
+    pub preferred_site: String,
+    /// `automatic` or `manual`: whether service moves back to the preferred site after a
+    /// failback (absent for an array on its own).
+    pub recovery: Option<String>,
+    /// The floating service address hosts mount, when configured.
+    pub service_address: Option<String>,
+    pub arrays: Vec<ArrayView>,
+    /// Absent for an array on its own.
+    pub link: Option<LinkView>,
+    pub quorum: QuorumView,
+}
+
+/// An alarm: raised while its condition holds, cleared by itself when it no longer does.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct AlarmView {
+    /// Stable key of the condition, e.g. `not_normal:00000000000000ab`.
+    pub id: String,
+    /// `critical` (service or data at risk now) or `warning`.
+    pub severity: String,
+    /// The pair it is about, if any.
+    pub pair: Option<String>,
+    /// What is wrong, for people.
+    pub text: String,
+    /// What to do about it.
+    pub hint: String,
+    /// When it was raised, seconds since the Unix epoch.
+    pub since: u64,
+}
+
+/// One event of the durable event log.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct EventView {
+    /// Grows by one per event, never reused: ask `?after=ID` for what came next.
+    pub id: u64,
+    /// Milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// `state`, `link`, `resync`, `arbitration`, `failover`, `swap`, `force_start`,
+    /// `operator` or `alarm`.
+    pub kind: String,
+    /// The pair it is about, if any.
+    pub pair: Option<String>,
+    /// Who did it: `metro` (the array itself), `alarms`, `cli:USER@ADDR`, `dashboard@ADDR`,
+    /// `api@ADDR`.
+    pub actor: String,
+    pub text: String,
+}
+
+/// `GET /api/events` query.
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Only events with a larger id, oldest first. Without it: the newest `limit` events.
+    pub after: Option<u64>,
+    /// At most this many (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// What went through the array since it started: cumulative counts and sums (a rate over an
+/// interval is the difference of two answers). `/metrics` has the histograms.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
+pub struct IoView {
+    /// Changes dual-written (local and remote apply tried).
+    pub dual_writes: u64,
+    /// Sum of their local apply times, µs.
+    pub dual_write_local_us: u64,
+    /// Remote applies that answered, and the sum of their times, µs.
+    pub dual_write_remote: u64,
+    pub dual_write_remote_us: u64,
+    /// Sum of their total times (LOG entry to answer), µs.
+    pub dual_write_total_us: u64,
+    /// Changes that went to the DCL because the remote apply did not happen or failed.
+    pub remote_missing: u64,
+    pub nfs_ops: u64,
+    pub nfs_errors: u64,
+    /// File data copied by resync workers, bytes.
+    pub resync_bytes: u64,
+}
+
+impl From<metrofs_core::metrics::Snapshot> for IoView {
+    fn from(s: metrofs_core::metrics::Snapshot) -> Self {
+        Self {
+            dual_writes: s.dual_writes,
+            dual_write_local_us: s.dual_write_local_us,
+            dual_write_remote: s.dual_write_remote,
+            dual_write_remote_us: s.dual_write_remote_us,
+            dual_write_total_us: s.dual_write_total_us,
+            remote_missing: s.remote_missing,
+            nfs_ops: s.nfs_ops,
+            nfs_errors: s.nfs_errors,
+            resync_bytes: s.resync_bytes,
+        }
+    }
+}
+
+/// `GET /api/status`: the whole domain at a glance, as one array sees it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct StatusView {
+    /// The array that answered.
+    pub array: String,
+    /// Its clock, seconds since the Unix epoch.
+    pub time: u64,
+    pub domain: DomainView,
+    pub file_systems: usize,
+    pub pairs: Vec<PairView>,
+    pub alarms: Vec<AlarmView>,
+    /// LOG extents being dual-written now, and resident in the persisted LOG.
+    pub log_extents_active: usize,
+    pub log_extents_resident: usize,
+    pub io: IoView,
+    /// The newest events, oldest first.
+    pub events: Vec<EventView>,
+}
+
 /// Every error answer: `{"code": .., "message": .., "hint": ..}`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, ToSchema)]
 pub struct ErrorBody {
     /// Stable, machine-readable (`fs_not_found`, `fs_exists`, `invalid_name`, ...).
     pub code: String,

@@ -1,5 +1,10 @@
 //! A small blocking HTTP client of the management API (ureq, plain HTTP, no TLS stack).
+//!
+//! Every request names the client (`x-metrofs-client: cli:USER`, for the event log) and
+//! carries the bearer token when one is known ([`super::auth::TokenSource`]): changing calls
+//! need it, reads need it from outside the array's `read_open_to` networks.
 
+use std::cell::RefCell;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
@@ -22,6 +27,9 @@ pub enum ClientError {
     /// The array answered with an error.
     #[error("{}\nhint: {}", .body.message, .body.hint)]
     Refused { status: u16, body: ErrorBody },
+    /// The CLI could not find the token a call needs.
+    #[error("{0}")]
+    NoToken(String),
     #[error("unexpected answer from {url}: {detail}\nhint: is this the address of a metrofs API?")]
     Protocol { url: String, detail: String },
 }
@@ -29,6 +37,10 @@ pub enum ClientError {
 pub struct ApiClient {
     base: String,
     agent: ureq::Agent,
+    /// Where the token comes from; resolved at the first call that needs it.
+    tokens: super::auth::TokenSource,
+    token: RefCell<Option<String>>,
+    client: String,
 }
 
 impl ApiClient {
@@ -55,14 +67,83 @@ impl ApiClient {
             .timeout_global(Some(Duration::from_millis(REQUEST_TIMEOUT_MS)))
             .build()
             .into();
-        Ok(Self { base, agent })
+        Ok(Self {
+            base,
+            agent,
+            tokens: super::auth::TokenSource::default(),
+            token: RefCell::new(None),
+            client: format!("cli:{}", super::auth::user_name()),
+        })
     }
 
-    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+    /// Where this client takes its token from.
+    #[must_use]
+    pub fn with_tokens(mut self, tokens: super::auth::TokenSource) -> Self {
+        self.tokens = tokens;
+        self
+    }
+
+    /// The token, resolved once. Reads that may go without it pass `required = false`.
+    fn token(&self, required: bool) -> Result<Option<String>, ClientError> {
+        if let Some(t) = self.token.borrow().as_ref() {
+            return Ok(Some(t.clone()));
+        }
+        let found = self.tokens.resolve(|| {
+            self.get_raw::<crate::api::model::Health>("/api/health", None)
+                .ok()
+                .and_then(|h| h.token_file)
+        });
+        match found {
+            Ok(t) => {
+                *self.token.borrow_mut() = Some(t.clone());
+                Ok(Some(t))
+            }
+            Err(why) if required => Err(ClientError::NoToken(why)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn request(&self, method: &str, url: &str, token: Option<&str>) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+        let mut b = match method {
+            "POST" => self.agent.post(url),
+            "PUT" => self.agent.put(url),
+            "DELETE" => self.agent.delete(url).force_send_body(),
+            _ => self.agent.get(url).force_send_body(),
+        };
+        b = b.header(crate::api::auth::CLIENT_HEADER, self.client.as_str());
+        if let Some(t) = token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        b
+    }
+
+    fn get_raw<T: DeserializeOwned>(&self, path: &str, token: Option<&str>) -> Result<T, ClientError> {
         let url = self.url(path);
-        let resp = self.agent.get(&url).call();
+        let resp = self.request("GET", &url, token).send_empty();
         self.answer(&url, resp, true)?
             .ok_or_else(|| self.no_body(&url))
+    }
+
+    /// A read: without a token when none can be found (loopback reads need none); a 401
+    /// means the token is needed after all, and says where it is.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let token = self.token(false)?;
+        self.get_raw(path, token.as_deref())
+    }
+
+    /// A read whose body is text (`/metrics`).
+    pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let token = self.token(false)?;
+        let url = self.url(path);
+        let resp = self.request("GET", &url, token.as_deref()).send_empty();
+        let mut resp = self.transport(&url, resp)?;
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        if (200..300).contains(&status) {
+            Ok(text)
+        } else {
+            Err(self.refusal(&url, status, &text))
+        }
     }
 
     pub fn post<B: Serialize, T: DeserializeOwned>(
@@ -70,16 +151,18 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
+        let token = self.token(true)?;
         let url = self.url(path);
-        let resp = self.agent.post(&url).send_json(body);
+        let resp = self.request("POST", &url, token.as_deref()).send_json(body);
         self.answer(&url, resp, true)?
             .ok_or_else(|| self.no_body(&url))
     }
 
     /// `POST` without a body (actions on a resource).
     pub fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let token = self.token(true)?;
         let url = self.url(path);
-        let resp = self.agent.post(&url).send_empty();
+        let resp = self.request("POST", &url, token.as_deref()).send_empty();
         self.answer(&url, resp, true)?
             .ok_or_else(|| self.no_body(&url))
     }
@@ -89,15 +172,17 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
+        let token = self.token(true)?;
         let url = self.url(path);
-        let resp = self.agent.put(&url).send_json(body);
+        let resp = self.request("PUT", &url, token.as_deref()).send_json(body);
         self.answer(&url, resp, true)?
             .ok_or_else(|| self.no_body(&url))
     }
 
     pub fn delete(&self, path: &str) -> Result<(), ClientError> {
+        let token = self.token(true)?;
         let url = self.url(path);
-        let resp = self.agent.delete(&url).call();
+        let resp = self.request("DELETE", &url, token.as_deref()).send_empty();
         self.answer::<serde_json::Value>(&url, resp, false)
             .map(|_| ())
     }
@@ -113,13 +198,12 @@ impl ApiClient {
         }
     }
 
-    fn answer<T: DeserializeOwned>(
+    fn transport(
         &self,
         url: &str,
         resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-        want_body: bool,
-    ) -> Result<Option<T>, ClientError> {
-        let mut resp = resp.map_err(|e| match e {
+    ) -> Result<ureq::http::Response<ureq::Body>, ClientError> {
+        resp.map_err(|e| match e {
             ureq::Error::Io(_)
             | ureq::Error::ConnectionFailed
             | ureq::Error::HostNotFound
@@ -131,7 +215,29 @@ impl ApiClient {
                 url: url.to_owned(),
                 detail: other.to_string(),
             },
-        })?;
+        })
+    }
+
+    fn refusal(&self, url: &str, status: u16, text: &str) -> ClientError {
+        match serde_json::from_str::<ErrorBody>(text) {
+            Ok(body) => ClientError::Refused { status, body },
+            Err(_) => ClientError::Protocol {
+                url: url.to_owned(),
+                detail: format!(
+                    "HTTP {status} without a metrofs error body: {}",
+                    text.chars().take(200).collect::<String>()
+                ),
+            },
+        }
+    }
+
+    fn answer<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        want_body: bool,
+    ) -> Result<Option<T>, ClientError> {
+        let mut resp = self.transport(url, resp)?;
         let status = resp.status().as_u16();
         if resp.status().is_success() {
             if !want_body {
@@ -147,16 +253,7 @@ impl ApiClient {
                 });
         }
         let text = resp.body_mut().read_to_string().unwrap_or_default();
-        match serde_json::from_str::<ErrorBody>(&text) {
-            Ok(body) => Err(ClientError::Refused { status, body }),
-            Err(_) => Err(ClientError::Protocol {
-                url: url.to_owned(),
-                detail: format!(
-                    "HTTP {status} without a metrofs error body: {}",
-                    text.chars().take(200).collect::<String>()
-                ),
-            }),
-        }
+        Err(self.refusal(url, status, &text))
     }
 }
 

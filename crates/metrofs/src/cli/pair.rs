@@ -1,16 +1,30 @@
-//! `metrofs pair ...`: create, list, show, pause, resume, delete and verify pairs, through the
-//! management API of one array (normally the serving one: actions that change a pair are
-//! refused on its secondary, which says where to go).
+//! `metrofs pair ...`: create, list, show, pause, resume, swap, force-start, delete and verify
+//! pairs, through the management API of one array (normally the serving one: actions that
+//! change a pair are refused on its secondary, which says where to go; swap is forwarded).
 
 use std::fmt::Write as _;
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use super::client::{segment, ApiClient, ClientError};
-use super::table::{bytes, table};
-use super::{exit_code, ApiArg};
+use super::progress::{self, Waited};
+use super::table::{bytes, table, utc};
+use super::{finish, json, ApiArg};
 use crate::api::model::{CreatePair, PairView, VerifyView};
+
+/// `--wait` and its `--timeout`.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct WaitArgs {
+    /// Wait until the pair is Normal, with a progress bar (rate, ETA) of the resync.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds (exit 1). Default: no limit.
+    #[arg(long, value_name = "SECONDS", requires = "wait")]
+    pub timeout: Option<u64>,
+}
 
 #[derive(Subcommand, Debug)]
 pub enum PairCmd {
@@ -22,68 +36,84 @@ pub enum PairCmd {
         /// The peer array's name (`[peer] name` in this array's configuration).
         #[arg(long, value_name = "PEER")]
         remote: String,
-        /// Print JSON (the API's answer) instead of text.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// List the pairs of the array.
-    List {
-        /// Print JSON (the API's answer) instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show one pair: state (and resync progress), data status of each side, link, DCL,
-    /// epoch, alarms and recent events.
+    List,
+    /// Show one pair: state (and resync progress), who serves, data status of each side, link,
+    /// DCL, epoch, quorum, last arbitration, alarms and recent events.
     Show {
         /// The pair's id (16 hex digits, from `metrofs pair list`).
         id: String,
-        /// Print JSON (the API's answer) instead of text.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// Stop replicating on purpose: the serving side goes on alone and the DCL records what
     /// changes, until `pair resume`.
-    Pause {
-        id: String,
-        #[arg(long)]
-        json: bool,
-    },
+    Pause { id: String },
     /// Resynchronise what the DCL names (Paused or ToBeSynchronized), then Normal.
     Resume {
         id: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Planned switch of the serving side (the pair must be Normal): nothing is lost, a short
+    /// pause; hosts reconnect through the service address.
+    Swap { id: String },
+    /// Make this array's side serve when the other is gone for good. It raises the epoch;
+    /// when the other side returns, its changes since the split are kept aside. Asks for a
+    /// confirmation unless --yes.
+    ForceStart {
+        id: String,
+        /// Do not ask (scripts).
         #[arg(long)]
-        json: bool,
+        yes: bool,
     },
     /// Unpair: both copies stay, as independent file systems.
     Delete { id: String },
     /// Compare both sides (inodes, attributes, entries, chunk digests) and list every
     /// difference; exits 1 when there is one.
-    Verify {
-        id: String,
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-fn json<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_default()
+    Verify { id: String },
 }
 
 fn path(id: &str) -> String {
     format!("/api/pairs/{}", segment(id))
 }
 
+fn timeout(w: WaitArgs) -> Option<Duration> {
+    w.timeout.map(Duration::from_secs)
+}
+
+/// Asks the operator to type the pair id; `Ok(false)` when they did not.
+fn confirm_force_start(c: &ApiClient, id: &str) -> Result<bool, ClientError> {
+    let p: PairView = c.get(&path(id))?;
+    eprintln!(
+        "force start of pair {} (fs {}) on {}: this array's side will serve at a new epoch, although it may not have every change {} acknowledged; what {} changed since the split is kept aside when it returns.",
+        p.id, p.fs, p.array, p.serving, p.serving
+    );
+    eprint!("type the pair id ({}) to go on: ", p.id);
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return Ok(false);
+    }
+    Ok(line.trim() == p.id)
+}
+
 pub fn run_pair(cmd: PairCmd, api: &ApiArg) -> ExitCode {
-    let mut code = ExitCode::SUCCESS;
-    let done = (|| {
-        let c = ApiClient::new(&api.api)?;
+    finish((|| {
+        let c = api.client()?;
+        let j = api.json;
         match cmd {
-            PairCmd::Create {
-                fs,
-                remote,
-                json: j,
-            } => {
+            PairCmd::Create { fs, remote, wait } => {
                 let p: PairView = c.post("/api/pairs", &CreatePair { fs, remote })?;
+                if wait.wait {
+                    if !j {
+                        println!("created pair {} of file system {}: {} serves, {} holds the twin", p.id, p.fs, p.serving, p.secondary);
+                    }
+                    return Ok(progress::report(progress::wait_normal(&c, &p.id, timeout(wait))?, j));
+                }
                 if j {
                     println!("{}", json(&p));
                 } else {
@@ -92,12 +122,12 @@ pub fn run_pair(cmd: PairCmd, api: &ApiArg) -> ExitCode {
                         p.id, p.fs, p.serving, p.secondary
                     );
                     println!(
-                        "state {}: the initial full sync runs while hosts keep writing; follow it with `metrofs pair show {}`",
+                        "state {}: the initial full sync runs while hosts keep writing; follow it with `metrofs pair show {} --wait`",
                         p.state, p.id
                     );
                 }
             }
-            PairCmd::List { json: j } => {
+            PairCmd::List => {
                 let all: Vec<PairView> = c.get("/api/pairs")?;
                 if j {
                     println!("{}", json(&all));
@@ -105,7 +135,20 @@ pub fn run_pair(cmd: PairCmd, api: &ApiArg) -> ExitCode {
                     print!("{}", pair_table(&all));
                 }
             }
-            PairCmd::Show { id, json: j } => {
+            PairCmd::Show { id, wait } => {
+                if wait.wait {
+                    return Ok(match progress::wait_normal(&c, &id, timeout(wait))? {
+                        Waited::Normal(p) => {
+                            if j {
+                                println!("{}", json(&p));
+                            } else {
+                                print!("{}", pair_detail(&p));
+                            }
+                            ExitCode::SUCCESS
+                        }
+                        stuck => progress::report(stuck, j),
+                    });
+                }
                 let p: PairView = c.get(&path(&id))?;
                 if j {
                     println!("{}", json(&p));
@@ -113,7 +156,7 @@ pub fn run_pair(cmd: PairCmd, api: &ApiArg) -> ExitCode {
                     print!("{}", pair_detail(&p));
                 }
             }
-            PairCmd::Pause { id, json: j } => {
+            PairCmd::Pause { id } => {
                 let p: PairView = c.post_empty(&format!("{}/pause", path(&id)))?;
                 if j {
                     println!("{}", json(&p));
@@ -124,11 +167,9 @@ pub fn run_pair(cmd: PairCmd, api: &ApiArg) -> ExitCode {
                     );
                 }
             }
-            PairCmd::Resume { id, json: j } => {
+            PairCmd::Resume { id, wait } => {
                 let p: PairView = c.post_empty(&format!("{}/resume", path(&id)))?;
-                if j {
-                    println!("{}", json(&p));
-                } else {
+                if !j {
                     println!(
                         "pair {} is {}: what the DCL names ({}) is copied from {} to {}; then Normal",
                         p.id,
@@ -138,32 +179,70 @@ pub fn run_pair(cmd: PairCmd, api: &ApiArg) -> ExitCode {
                         p.secondary
                     );
                 }
+                if wait.wait {
+                    return Ok(progress::report(progress::wait_normal(&c, &p.id, timeout(wait))?, j));
+                }
+                if j {
+                    println!("{}", json(&p));
+                }
+            }
+            PairCmd::Swap { id } => {
+                let p: PairView = c.post_empty(&format!("{}/swap", path(&id)))?;
+                if j {
+                    println!("{}", json(&p));
+                } else {
+                    println!(
+                        "pair {}: {} serves now (epoch {}), {} is its secondary; hosts reconnect through the service address",
+                        p.id, p.serving, p.epoch, p.secondary
+                    );
+                }
+            }
+            PairCmd::ForceStart { id, yes } => {
+                if !yes {
+                    if !std::io::stdin().is_terminal() {
+                        eprintln!("error: force-start needs a confirmation: run it on a terminal, or pass --yes (nothing was sent)");
+                        return Ok(ExitCode::from(2));
+                    }
+                    if !confirm_force_start(&c, &id)? {
+                        eprintln!("error: not confirmed: nothing was sent");
+                        return Ok(ExitCode::from(2));
+                    }
+                }
+                let p: PairView = c.post_empty(&format!("{}/force-start", path(&id)))?;
+                if j {
+                    println!("{}", json(&p));
+                } else {
+                    println!(
+                        "pair {}: force-started, {} serves at epoch {}; when {} returns, what it changed since the split is kept aside",
+                        p.id, p.serving, p.epoch, p.secondary
+                    );
+                }
             }
             PairCmd::Delete { id } => {
                 c.delete(&path(&id))?;
-                println!("deleted pair {id}: both copies are independent file systems now");
+                if j {
+                    println!("{}", json(&serde_json::json!({ "deleted": id })));
+                } else {
+                    println!("deleted pair {id}: both copies are independent file systems now");
+                }
             }
-            PairCmd::Verify { id, json: j } => {
-                let r: VerifyView = c.post_empty(&format!("{}/verify", path(&id)))?;
+            PairCmd::Verify { id } => {
+                let spin = progress::spinner(format!("verifying pair {id}: comparing both sides"));
+                let r: Result<VerifyView, ClientError> = c.post_empty(&format!("{}/verify", path(&id)));
+                spin.finish_and_clear();
+                let r = r?;
                 if j {
                     println!("{}", json(&r));
                 } else {
                     print!("{}", verify_text(&r));
                 }
                 if !r.differences.is_empty() {
-                    code = ExitCode::from(1);
+                    return Ok(ExitCode::from(1));
                 }
             }
         }
-        Ok::<(), ClientError>(())
-    })();
-    match done {
-        Ok(()) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit_code(&e)
-        }
-    }
+        Ok(ExitCode::SUCCESS)
+    })())
 }
 
 /// `Synchronizing 42.0 %` style state, with progress when a resync runs.
@@ -203,6 +282,34 @@ fn dcl_text(p: &PairView) -> String {
         d.dirs,
         d.inodes
     )
+}
+
+fn quorum_text(p: &PairView) -> String {
+    if p.quorum.is_empty() {
+        return format!("{} (no quorum server: the preferred site goes on)", p.quorum_mode);
+    }
+    let servers: Vec<String> = p
+        .quorum
+        .iter()
+        .map(|q| {
+            if q.reachable {
+                match q.rtt_us {
+                    Some(us) => format!("{} reachable ({:.2} ms)", q.addr, us as f64 / 1000.0),
+                    None => format!("{} reachable", q.addr),
+                }
+            } else {
+                format!(
+                    "{} UNREACHABLE{}",
+                    q.addr,
+                    q.last_error
+                        .as_ref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                )
+            }
+        })
+        .collect();
+    format!("{}: {}", p.quorum_mode, servers.join(", "))
 }
 
 fn link_text(p: &PairView) -> String {
@@ -262,10 +369,27 @@ pub fn pair_detail(p: &PairView) -> String {
     let _ = writeln!(o, "pair:           {}", p.id);
     let _ = writeln!(o, "file system:    {} (id {})", p.fs, p.fs_id);
     let _ = writeln!(o, "state:          {}", state_text(p));
-    let _ = writeln!(o, "serving:        {}", p.serving);
+    let _ = writeln!(o, "state since:    {} UTC", utc(p.state_since));
+    let _ = writeln!(
+        o,
+        "serving:        {}{}",
+        p.serving,
+        if p.forced { " (force-started)" } else { "" }
+    );
     let _ = writeln!(o, "secondary:      {}", p.secondary);
     let _ = writeln!(o, "preferred site: {}", p.preferred_site);
-    let _ = writeln!(o, "this array:     {} ({})", p.array, p.role);
+    let _ = writeln!(
+        o,
+        "this array:     {} ({}, {})",
+        p.array,
+        p.role,
+        match p.phase.as_str() {
+            "Open" => "acknowledges changes",
+            "Deciding" => "deciding: an arbitration or swap runs, changes wait",
+            "Stopped" => "stopped: accepts no change",
+            other => other,
+        }
+    );
     let data: Vec<String> = p
         .data
         .iter()
@@ -275,6 +399,20 @@ pub fn pair_detail(p: &PairView) -> String {
     let _ = writeln!(o, "link:           {}", link_text(p));
     let _ = writeln!(o, "epoch:          {}", p.epoch);
     let _ = writeln!(o, "DCL:            {}", dcl_text(p));
+    let _ = writeln!(o, "arbitration:    {}", quorum_text(p));
+    if let Some(a) = &p.last_arbitration {
+        let _ = writeln!(
+            o,
+            "last arbitration: {} UTC, asked by {}, {} (epoch {}): {}",
+            utc(a.time),
+            a.asked_by,
+            a.winner
+                .as_ref()
+                .map_or_else(|| "nobody won".to_owned(), |w| format!("{w} won")),
+            a.epoch,
+            a.reason
+        );
+    }
     if p.alarms.is_empty() {
         let _ = writeln!(o, "alarms:         none");
     } else {
@@ -313,7 +451,7 @@ fn verify_text(r: &VerifyView) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::model::{DclView, SideData, SyncView};
+    use crate::api::model::{ArbitrationInfo, DclView, QuorumServerView, SideData, SyncView};
 
     fn view() -> PairView {
         PairView {
@@ -359,6 +497,23 @@ mod tests {
             }),
             alarms: vec!["replication link down".into()],
             events: vec!["pair state ToBeSynchronized -> Synchronizing".into()],
+            state_since: 1_700_000_000,
+            phase: "Open".into(),
+            quorum_mode: "quorum".into(),
+            quorum: vec![QuorumServerView {
+                addr: "10.0.3.1:7300".into(),
+                reachable: false,
+                rtt_us: None,
+                last_error: Some("connection refused".into()),
+            }],
+            last_arbitration: Some(ArbitrationInfo {
+                time: 1_700_000_000,
+                asked_by: "site-a".into(),
+                winner: Some("site-a".into()),
+                epoch: 2,
+                reason: "link lost; quorum granted".into(),
+            }),
+            forced: false,
         }
     }
 
@@ -372,6 +527,10 @@ mod tests {
             "preferred site: site-a",
             "DCL:            3.0 MiB in 48 chunks, 2 dirs, 5 inodes",
             "epoch:          1",
+            "state since:    2023-11-14 22:13:20 UTC",
+            "arbitration:    quorum: 10.0.3.1:7300 UNREACHABLE (connection refused)",
+            "last arbitration: 2023-11-14 22:13:20 UTC, asked by site-a, site-a won (epoch 2): link lost; quorum granted",
+            "this array:     site-a (Primary, acknowledges changes)",
             "  - replication link down",
             "  pair state ToBeSynchronized -> Synchronizing",
         ] {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::api::model::FsView;
+use crate::api::model::{ExportEntry, FsView};
 
 /// `127.0.0.0/8 (read-write, root squashed)`
 pub fn export_summary(fs: &FsView) -> String {
@@ -87,6 +87,34 @@ pub fn fs_table(all: &[FsView]) -> String {
         line(&r.each_ref().map(String::as_str));
     }
     out
+}
+
+/// One row per export.
+pub fn export_table(all: &[ExportEntry]) -> String {
+    if all.is_empty() {
+        return "no exports (each file system is exported as /NAME; create one with `metrofs fs create NAME`)\n".into();
+    }
+    let rows = all
+        .iter()
+        .map(|e| {
+            vec![
+                e.fs.clone(),
+                e.export.path.clone(),
+                if e.export.clients.is_empty() {
+                    "nobody".into()
+                } else {
+                    e.export.clients.join(",")
+                },
+                if e.export.read_only { "ro" } else { "rw" }.into(),
+                if e.export.root_squash {
+                    format!("squash to {}:{}", e.export.anon_uid, e.export.anon_gid)
+                } else {
+                    "no_squash".into()
+                },
+            ]
+        })
+        .collect();
+    table(&["FS", "PATH", "CLIENTS", "ACCESS", "ROOT"], rows)
 }
 
 /// An aligned table: a header line, then one line per row (the last column is not padded).
