@@ -49,7 +49,7 @@ for t in measure_rto_of_a_killed_serving_array measure_rto_of_a_lost_serving_sit
 done
 
 # values KEY: the numbers of `FAILOVER KEY=N` lines, one a line.
-values() { cat "$RES"/measure_*.log | sed -n "s/^FAILOVER $1=\([0-9]*\) .*/\1/p"; }
+values() { cat "$RES"/measure_*.log | sed -n "s/^FAILOVER $1=\([0-9]*\)\( .*\)\{0,1\}$/\1/p"; }
 # p50 (nearest rank) and max of stdin.
 stats() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) { print "— —"; exit } r = int((NR + 1) / 2); print v[r], v[NR] }'; }
 list() { values "$1" | paste -sd' ' | sed 's/ /, /g'; }
@@ -59,6 +59,9 @@ read -r SWAP_P50 SWAP_MAX < <(values swap_pause_ms | stats)
 N_RTO=$(values rto_ms | wc -l)
 N_SITE=$(values site_rto_ms | wc -l)
 N_SWAP=$(values swap_pause_ms | wc -l)
+SWAP_ERRORS=$(values swap_nfs_errors | head -1)
+SWAP_ERROR_LIST=$(cat "$RES"/measure_*.log | sed -n 's/^FAILOVER swap_nfs_errors=[0-9]* list=//p' | head -1)
+SWAP_UNANSWERED=$(values swap_unanswered | head -1)
 verdict() { awk -v v="$1" -v l="$2" 'BEGIN { if (v == "—") print "n/a"; else print (v + 0 <= l + 0) ? "met" : "MISSED" }'; }
 
 GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -86,6 +89,8 @@ sec=$(mktemp)
     echo "| planned swap (\`metrofs pair swap\`): longest client-visible pause | $N_SWAP | $SWAP_P50 ms | $SWAP_MAX ms | ≤ 1000 ms | $(verdict "$SWAP_MAX" 1000) |"
     echo
     echo "Every run, in order (ms): kill -9: $(list rto_ms); site lost: $(list site_rto_ms); swap: $(list swap_pause_ms)."
+    echo
+    echo "During the $N_SWAP swaps the writer got ${SWAP_ERRORS:-?} NFS error answer(s) ${SWAP_ERROR_LIST:-} and resent ${SWAP_UNANSWERED:-?} request(s) that had no answer after 1.5 s on a connection still open."
     echo
     echo "RPO: 0 in every functional failover test (\`cargo test -p metrofs --test it failover\`): each checks that every acknowledged write reads back after the failover and the heal."
     echo

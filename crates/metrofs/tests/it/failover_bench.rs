@@ -74,7 +74,10 @@ fn measure_planned_swap_pause() {
         std::thread::sleep(Duration::from_millis(200));
     }
     let log = w.finish();
-    assert!(log.nfs_errors.is_empty(), "the client saw errors: {:?}", log.nfs_errors);
+    // A measurement, not a check (the swap test of failover.rs asserts): what the client saw.
+    let timeouts = log.resends.iter().filter(|(_, why)| *why == "timeout").count();
+    println!("FAILOVER swap_nfs_errors={} list={:?}", log.nfs_errors.len(), log.nfs_errors.iter().map(|(_, e)| e).collect::<Vec<_>>());
+    println!("FAILOVER swap_unanswered={timeouts} (requests resent after {} ms without an answer)", crate::failover::REQ_TIMEOUT_MS);
 }
 
 #[test]
