@@ -230,20 +230,26 @@ pub(crate) struct PairRt {
     gate: tokio::sync::RwLock<()>,
     last_arbitration: Mutex<Option<ArbitrationView>>,
     since: Mutex<Time>,
+    /// The array's durable event log, once the daemon has opened it.
+    sink: EventSink,
 }
+
+/// Where pair events go durably (set once by the daemon).
+type EventSink = Arc<std::sync::OnceLock<Arc<crate::events::EventLog>>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl PairRt {
-    fn new(record: PairRecord, me: &str, now: Time) -> Self {
+    fn new(record: PairRecord, me: &str, now: Time, sink: EventSink) -> Self {
         let role = if record.primary == me { Role::Primary } else { Role::Secondary };
         Self {
             phase: tokio::sync::watch::Sender::new(if role == Role::Primary { Phase::Open } else { Phase::Stopped }),
             gate: tokio::sync::RwLock::new(()),
             last_arbitration: Mutex::new(None),
             since: Mutex::new(now),
+            sink,
             engine: Mutex::new(Engine::new(record.state, role)),
             record: Mutex::new(record),
             seq: AtomicU64::new(0),
@@ -283,7 +289,39 @@ impl PairRt {
     }
 
     pub(crate) fn event(&self, text: String) {
+        use crate::events::EventKind;
+        let kind = if text.starts_with("planned swap") || text.contains("planned swap") {
+            EventKind::Swap
+        } else if text.contains("force start") {
+            EventKind::ForceStart
+        } else if text.starts_with("service taken over") {
+            EventKind::Failover
+        } else if text.starts_with("arbitration") {
+            EventKind::Arbitration
+        } else if text.starts_with("resync") {
+            EventKind::Resync
+        } else if text.contains("by the operator") {
+            EventKind::Operator
+        } else {
+            EventKind::State
+        };
+        self.event_as(kind, text);
+    }
+
+    pub(crate) fn event_as(&self, kind: crate::events::EventKind, text: String) {
         tracing::info!(pair = %self.id(), "{text}");
+        if let Some(log) = self.sink.get() {
+            let rec = crate::events::EventRecord {
+                time_ms: metrofs_core::Clock::now(&metrofs_core::SystemClock).as_nanos() / 1_000_000,
+                kind,
+                pair: Some(self.id().to_string()),
+                actor: "metro".into(),
+                text: text.clone(),
+            };
+            if let Err(e) = log.record(rec) {
+                tracing::error!(error = %e, "cannot record an event");
+            }
+        }
         let mut e = lock(&self.events);
         e.push_back(text);
         while e.len() > EVENTS_KEPT_MAX {
@@ -322,6 +360,7 @@ pub struct Metro {
     /// Called (synchronously) when this array stops serving a pair: the daemon closes the NFS
     /// connections so that clients reconnect to the serving side.
     on_service_lost: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    sink: EventSink,
 }
 
 impl std::fmt::Debug for Metro {
@@ -343,6 +382,7 @@ impl Metro {
             w.commit().map_err(storage)?;
         }
         let clock_now = array.now();
+        let sink: EventSink = Arc::default();
         let dcl = Dcl::open(db.clone()).map_err(storage)?;
         let (log, left) = ActivityLog::open(&dir.join("metro.log")).map_err(storage)?;
         let mut pairs = HashMap::new();
@@ -351,7 +391,7 @@ impl Metro {
             for row in r.open_table(PAIRS).map_err(storage)?.iter().map_err(storage)? {
                 let (_, v) = row.map_err(storage)?;
                 let rec: PairRecord = serde_json::from_slice(v.value()).map_err(storage)?;
-                let rt = PairRt::new(rec, &config.name, clock_now);
+                let rt = PairRt::new(rec, &config.name, clock_now, sink.clone());
                 // A serving side that was replicating when it stopped does not know whether
                 // the other took over meanwhile: it serves again only once the link or an
                 // arbitration says it still holds the pair.
@@ -400,6 +440,7 @@ impl Metro {
             recent: Mutex::new(VecDeque::new()),
             link_ever_up: std::sync::atomic::AtomicBool::new(false),
             on_service_lost: Mutex::new(None),
+            sink,
         });
         metro.publish_service();
         if recovered {
@@ -834,7 +875,7 @@ impl Metro {
                 store.apply_sync(pair.fs, &SyncOp::PutInode { attr: root, symlink: None }).map_err(|e| e.to_string())?;
                 store.sync().map_err(|e| e.to_string())?;
                 self.persist(&pair).map_err(|e| e.to_string())?;
-                let rt = Arc::new(PairRt::new(pair.clone(), &self.config.name, self.array.now()));
+                let rt = Arc::new(PairRt::new(pair.clone(), &self.config.name, self.array.now(), self.sink.clone()));
                 lock(&rt.engine).on(Event::LinkUp);
                 rt.event(format!("pair created as the secondary of {} for fs '{}'", pair.primary, pair.fs_name));
                 self.pairs.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(pair.fs, rt);
@@ -1326,6 +1367,12 @@ impl Metro {
         }
     }
 
+    /// Sends every pair event (state changes, arbitrations, failovers, swaps, force starts)
+    /// to `log` from now on. Once per process.
+    pub fn set_event_log(&self, log: Arc<crate::events::EventLog>) {
+        let _ = self.sink.set(log);
+    }
+
     /// What this array should serve, as it changes (the daemon moves the service address).
     #[must_use]
     pub fn service_watch(&self) -> tokio::sync::watch::Receiver<ServiceState> {
@@ -1504,7 +1551,7 @@ impl Metro {
             Err(e) => return Err(MetroError::Link(e.to_string())),
         }
         self.persist(&rec)?;
-        let rt = Arc::new(PairRt::new(rec.clone(), &self.config.name, self.array.now()));
+        let rt = Arc::new(PairRt::new(rec.clone(), &self.config.name, self.array.now(), self.sink.clone()));
         lock(&rt.engine).on(Event::LinkUp);
         rt.event(format!("pair created: fs '{}' from {} to {}; initial full sync", rec.fs_name, rec.primary, rec.secondary));
         self.pairs.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(info.id, rt.clone());

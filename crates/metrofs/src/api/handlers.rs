@@ -472,7 +472,7 @@ pub async fn create_fs(
 
 /// One file system.
 #[utoipa::path(get, path = "/api/fs/{name}", tag = "fs",
-    params(("name" = String, Path, description = "the file system's name")),
+    params(("name" = String, Path, description = "the file system's name", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
     responses(
         (status = 200, description = "the file system", body = FsView),
         (status = 404, description = "no such file system", body = ErrorBody),
@@ -489,7 +489,7 @@ pub async fn get_fs(
 
 /// Delete a file system and every file in it (refused while it is paired).
 #[utoipa::path(delete, path = "/api/fs/{name}", tag = "fs",
-    params(("name" = String, Path, description = "the file system's name")),
+    params(("name" = String, Path, description = "the file system's name", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
     responses(
         (status = 204, description = "deleted"),
         (status = 404, description = "no such file system", body = ErrorBody),
@@ -538,7 +538,7 @@ pub async fn list_exports(State(s): State<AppState>) -> Json<Vec<ExportEntry>> {
 
 /// One file system's export rules.
 #[utoipa::path(get, path = "/api/fs/{name}/export", tag = "fs",
-    params(("name" = String, Path, description = "the file system's name")),
+    params(("name" = String, Path, description = "the file system's name", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
     responses(
         (status = 200, description = "its export", body = ExportView),
         (status = 404, description = "no such file system", body = ErrorBody),
@@ -555,7 +555,7 @@ pub async fn get_export(
 
 /// Replace a file system's export rules; they apply to the next call of every client.
 #[utoipa::path(put, path = "/api/fs/{name}/export", tag = "fs", request_body = SetExport,
-    params(("name" = String, Path, description = "the file system's name")),
+    params(("name" = String, Path, description = "the file system's name", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
     responses(
         (status = 200, description = "the file system with its new rules", body = FsView),
         (status = 400, description = "a network does not parse, or the body is wrong", body = ErrorBody),
@@ -641,7 +641,7 @@ pub async fn create_pair(
 /// One pair: state (and resync progress), data status, link, DCL, epoch, who serves, quorum,
 /// last arbitration, alarms, recent events.
 #[utoipa::path(get, path = "/api/pairs/{id}", tag = "pairs",
-    params(("id" = String, Path, description = "the pair's id (16 hex digits)")),
+    params(("id" = String, Path, description = "the pair's id (16 hex digits)", pattern = r"^[0-9a-fA-F]{16}$")),
     responses(
         (status = 200, description = "the pair", body = PairView),
         (status = 400, description = "not a pair id", body = ErrorBody),
@@ -692,7 +692,7 @@ async fn blocking_pair_action(
 /// Stop replicating on purpose: the serving side goes on alone and the DCL records what
 /// changes, until resume.
 #[utoipa::path(post, path = "/api/pairs/{id}/pause", tag = "pairs",
-    params(("id" = String, Path, description = "the pair's id (16 hex digits)")),
+    params(("id" = String, Path, description = "the pair's id (16 hex digits)", pattern = r"^[0-9a-fA-F]{16}$")),
     responses(
         (status = 200, description = "Paused", body = PairView),
         (status = 400, description = "not a pair id", body = ErrorBody),
@@ -712,7 +712,7 @@ pub async fn pause_pair(
 
 /// Resynchronise what the DCL names (from Paused or ToBeSynchronized), then Normal.
 #[utoipa::path(post, path = "/api/pairs/{id}/resume", tag = "pairs",
-    params(("id" = String, Path, description = "the pair's id (16 hex digits)")),
+    params(("id" = String, Path, description = "the pair's id (16 hex digits)", pattern = r"^[0-9a-fA-F]{16}$")),
     responses(
         (status = 200, description = "Synchronizing", body = PairView),
         (status = 400, description = "not a pair id", body = ErrorBody),
@@ -735,7 +735,7 @@ pub async fn resume_pair(
 /// takes over at the next epoch, nothing is lost; hosts reconnect through the service address.
 /// Needs the pair Normal and the link up.
 #[utoipa::path(post, path = "/api/pairs/{id}/swap", tag = "pairs",
-    params(("id" = String, Path, description = "the pair's id (16 hex digits)")),
+    params(("id" = String, Path, description = "the pair's id (16 hex digits)", pattern = r"^[0-9a-fA-F]{16}$")),
     responses(
         (status = 200, description = "the other side serves now", body = PairView),
         (status = 400, description = "not a pair id", body = ErrorBody),
@@ -764,7 +764,7 @@ pub async fn swap_pair(
 /// the other side returns, what it changed since the split is kept aside, not dropped.
 /// Refused while the peer is reachable (use swap).
 #[utoipa::path(post, path = "/api/pairs/{id}/force-start", tag = "pairs",
-    params(("id" = String, Path, description = "the pair's id (16 hex digits)")),
+    params(("id" = String, Path, description = "the pair's id (16 hex digits)", pattern = r"^[0-9a-fA-F]{16}$")),
     responses(
         (status = 200, description = "this side serves", body = PairView),
         (status = 400, description = "not a pair id", body = ErrorBody),
@@ -789,7 +789,7 @@ pub async fn force_start_pair(
 
 /// Compare both sides (inodes, attributes, entries, chunk digests) and list every difference.
 #[utoipa::path(post, path = "/api/pairs/{id}/verify", tag = "pairs",
-    params(("id" = String, Path, description = "the pair's id (16 hex digits)")),
+    params(("id" = String, Path, description = "the pair's id (16 hex digits)", pattern = r"^[0-9a-fA-F]{16}$")),
     responses(
         (status = 200, description = "what the comparison found", body = VerifyView),
         (status = 400, description = "not a pair id", body = ErrorBody),
@@ -842,7 +842,7 @@ pub async fn verify_pair(
 
 /// Unpair (on the serving array): both copies stay, as independent file systems.
 #[utoipa::path(delete, path = "/api/pairs/{id}", tag = "pairs",
-    params(("id" = String, Path, description = "the pair's id (16 hex digits)")),
+    params(("id" = String, Path, description = "the pair's id (16 hex digits)", pattern = r"^[0-9a-fA-F]{16}$")),
     responses(
         (status = 204, description = "unpaired"),
         (status = 400, description = "not a pair id", body = ErrorBody),
