@@ -179,9 +179,15 @@ impl ServiceAddress {
         let added = match present {
             Ok(found) if !found.is_empty() => false,
             Ok(_) => {
-                handle.add(iface.index, self.addr, self.prefix_len).await.map_err(|e| {
-                    format!("adding service address {}/{} to {}: {e}", self.addr, self.prefix_len, self.interface)
-                })?;
+                handle
+                    .add(iface.index, self.addr, self.prefix_len)
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "adding service address {}/{} to {}: {e}",
+                            self.addr, self.prefix_len, self.interface
+                        )
+                    })?;
                 true
             }
             Err(e) => {
@@ -198,7 +204,10 @@ impl ServiceAddress {
         let mut tx = open_sender(&iface)?;
         let frame = garp_frame(mac, self.addr);
         send_frame(tx.as_mut(), &frame).map_err(|e| {
-            format!("announcing service address {} on {} (gratuitous ARP): {e}", self.addr, self.interface)
+            format!(
+                "announcing service address {} on {} (gratuitous ARP): {e}",
+                self.addr, self.interface
+            )
         })?;
         tracing::info!(
             address = %self.addr,
@@ -239,7 +248,10 @@ impl ServiceAddress {
         let (handle, conn) = Netlink::open()?;
         let result = async {
             let found = handle.find(iface.index, self.addr).await.map_err(|e| {
-                format!("listing the addresses of {} (to remove service address {}): {e}", self.interface, self.addr)
+                format!(
+                    "listing the addresses of {} (to remove service address {}): {e}",
+                    self.interface, self.addr
+                )
             })?;
             let removed = !found.is_empty();
             for msg in found {
@@ -310,10 +322,23 @@ impl Netlink {
             .await
     }
 
-    async fn add(&self, index: u32, addr: Ipv4Addr, prefix_len: u8) -> Result<(), rtnetlink::Error> {
-        match self.0.address().add(index, IpAddr::V4(addr), prefix_len).execute().await {
+    async fn add(
+        &self,
+        index: u32,
+        addr: Ipv4Addr,
+        prefix_len: u8,
+    ) -> Result<(), rtnetlink::Error> {
+        match self
+            .0
+            .address()
+            .add(index, IpAddr::V4(addr), prefix_len)
+            .execute()
+            .await
+        {
             // Added by somebody else since we looked: it is there, which is the goal.
-            Err(rtnetlink::Error::NetlinkError(m)) if m.to_io().raw_os_error() == Some(EEXIST) => Ok(()),
+            Err(rtnetlink::Error::NetlinkError(m)) if m.to_io().raw_os_error() == Some(EEXIST) => {
+                Ok(())
+            }
             r => r,
         }
     }
@@ -385,7 +410,10 @@ mod tests {
     #[test]
     fn new_accepts_a_host_address_and_refuses_bad_input() {
         let s = ServiceAddress::new("10.78.0.100/24", "eth0").expect("valid");
-        assert_eq!((s.addr(), s.prefix_len(), s.interface()), (Ipv4Addr::new(10, 78, 0, 100), 24, "eth0"));
+        assert_eq!(
+            (s.addr(), s.prefix_len(), s.interface()),
+            (Ipv4Addr::new(10, 78, 0, 100), 24, "eth0")
+        );
         ServiceAddress::new("192.168.1.7/32", "br-lan.10").expect("a /32 is a host address");
         for (cidr, iface, says) in [
             ("10.78.0.100", "eth0", "expected IPv4/PREFIX"),
@@ -423,7 +451,11 @@ mod tests {
         assert_eq!(garp_address(&f), Some(addr));
         let mut not = f;
         not[41] = 1;
-        assert_eq!(garp_address(&not), None, "an ordinary request is no announcement");
+        assert_eq!(
+            garp_address(&not),
+            None,
+            "an ordinary request is no announcement"
+        );
         assert_eq!(garp_address(&f[..41]), None);
     }
 
@@ -439,12 +471,18 @@ mod tests {
             static N: AtomicU64 = AtomicU64::new(0);
             let n = N.fetch_add(1, Ordering::SeqCst);
             let pid = std::process::id();
-            let ns = Self { me: format!("svc-{pid}-{n}"), peer: format!("svcp-{pid}-{n}") };
+            let ns = Self {
+                me: format!("svc-{pid}-{n}"),
+                peer: format!("svcp-{pid}-{n}"),
+            };
             for name in [&ns.me, &ns.peer] {
                 let _ = ip(&["netns", "del", name]);
                 ip_ok(&["netns", "add", name]);
             }
-            ip_ok(&["link", "add", "eth0", "netns", &ns.me, "type", "veth", "peer", "name", "eth0", "netns", &ns.peer]);
+            ip_ok(&[
+                "link", "add", "eth0", "netns", &ns.me, "type", "veth", "peer", "name", "eth0",
+                "netns", &ns.peer,
+            ]);
             ip_ok(&["-n", &ns.me, "addr", "add", "10.79.0.1/24", "dev", "eth0"]);
             ip_ok(&["-n", &ns.peer, "addr", "add", "10.79.0.2/24", "dev", "eth0"]);
             for name in [&ns.me, &ns.peer] {
@@ -481,7 +519,10 @@ mod tests {
     }
 
     fn ip(args: &[&str]) -> std::process::Output {
-        std::process::Command::new("ip").args(args).output().expect("run ip (iproute2 needed)")
+        std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .expect("run ip (iproute2 needed)")
     }
 
     fn ip_ok(args: &[&str]) -> String {
@@ -514,22 +555,39 @@ mod tests {
             .to_owned();
         // The peer believes the address is somewhere else (the other array's MAC): what an
         // announcement must correct.
-        ip_ok(&["-n", &ns.peer, "neigh", "replace", "10.79.0.100", "lladdr", "02:00:00:00:00:99", "dev", "eth0", "nud", "stale"]);
+        ip_ok(&[
+            "-n",
+            &ns.peer,
+            "neigh",
+            "replace",
+            "10.79.0.100",
+            "lladdr",
+            "02:00:00:00:00:99",
+            "dev",
+            "eth0",
+            "nud",
+            "stale",
+        ]);
 
         // The peer listens for announcements from before the activation until all are in.
-        let window = Duration::from_millis(ANNOUNCE_INTERVAL_MS * u64::from(ANNOUNCE_REPEATS) + 1500);
+        let window =
+            Duration::from_millis(ANNOUNCE_INTERVAL_MS * u64::from(ANNOUNCE_REPEATS) + 1500);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let listener = {
             let peer = ns.peer.clone();
             std::thread::spawn(move || {
                 Ns::run_in(&peer, move || {
-                    let iface = pnet_datalink::interfaces().into_iter().find(|i| i.name == "eth0").expect("peer eth0");
+                    let iface = pnet_datalink::interfaces()
+                        .into_iter()
+                        .find(|i| i.name == "eth0")
+                        .expect("peer eth0");
                     let config = pnet_datalink::Config {
                         read_timeout: Some(Duration::from_millis(100)),
                         promiscuous: false,
                         ..pnet_datalink::Config::default()
                     };
-                    let Ok(Channel::Ethernet(_tx, mut rx)) = pnet_datalink::channel(&iface, config) else {
+                    let Ok(Channel::Ethernet(_tx, mut rx)) = pnet_datalink::channel(&iface, config)
+                    else {
                         panic!("packet socket in the peer namespace");
                     };
                     ready_tx.send(()).expect("ready");
@@ -550,7 +608,10 @@ mod tests {
 
         let (svc2, me) = (svc.clone(), ns.me.clone());
         let held_after = Ns::run_in(&me, move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async {
                 assert!(!svc2.held(), "not held before");
                 svc2.activate().await.expect("activate");
@@ -558,32 +619,59 @@ mod tests {
                 // Idempotent: a second activate neither fails nor adds a second address.
                 svc2.activate().await.expect("activate again");
                 // Let the background task send its repeats on this runtime.
-                tokio::time::sleep(Duration::from_millis(ANNOUNCE_INTERVAL_MS * u64::from(ANNOUNCE_REPEATS) + 500)).await;
+                tokio::time::sleep(Duration::from_millis(
+                    ANNOUNCE_INTERVAL_MS * u64::from(ANNOUNCE_REPEATS) + 500,
+                ))
+                .await;
                 held
             })
         });
         assert!(held_after, "held after activate");
         let addrs = ip_ok(&["-n", &ns.me, "-4", "-o", "addr", "show", "dev", "eth0"]);
         assert_eq!(addrs.matches("10.79.0.100/24").count(), 1, "{addrs}");
-        assert!(addrs.contains("10.79.0.1/24"), "the interface's own address stays: {addrs}");
+        assert!(
+            addrs.contains("10.79.0.1/24"),
+            "the interface's own address stays: {addrs}"
+        );
 
         let seen = listener.join().expect("listener");
         let ours: Vec<_> = seen.iter().filter(|(_, a, _)| *a == svc.addr()).collect();
         // Two activations: two immediate frames, and the second one's repeats (the first's
         // were silenced by it).
-        assert!(ours.len() > usize::try_from(ANNOUNCE_REPEATS).expect("small"), "announcements seen: {seen:?}");
-        let mac_bytes: Vec<u8> = my_mac.split(':').map(|h| u8::from_str_radix(h, 16).expect("hex")).collect();
-        assert!(ours.iter().all(|(_, _, m)| *m == mac_bytes), "sent from {my_mac}: {seen:?}");
+        assert!(
+            ours.len() > usize::try_from(ANNOUNCE_REPEATS).expect("small"),
+            "announcements seen: {seen:?}"
+        );
+        let mac_bytes: Vec<u8> = my_mac
+            .split(':')
+            .map(|h| u8::from_str_radix(h, 16).expect("hex"))
+            .collect();
+        assert!(
+            ours.iter().all(|(_, _, m)| *m == mac_bytes),
+            "sent from {my_mac}: {seen:?}"
+        );
         let spread = ours.last().expect("some").0 - ours[0].0;
-        assert!(spread >= Duration::from_millis(ANNOUNCE_INTERVAL_MS), "repeats come later, not in one burst: {seen:?}");
-        assert_eq!(neigh_mac(&ns.peer, "10.79.0.100").as_deref(), Some(my_mac.as_str()), "the peer's neighbour cache moved to the announcer");
+        assert!(
+            spread >= Duration::from_millis(ANNOUNCE_INTERVAL_MS),
+            "repeats come later, not in one burst: {seen:?}"
+        );
+        assert_eq!(
+            neigh_mac(&ns.peer, "10.79.0.100").as_deref(),
+            Some(my_mac.as_str()),
+            "the peer's neighbour cache moved to the announcer"
+        );
 
         let (svc3, me) = (svc.clone(), ns.me.clone());
         let held_after = Ns::run_in(&me, move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async {
                 svc3.deactivate().await.expect("deactivate");
-                svc3.deactivate().await.expect("deactivate again (nothing to do)");
+                svc3.deactivate()
+                    .await
+                    .expect("deactivate again (nothing to do)");
                 svc3.held()
             })
         });
@@ -598,7 +686,10 @@ mod tests {
         let ns = Ns::create();
         let svc = ServiceAddress::new("10.79.0.100/24", "nosuch0").expect("valid syntax");
         let (e, d) = Ns::run_in(&ns.me, move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async { (svc.activate().await, svc.deactivate().await) })
         });
         let e = e.expect_err("no such interface");

@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::failover::{check_healed_and_identical, dcl_empty_when_normal, no_ack_lost, read_file, Writer, NORMAL_MS, TAKEOVER_MS};
+use crate::failover::{
+    check_healed_and_identical, dcl_empty_when_normal, no_ack_lost, read_file, Writer, NORMAL_MS,
+    TAKEOVER_MS,
+};
 use crate::harness::text;
 use crate::topo::{Domain, Opts, Peer, Site, SERVICE};
 
@@ -95,7 +98,8 @@ fn open_primaries(d: &Domain, id: &str, live: &[Site]) -> Vec<(Site, u64)> {
     live.iter()
         .filter_map(|s| {
             let v: Value = d.show(*s, id)?;
-            (v["role"] == "Primary" && v["phase"] == "Open").then(|| (*s, v["epoch"].as_u64().unwrap_or(0)))
+            (v["role"] == "Primary" && v["phase"] == "Open")
+                .then(|| (*s, v["epoch"].as_u64().unwrap_or(0)))
         })
         .collect()
 }
@@ -103,32 +107,63 @@ fn open_primaries(d: &Domain, id: &str, live: &[Site]) -> Vec<(Site, u64)> {
 /// Invariant: in one sample, no two sides open as primary in the same epoch.
 fn one_open_primary_per_epoch(sample: &[(Site, u64)]) -> Result<(), String> {
     if sample.len() > 1 && sample.iter().all(|(_, e)| *e == sample[0].1) {
-        return Err(format!("two sides open for changes in epoch {}: {sample:?}", sample[0].1));
+        return Err(format!(
+            "two sides open for changes in epoch {}: {sample:?}",
+            sample[0].1
+        ));
     }
     Ok(())
 }
 
 fn seeds() -> Vec<u64> {
-    if let Some(s) = std::env::var("METROFS_FAULT_SEED").ok().and_then(|s| s.parse().ok()) {
+    if let Some(s) = std::env::var("METROFS_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         return vec![s];
     }
-    let n = std::env::var("METROFS_FAULT_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10u64);
+    let n = std::env::var("METROFS_FAULT_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10u64);
     (1..=n).collect()
 }
 
 #[test]
 fn seeded_double_fault_schedules_keep_every_invariant() {
-    let mut d = Domain::start(Opts { heartbeat_ms: Some((100, 600)), ..Opts::default() });
+    let mut d = Domain::start(Opts {
+        heartbeat_ms: Some((100, 600)),
+        ..Opts::default()
+    });
     let id = d.create_pair("df");
     for seed in seeds() {
         let (faults, gap, hold) = schedule(seed);
         eprintln!("fault schedule seed {seed}: {faults:?}, second after {gap:?}, healed after {hold:?} (replay: METROFS_FAULT_SEED={seed})");
         let ctx = |what: &str| format!("seed {seed} {faults:?}: {what}");
-        let serving = Site::of_name(d.show(Site::A, &id).or_else(|| d.show(Site::B, &id)).expect("a view")["serving"].as_str().expect("serving")).expect("site");
+        let serving = Site::of_name(
+            d.show(Site::A, &id)
+                .or_else(|| d.show(Site::B, &id))
+                .expect("a view")["serving"]
+                .as_str()
+                .expect("serving"),
+        )
+        .expect("site");
         d.wait_serving(serving, &id, TAKEOVER_MS);
         let ws = Writer::start(&d.topo, SERVICE, "df", &format!("s{seed}"), 1000 + seed);
-        let wa = Writer::start(&d.topo, Site::A.addr(), "df", &format!("a{seed}"), 2000 + seed);
-        let wb = Writer::start(&d.topo, Site::B.addr(), "df", &format!("b{seed}"), 3000 + seed);
+        let wa = Writer::start(
+            &d.topo,
+            Site::A.addr(),
+            "df",
+            &format!("a{seed}"),
+            2000 + seed,
+        );
+        let wb = Writer::start(
+            &d.topo,
+            Site::B.addr(),
+            "df",
+            &format!("b{seed}"),
+            3000 + seed,
+        );
         ws.wait_acks(10, 30_000, &ctx("before the faults"), &|| d.logs());
 
         // Safety phase.
@@ -143,26 +178,49 @@ fn seeded_double_fault_schedules_keep_every_invariant() {
                 apply(&mut d, faults[1]);
                 second_done = true;
             }
-            let live: Vec<Site> = [Site::A, Site::B].into_iter().filter(|s| d.arr(*s).has_process()).collect();
+            let live: Vec<Site> = [Site::A, Site::B]
+                .into_iter()
+                .filter(|s| d.arr(*s).has_process())
+                .collect();
             let sample = open_primaries(&d, &id, &live);
-            one_open_primary_per_epoch(&sample).unwrap_or_else(|e| panic!("{}\n{}", ctx(&e), d.logs()));
+            one_open_primary_per_epoch(&sample)
+                .unwrap_or_else(|e| panic!("{}\n{}", ctx(&e), d.logs()));
             // The address on both live sites is allowed only while one of them is still
             // deciding (it acknowledges nothing then): a side that stopped, or two open
             // primaries, must never hold it together. Counted and printed.
-            let holders: Vec<Site> = d.topo.service_holders().into_iter().filter(|s| live.contains(s)).collect();
+            let holders: Vec<Site> = d
+                .topo
+                .service_holders()
+                .into_iter()
+                .filter(|s| live.contains(s))
+                .collect();
             if holders.len() > 1 {
                 both_held += 1;
-                let views: Vec<Option<Value>> = [Site::A, Site::B].into_iter().map(|s| d.show(s, &id)).collect();
+                let views: Vec<Option<Value>> = [Site::A, Site::B]
+                    .into_iter()
+                    .map(|s| d.show(s, &id))
+                    .collect();
                 let deciding = views.iter().flatten().any(|v| v["phase"] == "Deciding");
                 // A side that just stopped releases the address a few ms later (the address
                 // follows the phase asynchronously, and the two were sampled one after the
                 // other): look again after a grace period.
                 let still = || {
                     std::thread::sleep(Duration::from_millis(ADDRESS_GRACE_MS));
-                    d.topo.service_holders().into_iter().filter(|s| live.contains(s)).count() > 1
+                    d.topo
+                        .service_holders()
+                        .into_iter()
+                        .filter(|s| live.contains(s))
+                        .count()
+                        > 1
                 };
                 if !deciding && still() {
-                    panic!("{}\nviews: {views:#?}\n{}", ctx(&format!("service address on {holders:?}, neither side deciding")), d.logs());
+                    panic!(
+                        "{}\nviews: {views:#?}\n{}",
+                        ctx(&format!(
+                            "service address on {holders:?}, neither side deciding"
+                        )),
+                        d.logs()
+                    );
                 }
             }
             samples += 1;
@@ -184,12 +242,23 @@ fn seeded_double_fault_schedules_keep_every_invariant() {
         }
         let deadline = Instant::now() + Duration::from_millis(NORMAL_MS);
         let (serving, v) = loop {
-            let views: Vec<(Site, Value)> = [Site::A, Site::B].into_iter().filter_map(|s| d.show(s, &id).map(|v| (s, v))).collect();
+            let views: Vec<(Site, Value)> = [Site::A, Site::B]
+                .into_iter()
+                .filter_map(|s| d.show(s, &id).map(|v| (s, v)))
+                .collect();
             let open = |v: &Value| v["phase"].as_str().is_none_or(|p| p == "Open");
-            if let Some((s, v)) = views.iter().find(|(s, v)| v["state"] == "Normal" && v["serving"] == s.name() && open(v)) {
+            if let Some((s, v)) = views
+                .iter()
+                .find(|(s, v)| v["state"] == "Normal" && v["serving"] == s.name() && open(v))
+            {
                 break (*s, v.clone());
             }
-            assert!(Instant::now() < deadline, "{}\nviews: {views:#?}\n{}", ctx("not Normal after the heal"), d.logs());
+            assert!(
+                Instant::now() < deadline,
+                "{}\nviews: {views:#?}\n{}",
+                ctx("not Normal after the heal"),
+                d.logs()
+            );
             std::thread::sleep(Duration::from_millis(100));
         };
         dcl_empty_when_normal(&v).unwrap_or_else(|e| panic!("{}", ctx(&e)));
@@ -198,7 +267,8 @@ fn seeded_double_fault_schedules_keep_every_invariant() {
         ws.wait_acks(n + 5, 60_000, &ctx("after the heal"), &|| d.logs());
         let out = d.arr(serving).cli(&["pair", "verify", &id]);
         assert!(
-            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("both sides are identical"),
+            out.status.success()
+                && String::from_utf8_lossy(&out.stdout).contains("both sides are identical"),
             "{}: {}",
             ctx("verify"),
             text(&out)
@@ -209,8 +279,10 @@ fn seeded_double_fault_schedules_keep_every_invariant() {
             if log.fh.is_none() {
                 continue; // never mounted (that site never served): nothing acknowledged
             }
-            let content = read_file(&d.topo, SERVICE, "df", &file).unwrap_or_else(|e| panic!("{}", ctx(&format!("read {file}: {e}"))));
-            no_ack_lost(seed_of + seed, &log.acks, &content).unwrap_or_else(|e| panic!("{}\n{}", ctx(&format!("{file}: {e}")), d.logs()));
+            let content = read_file(&d.topo, SERVICE, "df", &file)
+                .unwrap_or_else(|e| panic!("{}", ctx(&format!("read {file}: {e}"))));
+            no_ack_lost(seed_of + seed, &log.acks, &content)
+                .unwrap_or_else(|e| panic!("{}\n{}", ctx(&format!("{file}: {e}")), d.logs()));
         }
         eprintln!(
             "seed {seed}: ok ({samples} samples, {both_held} with the address on both sites while one decided; acks: service {}, site-a {}, site-b {}; now served by {} in epoch {})",
@@ -221,15 +293,24 @@ fn seeded_double_fault_schedules_keep_every_invariant() {
             v["epoch"]
         );
     }
-    let serving = Site::of_name(d.show(Site::A, &id).expect("view")["serving"].as_str().expect("serving")).expect("site");
+    let serving = Site::of_name(
+        d.show(Site::A, &id).expect("view")["serving"]
+            .as_str()
+            .expect("serving"),
+    )
+    .expect("site");
     check_healed_and_identical(&mut d, serving, &id, "df");
 }
 
 #[test]
 fn schedules_are_reproducible_and_varied() {
     assert_eq!(schedule(3), schedule(3));
-    let kinds: std::collections::BTreeSet<String> = (1..=10).map(|s| format!("{:?}", schedule(s).0)).collect();
-    assert!(kinds.len() >= 5, "ten seeds give varied schedules: {kinds:?}");
+    let kinds: std::collections::BTreeSet<String> =
+        (1..=10).map(|s| format!("{:?}", schedule(s).0)).collect();
+    assert!(
+        kinds.len() >= 5,
+        "ten seeds give varied schedules: {kinds:?}"
+    );
     for s in 1..=50 {
         let ([a, b], _, _) = schedule(s);
         assert_ne!(a, b);

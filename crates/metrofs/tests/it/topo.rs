@@ -106,17 +106,29 @@ pub struct Topo {
 }
 
 fn ip(args: &[&str]) -> Output {
-    Command::new(ip_tool()).args(args).stdin(Stdio::null()).output().expect("run ip")
+    Command::new(ip_tool())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ip")
 }
 
 fn ip_ok(args: &[&str]) {
     let out = ip(args);
-    assert!(out.status.success(), "ip {args:?} failed (root needed): {}", text(&out));
+    assert!(
+        out.status.success(),
+        "ip {args:?} failed (root needed): {}",
+        text(&out)
+    );
 }
 
 /// `nft`'s path; panics when nftables is missing.
 pub fn nft_tool() -> PathBuf {
-    for dir in std::env::var("PATH").unwrap_or_default().split(':').chain(["/usr/sbin", "/sbin"]) {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+    {
         let p = Path::new(dir).join("nft");
         if p.is_file() {
             return p;
@@ -133,9 +145,18 @@ fn nft(ns: &str, script: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run nft");
-    child.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("nft script");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("nft script");
     let out = child.wait_with_output().expect("nft");
-    assert!(out.status.success(), "nft in {ns} failed on:\n{script}\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "nft in {ns} failed on:\n{script}\n{}",
+        text(&out)
+    );
 }
 
 impl Topo {
@@ -143,7 +164,11 @@ impl Topo {
     /// nftables drop sets of both sites.
     pub fn create() -> Self {
         static N: AtomicU64 = AtomicU64::new(0);
-        let tag = format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+        let tag = format!(
+            "{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
         let t = Self {
             host: format!("m4host-{tag}"),
             a: format!("m4a-{tag}"),
@@ -158,13 +183,39 @@ impl Topo {
             ip_ok(&["netns", "add", ns]);
             ip_ok(&["-n", ns, "link", "set", "lo", "up"]);
         }
-        ip_ok(&["-n", &t.switch, "link", "add", "br0", "type", "bridge", "stp_state", "0"]);
+        ip_ok(&[
+            "-n",
+            &t.switch,
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+        ]);
         ip_ok(&["-n", &t.switch, "link", "set", "br0", "up"]);
-        for (ns, port, addr) in [(&t.host, "p-host", HOST), (&t.a, "p-a", SITE_A), (&t.b, "p-b", SITE_B), (&t.quorum, "p-q", QUORUM)] {
-            ip_ok(&["link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", &t.switch]);
+        for (ns, port, addr) in [
+            (&t.host, "p-host", HOST),
+            (&t.a, "p-a", SITE_A),
+            (&t.b, "p-b", SITE_B),
+            (&t.quorum, "p-q", QUORUM),
+        ] {
+            ip_ok(&[
+                "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns",
+                &t.switch,
+            ]);
             ip_ok(&["-n", &t.switch, "link", "set", port, "master", "br0"]);
             ip_ok(&["-n", &t.switch, "link", "set", port, "up"]);
-            ip_ok(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
+            ip_ok(&[
+                "-n",
+                ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                "eth0",
+            ]);
             ip_ok(&["-n", ns, "link", "set", "eth0", "up"]);
         }
         for ns in [&t.a, &t.b] {
@@ -202,14 +253,26 @@ impl Topo {
     /// by timeouts, as on a cut cable). Idempotent.
     pub fn cut(&self, site: Site, peer: Peer) {
         if self.cuts.lock().expect("cuts").insert((site, peer)) {
-            nft(self.ns(site), &format!("add element inet mfs blocked {{ {} }}\n", Self::peer_addr(site, peer)));
+            nft(
+                self.ns(site),
+                &format!(
+                    "add element inet mfs blocked {{ {} }}\n",
+                    Self::peer_addr(site, peer)
+                ),
+            );
         }
     }
 
     /// Undoes [`Topo::cut`]. Idempotent.
     pub fn heal(&self, site: Site, peer: Peer) {
         if self.cuts.lock().expect("cuts").remove(&(site, peer)) {
-            nft(self.ns(site), &format!("delete element inet mfs blocked {{ {} }}\n", Self::peer_addr(site, peer)));
+            nft(
+                self.ns(site),
+                &format!(
+                    "delete element inet mfs blocked {{ {} }}\n",
+                    Self::peer_addr(site, peer)
+                ),
+            );
         }
     }
 
@@ -254,7 +317,10 @@ impl Topo {
 
     /// Runs `f` on a thread moved into namespace `ns` (a thread's network namespace is its
     /// own; the test process stays where it is). Sockets made by `f` live in `ns`.
-    pub fn spawn_in<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+    pub fn spawn_in<T: Send + 'static>(
+        ns: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
         let path = format!("/run/netns/{ns}");
         std::thread::spawn(move || {
             let file = std::fs::File::open(&path).expect("open the namespace");
@@ -269,7 +335,10 @@ impl Topo {
 
     /// A libnfs tool (`nfs-cp`, `nfs-cat`, `nfs-ls`) run in the host namespace.
     pub fn host_tool(&self, name: &str, args: &[&str]) -> Output {
-        in_ns(&self.host, &tools::tool(name), args).stdin(Stdio::null()).output().expect("run a libnfs tool in the host namespace")
+        in_ns(&self.host, &tools::tool(name), args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run a libnfs tool in the host namespace")
     }
 
     fn delete(&self) {
@@ -304,9 +373,19 @@ pub struct QuorumProc {
 
 impl QuorumProc {
     pub fn new(ns: &str, domains: Vec<String>) -> Self {
-        let tmp = tempfile::Builder::new().prefix("metrofs-it-quorum-").tempdir().expect("temp dir");
+        let tmp = tempfile::Builder::new()
+            .prefix("metrofs-it-quorum-")
+            .tempdir()
+            .expect("temp dir");
         let data = tmp.path().join("data");
-        Self { ns: ns.to_owned(), tmp, data, domains, child: None, starts: 0 }
+        Self {
+            ns: ns.to_owned(),
+            tmp,
+            data,
+            domains,
+            child: None,
+            starts: 0,
+        }
     }
 
     pub fn listen() -> SocketAddr {
@@ -323,7 +402,10 @@ impl QuorumProc {
 
     pub fn all_logs(&self) -> String {
         (1..=self.starts)
-            .map(|n| std::fs::read_to_string(self.tmp.path().join(format!("quorum-{n}.log"))).unwrap_or_default())
+            .map(|n| {
+                std::fs::read_to_string(self.tmp.path().join(format!("quorum-{n}.log")))
+                    .unwrap_or_default()
+            })
             .collect::<Vec<_>>()
             .join("\n--- restart\n")
     }
@@ -350,16 +432,27 @@ impl QuorumProc {
         let deadline = Instant::now() + Duration::from_secs(20);
         let ns = self.ns.clone();
         loop {
-            if let Some(st) = self.child.as_mut().and_then(|c| c.try_wait().expect("try_wait")) {
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().expect("try_wait"))
+            {
                 panic!("quorum exited during start ({st}):\n{}", self.log());
             }
-            let up = Topo::spawn_in(&ns, || std::net::TcpStream::connect_timeout(&Self::listen(), Duration::from_millis(200)).is_ok())
-                .join()
-                .expect("probe");
+            let up = Topo::spawn_in(&ns, || {
+                std::net::TcpStream::connect_timeout(&Self::listen(), Duration::from_millis(200))
+                    .is_ok()
+            })
+            .join()
+            .expect("probe");
             if up {
                 return;
             }
-            assert!(Instant::now() < deadline, "quorum not listening:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "quorum not listening:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -443,7 +536,10 @@ pub fn site_config(site: Site, data_dir: &Path, secret: &Path, o: &Opts) -> Stri
         s += &format!("heartbeat_interval_ms = {i}\nheartbeat_timeout_ms = {t}\n");
     }
     if o.quorum {
-        s += &format!("\n[quorum]\nservers = [\"{QUORUM}:{QUORUM_PORT}\"]\non_quorum_loss = \"{}\"\n", o.on_quorum_loss);
+        s += &format!(
+            "\n[quorum]\nservers = [\"{QUORUM}:{QUORUM_PORT}\"]\non_quorum_loss = \"{}\"\n",
+            o.on_quorum_loss
+        );
         if let Some(h) = o.head_start_ms {
             s += &format!("head_start_ms = {h}\n");
         }
@@ -481,13 +577,23 @@ impl Domain {
             write_secret(&secret, 41);
             site_config(Site::A, data, &secret, &opts)
         });
-        let pb = ArrayProc::with_config("site-b", |_, data| site_config(Site::B, data, &secret, &opts));
+        let pb = ArrayProc::with_config("site-b", |_, data| {
+            site_config(Site::B, data, &secret, &opts)
+        });
         let q = opts.quorum.then(|| {
-            let mut q = QuorumProc::new(&topo.quorum, vec![format!("{DOMAIN}={}", secret.display())]);
+            let mut q =
+                QuorumProc::new(&topo.quorum, vec![format!("{DOMAIN}={}", secret.display())]);
             q.spawn();
             q
         });
-        let mut d = Self { a: NsArray::new(pa, &topo.a), b: NsArray::new(pb, &topo.b), q, secret, opts, topo };
+        let mut d = Self {
+            a: NsArray::new(pa, &topo.a),
+            b: NsArray::new(pb, &topo.b),
+            q,
+            secret,
+            opts,
+            topo,
+        };
         d.a.spawn_env(env_a);
         d.b.spawn_env(env_b);
         d
@@ -513,7 +619,10 @@ impl Domain {
             "=== site-a:\n{}\n=== site-b:\n{}\n=== quorum:\n{}",
             tail(&self.a.all_logs(), 150),
             tail(&self.b.all_logs(), 150),
-            self.q.as_ref().map(|q| tail(&q.all_logs(), 60)).unwrap_or_default()
+            self.q
+                .as_ref()
+                .map(|q| tail(&q.all_logs(), 60))
+                .unwrap_or_default()
         )
     }
 
@@ -521,14 +630,32 @@ impl Domain {
     /// (retrying until the link is up) and waits for Normal; the pair's id.
     pub fn create_pair(&self, name: &str) -> String {
         self.a.cli_ok(&["fs", "create", name]);
-        self.a.cli_ok(&["export", "set", name, "--clients", "10.78.0.0/24", "--rw", "--no-root-squash"]);
+        self.a.cli_ok(&[
+            "export",
+            "set",
+            name,
+            "--clients",
+            "10.78.0.0/24",
+            "--rw",
+            "--no-root-squash",
+        ]);
         let deadline = Instant::now() + Duration::from_secs(30);
         let id = loop {
-            let out = self.a.cli(&["pair", "create", name, "--remote", "site-b", "--json"]);
+            let out = self
+                .a
+                .cli(&["pair", "create", name, "--remote", "site-b", "--json"]);
             if out.status.success() {
-                break parse(&String::from_utf8_lossy(&out.stdout))["id"].as_str().expect("id").to_owned();
+                break parse(&String::from_utf8_lossy(&out.stdout))["id"]
+                    .as_str()
+                    .expect("id")
+                    .to_owned();
             }
-            assert!(Instant::now() < deadline, "pair create: {}\n{}", text(&out), self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "pair create: {}\n{}",
+                text(&out),
+                self.logs()
+            );
             std::thread::sleep(Duration::from_millis(200));
         };
         self.wait(Site::A, &id, "Normal", 60_000, |v| v["state"] == "Normal");
@@ -538,11 +665,20 @@ impl Domain {
     /// `pair show ID --json` on `site`; `None` when its API does not answer (down, killed).
     pub fn show(&self, site: Site, id: &str) -> Option<Value> {
         let out = self.arr(site).cli(&["pair", "show", id, "--json"]);
-        out.status.success().then(|| parse(&String::from_utf8_lossy(&out.stdout)))
+        out.status
+            .success()
+            .then(|| parse(&String::from_utf8_lossy(&out.stdout)))
     }
 
     /// Polls `pair show` on `site` until `pred` holds; that view. `what` names the wait.
-    pub fn wait(&self, site: Site, id: &str, what: &str, ms: u64, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait(
+        &self,
+        site: Site,
+        id: &str,
+        what: &str,
+        ms: u64,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + Duration::from_millis(ms);
         let mut last = None;
         loop {
@@ -568,14 +704,26 @@ impl Domain {
     /// at start): a site without a running array is left out.
     pub fn wait_serving(&self, site: Site, id: &str, ms: u64) -> Value {
         let deadline = Instant::now() + Duration::from_millis(ms);
-        let v = self.wait(site, id, "serving", ms, |v| v["serving"] == site.name() && v["role"] == "Primary");
+        let v = self.wait(site, id, "serving", ms, |v| {
+            v["serving"] == site.name() && v["role"] == "Primary"
+        });
         if self.opts.service {
             loop {
-                let h: Vec<Site> = self.topo.service_holders().into_iter().filter(|s| self.arr(*s).has_process()).collect();
+                let h: Vec<Site> = self
+                    .topo
+                    .service_holders()
+                    .into_iter()
+                    .filter(|s| self.arr(*s).has_process())
+                    .collect();
                 if h == vec![site] {
                     break;
                 }
-                assert!(Instant::now() < deadline, "service address held by {h:?}, expected {}:\n{}", site.name(), self.logs());
+                assert!(
+                    Instant::now() < deadline,
+                    "service address held by {h:?}, expected {}:\n{}",
+                    site.name(),
+                    self.logs()
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -595,9 +743,15 @@ pub fn tail(s: &str, n: usize) -> String {
 
 /// Whether a TCP connection from namespace `from` to `to:port` is established within 500 ms.
 pub fn reaches(from: &str, to: Ipv4Addr, port: u16) -> bool {
-    Topo::spawn_in(from, move || std::net::TcpStream::connect_timeout(&SocketAddr::V4(SocketAddrV4::new(to, port)), Duration::from_millis(500)).is_ok())
-        .join()
-        .expect("probe thread")
+    Topo::spawn_in(from, move || {
+        std::net::TcpStream::connect_timeout(
+            &SocketAddr::V4(SocketAddrV4::new(to, port)),
+            Duration::from_millis(500),
+        )
+        .is_ok()
+    })
+    .join()
+    .expect("probe thread")
 }
 
 #[test]
@@ -606,7 +760,11 @@ fn topology_connects_every_node_and_each_cut_drops_only_its_pair() {
     // A listener in each node (accepting in the background until the test ends).
     let mut listeners = Vec::new();
     for ns in [&t.host, &t.a, &t.b, &t.quorum] {
-        let l = Topo::spawn_in(ns, || std::net::TcpListener::bind("0.0.0.0:9").expect("bind")).join().expect("bind thread");
+        let l = Topo::spawn_in(ns, || {
+            std::net::TcpListener::bind("0.0.0.0:9").expect("bind")
+        })
+        .join()
+        .expect("bind thread");
         listeners.push(l);
     }
     let all = |t: &Topo| {
@@ -622,13 +780,25 @@ fn topology_connects_every_node_and_each_cut_drops_only_its_pair() {
     };
     assert_eq!(all(&t), vec![true; 7], "everything connected at start");
     t.cut_link();
-    assert_eq!(all(&t), vec![true, true, false, false, true, true, true], "link cut");
+    assert_eq!(
+        all(&t),
+        vec![true, true, false, false, true, true, true],
+        "link cut"
+    );
     t.cut(Site::A, Peer::Quorum);
-    assert_eq!(all(&t), vec![true, true, false, false, false, true, false], "site-a isolated but for hosts");
+    assert_eq!(
+        all(&t),
+        vec![true, true, false, false, false, true, false],
+        "site-a isolated but for hosts"
+    );
     t.heal_all();
     assert_eq!(all(&t), vec![true; 7], "healed");
     t.site_down(Site::B);
-    assert_eq!(all(&t), vec![true, false, false, false, true, false, true], "site-b down");
+    assert_eq!(
+        all(&t),
+        vec![true, false, false, false, true, false, true],
+        "site-b down"
+    );
     t.site_up(Site::B);
     // The route comes back with the interface.
     let deadline = Instant::now() + Duration::from_secs(5);
