@@ -1038,7 +1038,11 @@ impl Metro {
                     h.stop();
                 }
             }
-            p.set_phase(if role == Role::Primary { Phase::Open } else { Phase::Stopped });
+            if role == Role::Primary {
+                p.set_phase(Phase::Open);
+            } else {
+                self.stop_serving(&p);
+            }
             *lock(&p.since) = self.array.now();
             if rec.state == PairState::Normal {
                 lock(&p.alarms).clear();
@@ -1145,7 +1149,7 @@ impl Metro {
             let plan = self.situation(&p).plan(self.config.arbitration.head_start);
             match (p.role(), plan) {
                 (_, Plan::Keep) => {}
-                (Role::Primary, Plan::Stand) => p.set_phase(Phase::Stopped),
+                (Role::Primary, Plan::Stand) => self.stop_serving(&p),
                 (_, _) => p.set_phase(Phase::Deciding),
             }
             plans.push((p, plan));
@@ -1259,9 +1263,9 @@ impl Metro {
     /// Not serving until the link or the quorum returns.
     fn stand(&self, pair: &PairRt, reason: String) {
         if pair.role() == Role::Primary {
-            pair.set_phase(Phase::Stopped);
+            self.stop_serving(pair);
         } else if pair.phase() == Phase::Deciding {
-            pair.set_phase(Phase::Stopped);
+            self.stop_serving(pair);
         }
         self.note_arbitration(pair, None, pair.epoch(), reason);
         self.publish_service();
@@ -1338,9 +1342,22 @@ impl Metro {
             }
         }
         *lock(&pair.since) = self.array.now();
-        pair.set_phase(Phase::Stopped);
+        self.stop_serving(pair);
         self.note_arbitration(pair, Some(holder.to_owned()), epoch, reason);
         self.publish_service();
+    }
+
+    /// This side stops serving `pair`: the NFS connections are closed first, so that calls
+    /// waiting for the outcome are dropped with them (their hosts resend to the serving
+    /// side once reconnected) rather than answered "retry later".
+    fn stop_serving(&self, pair: &PairRt) {
+        if pair.role() == Role::Primary || pair.phase() != Phase::Stopped {
+            let hook = lock(&self.on_service_lost).clone();
+            if let (Some(h), true) = (hook, self.service.borrow().serving.contains(&pair.fs())) {
+                h();
+            }
+        }
+        pair.set_phase(Phase::Stopped);
     }
 
     /// Recomputes what this array serves; tells the daemon.
@@ -1631,7 +1648,7 @@ impl Metro {
                     *eng = Engine::new(PairState::Normal, Role::Secondary);
                     eng.on(Event::LinkUp);
                 }
-                p.set_phase(Phase::Stopped);
+                self.stop_serving(&p);
                 self.note_arbitration(&p, Some(peer.clone()), epoch, format!("planned swap: the service moved from {} to {peer}", self.config.name));
                 self.publish_service();
                 drop(gate);
