@@ -1063,8 +1063,17 @@ fn pair_line(views: &[Option<PairView>; 2]) -> Option<(String, Option<String>)> 
         "pair {}, {} serves (epoch {})",
         best.state, best.serving, best.epoch
     );
-    if best.phase != "Open" {
-        let _ = write!(line, ", {} {}", best.array, best.phase.to_lowercase());
+    match best.phase.as_str() {
+        "Open" => {}
+        "Deciding" => {
+            let _ = write!(line, ", {} deciding (changes wait)", best.array);
+        }
+        "Stopped" => {
+            let _ = write!(line, ", {} stopped (accepts no change)", best.array);
+        }
+        other => {
+            let _ = write!(line, ", {} {other}", best.array);
+        }
     }
     if best.forced {
         line.push_str(", force-started");
@@ -1415,6 +1424,42 @@ mod tests {
         assert!(!alive(u32::MAX));
         let tmp = tempfile::tempdir().expect("tmp");
         assert!(find_processes("array", &["--config"], &tmp.path().join("x.toml")).is_empty());
+    }
+
+    fn pair_view(array: &str, role: &str, serving: &str, state: &str, phase: &str, epoch: u64) -> PairView {
+        serde_json::from_value(serde_json::json!({
+            "id": "00000000000000ab", "fs": "demo", "fs_id": "0000000000000001",
+            "state": state, "state_since": 0, "array": array, "role": role,
+            "serving": serving, "secondary": if serving == "site-a" { "site-b" } else { "site-a" },
+            "preferred_site": "site-a", "data": [], "link": "Down", "epoch": epoch,
+            "dcl": { "bytes": 0, "dirs": 0, "inodes": 0, "chunks": 0, "full": false },
+            "alarms": [], "events": [], "phase": phase, "quorum_mode": "quorum", "quorum": [],
+            "last_arbitration": { "time": 0, "asked_by": "site-b", "winner": "site-b", "epoch": epoch,
+                                  "reason": "link lost" },
+            "forced": false,
+        }))
+        .expect("a PairView")
+    }
+
+    #[test]
+    fn the_pair_line_takes_the_serving_side_and_names_who_is_silent() {
+        let a = pair_view("site-a", "Secondary", "site-b", "Synchronizing", "Stopped", 2);
+        let b = pair_view("site-b", "Primary", "site-b", "Synchronizing", "Open", 2);
+        let (line, arb) = pair_line(&[Some(a), Some(b.clone())]).expect("a line");
+        assert_eq!(line, "pair Synchronizing, site-b serves (epoch 2)");
+        assert_eq!(
+            arb.as_deref(),
+            Some("arbitration (epoch 2): asked by site-b, site-b won: link lost")
+        );
+        let (line, _) = pair_line(&[None, Some(b)]).expect("a line");
+        assert_eq!(line, "pair Synchronizing, site-b serves (epoch 2); site-a does not answer");
+        let deciding = pair_view("site-b", "Secondary", "site-a", "Normal", "Deciding", 1);
+        let (line, _) = pair_line(&[None, Some(deciding)]).expect("a line");
+        assert_eq!(
+            line,
+            "pair Normal, site-a serves (epoch 1), site-b deciding (changes wait); site-a does not answer"
+        );
+        assert!(pair_line(&[None, None]).is_none());
     }
 
     #[test]
