@@ -348,6 +348,40 @@ fn accepted_only(peer: SocketAddr, xid: u32, stat: accept_stat_data) -> Option<R
     }
 }
 
+/// How a call failed, for the NFS metrics (`None`: NFS3_OK).
+fn failed_as(done: &Result<crate::nfs::Done, Fail>) -> Option<&'static str> {
+    use nfsstat3 as S;
+    Some(match done {
+        Ok(d) => match d.status {
+            S::NFS3_OK => return None,
+            S::NFS3ERR_PERM => "PERM",
+            S::NFS3ERR_NOENT => "NOENT",
+            S::NFS3ERR_IO => "IO",
+            S::NFS3ERR_ACCES => "ACCES",
+            S::NFS3ERR_EXIST => "EXIST",
+            S::NFS3ERR_NOTDIR => "NOTDIR",
+            S::NFS3ERR_ISDIR => "ISDIR",
+            S::NFS3ERR_INVAL => "INVAL",
+            S::NFS3ERR_FBIG => "FBIG",
+            S::NFS3ERR_NOSPC => "NOSPC",
+            S::NFS3ERR_ROFS => "ROFS",
+            S::NFS3ERR_NAMETOOLONG => "NAMETOOLONG",
+            S::NFS3ERR_NOTEMPTY => "NOTEMPTY",
+            S::NFS3ERR_STALE => "STALE",
+            S::NFS3ERR_BADHANDLE => "BADHANDLE",
+            S::NFS3ERR_NOT_SYNC => "NOT_SYNC",
+            S::NFS3ERR_BAD_COOKIE => "BAD_COOKIE",
+            S::NFS3ERR_NOTSUPP => "NOTSUPP",
+            S::NFS3ERR_SERVERFAULT => "SERVERFAULT",
+            S::NFS3ERR_JUKEBOX => "JUKEBOX",
+            _ => "OTHER",
+        },
+        Err(Fail::Garbage) => "GARBAGE_ARGS",
+        Err(Fail::ProcUnavail) => "PROC_UNAVAIL",
+        Err(Fail::Encode(_)) => "SYSTEM_ERR",
+    })
+}
+
 fn proc_name(prog: u32, proc: u32) -> &'static str {
     const NFS: [&str; 22] = [
         "NULL",
@@ -460,11 +494,13 @@ impl<B: Backend> Shared<B> {
             tracing::error!(%peer, xid, error = ?e, "cannot encode a reply header");
             return None;
         }
+        let started = tokio::time::Instant::now();
         let done = if prog == NFS_PROGRAM {
             self.nfs(proc, req, args, &mut out).await
         } else {
             self.mount(proc, req, args, &mut out).await
         };
+        metrofs_core::metrics::get().nfs_op(name, started.elapsed(), failed_as(&done));
         match done {
             Ok(done) => {
                 tracing::debug!(%peer, xid, proc = name, status = %done.status, "call");
