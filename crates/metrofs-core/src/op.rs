@@ -137,9 +137,15 @@ pub struct OpReply {
 /// its own (times travel inside [`Attr`]).
 ///
 /// Resync applies them in phases so a moved subtree is never orphaned on the target:
-/// `PutInode` for every dirty inode, then `Link` for entries the target lacks, then `Unlink`
-/// for entries it has in excess (an inode whose last link goes is freed; a freed directory
-/// loses its remaining entries the same way), then `PutData` for dirty chunks.
+/// `PutInode` (and `Verifier`) for every dirty inode, then `Entries` for every dirty directory
+/// (or `Link` for entries the target lacks), then `Allocator` (or `Unlink` for entries the
+/// target has in excess: an inode whose last link goes is freed; a freed directory loses its
+/// remaining entries the same way), then `PutData` for dirty chunks.
+///
+/// What a failover needs beyond names and bytes travels too: an entry's READDIR slot (its
+/// cookie) in `Entries`, a directory's next slot, the allocator's free numbers with their
+/// generations and its never-used mark in `Allocator`, an exclusive-create verifier in
+/// `Verifier`. After a round with them the target's image equals the source's exactly.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SyncOp {
     /// Create inode `attr.ino` (generation `attr.gen`) or overwrite it, with exactly these
@@ -154,4 +160,23 @@ pub enum SyncOp {
     /// except the given data segments `(offset, bytes)`, which lie inside the range. Does not
     /// change the size or any time.
     PutData { ino: Ino, offset: u64, len: u64, segments: Vec<(u64, Bytes)> },
+    /// Make the entries of directory `dir` whose READDIR slots lie in `[from, to)` exactly
+    /// `entries` (slot, name, ino), sorted by slot, and the directory's next slot `next_slot`
+    /// (above every slot it holds). An entry of the range not in the list goes (its inode
+    /// loses that name, kept as an orphan until the links phase is over); a listed entry is
+    /// made at its slot (a name elsewhere in `dir` moves there, a directory named elsewhere
+    /// moves here). No time changes. A directory's listing travels as consecutive ranges,
+    /// the highest first (the first one sent ends at `u64::MAX`), so the next slot is never
+    /// below a slot in use.
+    Entries { dir: Ino, next_slot: u64, from: u64, to: u64, entries: Vec<(u64, Vec<u8>, Ino)> },
+    /// Make the allocator the source's: the next never-used inode number `next_ino`, and the
+    /// freed numbers in `[from, to)` exactly `free` (number, the generation it last had),
+    /// sorted. Frees the orphans left by the links phase first. A number listed as free that
+    /// is live here, or a live number at or above `next_ino`, is a difference the round did
+    /// not repair: refused (INVAL). Sent after the round's namespace steps, as consecutive
+    /// ranges, the highest first (the first one sent ends at `Ino(u64::MAX)`).
+    Allocator { next_ino: Ino, from: Ino, to: Ino, free: Vec<(Ino, Gen)> },
+    /// Regular file `ino` of generation `gen` holds this exclusive-create verifier (so a
+    /// retransmitted exclusive CREATE is recognised after a failover).
+    Verifier { ino: Ino, gen: Gen, verifier: Option<[u8; 8]> },
 }

@@ -2,23 +2,34 @@
 //!
 //! Resync copies what the DCL names from the serving side to the other, while hosts keep
 //! writing, in rounds. Each round takes a [`crate::dcl::DclSnapshot`] and:
-//! 1. `PutInode` for every dirty inode that exists here (under its whole-inode range lock, so
-//!    a concurrent change is ordered before or after the copy, never inside it);
-//! 2. under the namespace lock, for every dirty directory: `Link` the entries the target lacks
-//!    (creating their inodes first), then, once every directory is linked, `Unlink` the entries
-//!    the target has in excess — links before unlinks, so a subtree moved between two dirty
-//!    directories is never orphaned;
+//! 1. the inode steps (`PutInode`, and `Verifier` for a regular file) for every dirty inode
+//!    that exists here (under its whole-inode range lock, so a concurrent change is ordered
+//!    before or after the copy, never inside it);
+//! 2. under the namespace lock: `Entries` for every dirty directory (its entries with their
+//!    READDIR slots, and its next slot, so a cookie handed out here goes on working there after
+//!    a failover), then `Allocator` (the free numbers with their generations and the
+//!    never-used mark, so the other side never hands out an (ino, gen) this side freed or
+//!    uses). `Entries` only makes names (what loses one is kept as an orphan); `Allocator`
+//!    ends the links phase and frees what is still unnamed, so a subtree moved between two
+//!    dirty directories is never lost;
 //! 3. `PutData` for dirty chunks, coalesced into runs of up to `RESYNC_RUN_BYTES`, several runs
 //!    in flight, each under its range lock; holes travel as holes;
 //! 4. `Flush` on the target, then clear from the DCL exactly the keys copied whose generation
 //!    did not move (a change that landed meanwhile stays dirty for the next round).
-//! It ends when a round starts with an empty DCL.
+//!
+//! It ends when a round starts with an empty DCL. After a round the target's store image
+//! (`Store::image`) is the source's, slots, free table and never-used mark included.
+//!
+//! Requests stay under the link's header limit: steps are batched by their encoded size
+//! ([`metrofs_store::sync_op_bytes`]), and a large directory or free table travels as several
+//! range steps.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use metrofs_core::{Attr, FileType, FsId, Ino, SyncOp};
+use metrofs_core::{Attr, FileType, FsError, FsId, Ino, SyncOp};
+use metrofs_store::sync_op_bytes;
 use metrofs_link::Link;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
@@ -33,8 +44,16 @@ use crate::proto::{self, Request, Response};
 pub const RESYNC_RUN_BYTES: u64 = 1 << 20;
 /// Runs in flight at once.
 const RESYNC_RUNS_IN_FLIGHT_MAX: usize = 8;
-/// Sync ops per request for inodes and entries.
+/// Sync ops per request at most.
 const RESYNC_BATCH_OPS_MAX: usize = 256;
+/// Encoded bytes of sync ops per request at most (by `sync_op_bytes`, an upper bound): the
+/// link refuses a header over 64 KiB (`metrofs_link` `HEADER_MAX_BYTES`); the rest is room for
+/// the request's own fields.
+const RESYNC_REQUEST_BYTES_MAX: usize = 48 << 10;
+/// Encoded bytes of one `Entries` or `Allocator` step at most (a range of a directory or of
+/// the free table).
+const RESYNC_RANGE_BYTES_MAX: usize = 32 << 10;
+const _: () = assert!(RESYNC_RANGE_BYTES_MAX <= RESYNC_REQUEST_BYTES_MAX && RESYNC_REQUEST_BYTES_MAX < metrofs_link::frame::HEADER_MAX_BYTES);
 /// Differences listed by verify before it stops listing (it still counts).
 const VERIFY_DIFFERENCES_MAX: usize = 1000;
 /// Chunk size verify compares digests of.
@@ -122,6 +141,32 @@ async fn send(link: &Link, pair: &PairRt, ops: Vec<SyncOp>) -> Result<u64, Strin
     }
 }
 
+/// Sync ops gathered into requests that stay under the link's limits.
+#[derive(Default)]
+struct Batcher {
+    ops: Vec<SyncOp>,
+    bytes: usize,
+}
+
+impl Batcher {
+    /// Whether `ops` can join the batch (an empty batch takes anything).
+    fn fits(&self, ops: &[SyncOp]) -> bool {
+        let b: usize = ops.iter().map(sync_op_bytes).sum();
+        self.ops.is_empty() || (self.bytes + b <= RESYNC_REQUEST_BYTES_MAX && self.ops.len() + ops.len() <= RESYNC_BATCH_OPS_MAX)
+    }
+
+    fn add(&mut self, ops: Vec<SyncOp>) {
+        self.bytes += ops.iter().map(sync_op_bytes).sum::<usize>();
+        self.ops.extend(ops);
+    }
+
+    /// Sends what is gathered (in one request) and starts again.
+    async fn send(&mut self, link: &Link, pair: &PairRt) -> Result<u64, String> {
+        self.bytes = 0;
+        send(link, pair, std::mem::take(&mut self.ops)).await
+    }
+}
+
 async fn call(link: &Link, req: Request) -> Result<Response, String> {
     match link.call_typed::<Request, Response>(&req, Bytes::new()).await {
         Ok((Response::Refused(why), _)) => Err(format!("the peer refused: {why}")),
@@ -205,72 +250,53 @@ async fn run(metro: &Arc<Metro>, pair: &Arc<PairRt>, progress: &Arc<Mutex<Progre
 
         // 1. Inodes.
         lock(progress).phase = "inodes".into();
-        let mut batch = Vec::new();
+        let mut batch = Batcher::default();
         let mut guards = Vec::new();
         for ino in &inodes {
-            guards.push(metro.locks.lock(fs, *ino, WHOLE).await);
-            if let Some((attr, symlink)) = store.inode(fs, *ino).map_err(|e| e.to_string())? {
-                batch.push(SyncOp::PutInode { attr, symlink });
-            }
-            if batch.len() >= RESYNC_BATCH_OPS_MAX {
-                send(&link, pair, std::mem::take(&mut batch)).await?;
+            let guard = metro.locks.lock(fs, *ino, WHOLE).await;
+            let ops = store.sync_inode(fs, *ino).map_err(|e| e.to_string())?;
+            if !batch.fits(&ops) {
+                batch.send(&link, pair).await?;
                 guards.clear();
             }
+            guards.push(guard);
+            batch.add(ops);
         }
-        send(&link, pair, batch).await?;
+        batch.send(&link, pair).await?;
         drop(guards);
 
-        // 2. Directories: links everywhere first, then unlinks.
+        // 2. Directories (links only), then the allocator (which frees what is left unnamed),
+        //    both under the namespace lock: no host's namespace change runs meanwhile on
+        //    either side, so the listings and the free table read here are what the target
+        //    must hold.
         lock(progress).phase = "directories".into();
-        if !dirs.is_empty() {
+        {
             let ns = metro.array().namespace_lock(fs);
             let _ns = ns.lock().await;
-            let mut links = Vec::new();
-            let mut unlinks = Vec::new();
-            let mut created = Vec::new();
             for d in &dirs {
-                let src = match store.entries(fs, *d) {
-                    Ok(e) => e,
-                    // Gone or not a directory here: its entries on the target go with it.
-                    Err(_) => continue,
+                let ops = match store.sync_dir(fs, *d, RESYNC_RANGE_BYTES_MAX) {
+                    Ok(ops) => ops,
+                    // Gone or not a directory here: its entries on the target go with it
+                    // (its name goes from a dirty parent, or PutInode replaced it).
+                    Err(FsError::Stale | FsError::NotDir) => continue,
+                    Err(e) => return Err(e.to_string()),
                 };
-                let tgt = match call(&link, Request::ListDir { pair: pair.id(), dir: *d }).await? {
-                    Response::Entries(e) => e,
-                    other => return Err(format!("unexpected answer to ListDir: {other:?}")),
-                };
-                let tgt_map: HashMap<&[u8], Ino> = tgt.iter().map(|(n, i)| (n.as_slice(), *i)).collect();
-                let src_names: std::collections::HashSet<&[u8]> = src.iter().map(|(n, _)| n.as_slice()).collect();
-                for (name, ino) in &src {
-                    if tgt_map.get(name.as_slice()) != Some(ino) {
-                        if !inodes.contains(ino) {
-                            if let Some((attr, symlink)) = store.inode(fs, *ino).map_err(|e| e.to_string())? {
-                                if attr.ftype == FileType::Regular && attr.size > 0 {
-                                    created.push((*ino, attr.size));
-                                }
-                                links.push(SyncOp::PutInode { attr, symlink });
-                            }
-                        }
-                        links.push(SyncOp::Link { dir: *d, name: name.clone(), ino: *ino });
+                for op in ops {
+                    if !batch.fits(std::slice::from_ref(&op)) {
+                        batch.send(&link, pair).await?;
                     }
-                }
-                for (name, _) in &tgt {
-                    if !src_names.contains(name.as_slice()) {
-                        unlinks.push(SyncOp::Unlink { dir: *d, name: name.clone() });
-                    }
+                    batch.add(vec![op]);
                 }
             }
-            for chunk in links.chunks(RESYNC_BATCH_OPS_MAX) {
-                send(&link, pair, chunk.to_vec()).await?;
-            }
-            for chunk in unlinks.chunks(RESYNC_BATCH_OPS_MAX) {
-                send(&link, pair, chunk.to_vec()).await?;
-            }
-            // Files that came with an entry (moved in from a clean directory) bring their data.
-            for (ino, size) in created {
-                if !whole_inos.contains(&ino) && !chunks.contains_key(&ino) {
-                    push_whole_file(&mut runs, ino, size);
+            batch.send(&link, pair).await?;
+            lock(progress).phase = "allocator".into();
+            for op in store.sync_allocator(fs, RESYNC_RANGE_BYTES_MAX).map_err(|e| e.to_string())? {
+                if !batch.fits(std::slice::from_ref(&op)) {
+                    batch.send(&link, pair).await?;
                 }
+                batch.add(vec![op]);
             }
+            batch.send(&link, pair).await?;
         }
 
         // 3. Data, several runs in flight.

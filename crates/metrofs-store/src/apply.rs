@@ -216,6 +216,30 @@ impl<'t> Ctx<'t> {
         Ok(())
     }
 
+    /// Adds `name` → `ino` to `dir` at READDIR slot `slot` (resync: the source's slot), which
+    /// must be free and below the directory's next slot.
+    fn add_entry_at(&mut self, dir: Ino, name: &[u8], ino: Ino, slot: u64) -> Result<(), FsError> {
+        let d = self.dir(dir)?;
+        let Kind::Dir { next_slot, .. } = d.kind else {
+            return Err(FsError::NotDir);
+        };
+        if slot < FIRST_SLOT || slot >= next_slot {
+            return Err(FsError::Inval);
+        }
+        let prev = self
+            .dirents
+            .insert((self.fs.0, dir.0, name), (slot, ino.0))
+            .map_err(db_err)?;
+        assert!(prev.is_none(), "add_entry_at over an existing name");
+        drop(prev);
+        let prev = self
+            .slots
+            .insert((self.fs.0, dir.0, slot), (ino.0, name))
+            .map_err(db_err)?;
+        assert!(prev.is_none(), "slot {slot} given twice");
+        Ok(())
+    }
+
     fn remove_entry(&mut self, dir: Ino, name: &[u8], slot: u64) -> Result<(), FsError> {
         let a = self
             .dirents

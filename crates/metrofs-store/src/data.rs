@@ -225,7 +225,12 @@ pub(crate) fn read_zero_filled(
 
 /// Reads `n` bytes at `offset` into a new buffer, zeros past the data file's end. The buffer
 /// is not cleared first (a 1 MiB READ would otherwise spend its time in `memset`).
-pub(crate) fn read_vec(file: &File, path: &Path, offset: u64, n: usize) -> Result<Vec<u8>, FsError> {
+pub(crate) fn read_vec(
+    file: &File,
+    path: &Path,
+    offset: u64,
+    n: usize,
+) -> Result<Vec<u8>, FsError> {
     let mut buf: Vec<u8> = Vec::with_capacity(n);
     while buf.len() < n {
         let at = offset + buf.len() as u64;

@@ -23,7 +23,7 @@ mod rec;
 mod recovery;
 mod store;
 
-pub use apply::sync::{DIGESTS_MAX, SEGMENTS_MAX_BYTES};
+pub use apply::sync::{sync_op_bytes, DIGESTS_MAX, SEGMENTS_MAX_BYTES};
 pub use check::{FsImage, ImageInode};
 pub use recovery::RecoveryReport;
 pub use store::{FsInfo, Store, READ_MAX_BYTES};

@@ -1,3 +1,4 @@
 //! metrofs-metro's integration tests: two arrays in one process over a real loopback link.
 
 mod pair;
+mod resync_state;

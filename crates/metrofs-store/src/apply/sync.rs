@@ -24,16 +24,27 @@
 //! A directory has one name at most: a Link naming a directory that has a name elsewhere
 //! *moves* it (as the rename that made the difference did), instead of giving it a second.
 //!
-//! # What resync cannot copy
-//! READDIR cookies (entry slots) are the target's own, as are the free-number table and the
-//! never-used mark beyond the numbers it was given, and exclusive-create verifiers: `SyncOp`
-//! carries none of them.
+//! # What a failover needs too
+//! READDIR cookies, the allocator and exclusive-create verifiers are state a host sees after a
+//! failover: a listing continued with a cookie from the other side, a new file that must not
+//! get an (ino, gen) the other side freed or uses, a retransmitted exclusive CREATE. So
+//! `Entries` carries each entry's slot and the directory's next slot, `Allocator` the free
+//! numbers with their generations and the never-used mark, `Verifier` a verifier; after a
+//! round that sends them the target's [`Store::image`] equals the source's. `Entries` and
+//! `Allocator` make a *range* exactly the source's, so a large directory or free table travels
+//! in several steps; the highest range goes first, so the next slot (never-used mark) is never
+//! below a slot (number) in use. `Entries` belongs to the links phase (what it takes a name
+//! from is an orphan until the phase is over); `Allocator` ends it (it frees the orphans).
+//! [`Store::sync_inode`], [`Store::sync_dir`] and [`Store::sync_allocator`] read these steps
+//! from the source.
 
+use std::collections::HashSet;
 use std::os::unix::fs::FileExt;
 
 use bytes::Bytes;
+
 use metrofs_core::{
-    Attr, FileType, FsError, FsId, Ino, SyncOp, Time, FILE_SIZE_MAX_BYTES, ROOT_INO,
+    Attr, FileType, FsError, FsId, Gen, Ino, SyncOp, Time, FILE_SIZE_MAX_BYTES, ROOT_INO,
     SYMLINK_MAX_BYTES,
 };
 use redb::{ReadableDatabase, ReadableTable, Table, TableDefinition};
@@ -41,7 +52,7 @@ use redb::{ReadableDatabase, ReadableTable, Table, TableDefinition};
 use super::{check_name, Ctx, NameUse, Post};
 use crate::data;
 use crate::rec::{Inode, Kind};
-use crate::store::{corrupt, db_err, lock, Store, FIRST_SLOT, INODES, SLOTS};
+use crate::store::{corrupt, db_err, lock, Store, ALLOC, FIRST_SLOT, FREE, INODES, SLOTS};
 
 /// (fs, ino) → generation: inodes a resync made or left without a name (see the module docs).
 pub(crate) const ORPHANS: TableDefinition<(u64, u64), u64> = TableDefinition::new("orphans");
@@ -523,6 +534,194 @@ impl<'a, 't> SyncCx<'a, 't> {
         self.unmark_orphan(ino)
     }
 
+    /// Entries of `dir` with slots in `[from, to)`: (slot, ino, name), in slot order.
+    fn slots_in(&self, dir: Ino, from: u64, to: u64) -> Result<Vec<(u64, Ino, Vec<u8>)>, FsError> {
+        let f = self.fs().0;
+        let mut out = Vec::new();
+        for row in self
+            .cx
+            .slots
+            .range((f, dir.0, from)..(f, dir.0, to))
+            .map_err(db_err)?
+        {
+            let (k, v) = row.map_err(db_err)?;
+            let (ino, name) = v.value();
+            out.push((k.value().2, Ino(ino), name.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// `Entries`: see [`SyncOp::Entries`]; the op was checked by [`check_entries`].
+    fn entries(
+        &mut self,
+        dir: Ino,
+        next_slot: u64,
+        from: u64,
+        to: u64,
+        want: &[(u64, Vec<u8>, Ino)],
+    ) -> Result<(), FsError> {
+        self.cx.dir(dir)?;
+        let have = self.slots_in(dir, from, to)?;
+        let wanted: HashSet<(u64, &[u8], Ino)> = want
+            .iter()
+            .map(|(s, n, i)| (*s, n.as_slice(), *i))
+            .collect();
+        // 1. What the range holds and the source's does not goes (as orphans: a later step of
+        //    the links phase may name them again).
+        for (slot, ino, name) in &have {
+            if !wanted.contains(&(*slot, name.as_slice(), *ino)) {
+                self.remove_name(dir, name, *slot, *ino, Loss::Orphan)?;
+            }
+        }
+        // 2. The next slot, exactly the source's; nothing may be left at or above it (the
+        //    ranges above this one were sent first).
+        let mut d = self.cx.dir(dir)?;
+        if let Kind::Dir { next_slot: n, .. } = &mut d.kind {
+            *n = next_slot;
+        }
+        self.cx.put(dir, d);
+        let f = self.fs().0;
+        if self
+            .cx
+            .slots
+            .range((f, dir.0, next_slot)..=(f, dir.0, u64::MAX))
+            .map_err(db_err)?
+            .next()
+            .is_some()
+        {
+            return Err(FsError::Inval);
+        }
+        // 3. The source's entries this range lacks, at their slots.
+        let kept: HashSet<(u64, &[u8], Ino)> = have
+            .iter()
+            .map(|(s, i, n)| (*s, n.as_slice(), *i))
+            .collect();
+        for (slot, name, ino) in want {
+            if !kept.contains(&(*slot, name.as_slice(), *ino)) {
+                self.link_at(dir, name, *ino, *slot)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Entry `name` of `dir` at `slot` names `ino` (a free slot below the next one): like
+    /// [`Self::link`], at a given slot.
+    fn link_at(&mut self, dir: Ino, name: &[u8], ino: Ino, slot: u64) -> Result<(), FsError> {
+        self.cx.inode(ino)?;
+        if let Some((cur_slot, cur)) = self.cx.entry(dir, name)? {
+            self.remove_name(dir, name, cur_slot, cur, Loss::Orphan)?;
+        }
+        let x = self.cx.inode(ino)?;
+        if x.is_dir() {
+            // One name per directory: it moves here from where it is.
+            if let Some((p, s, old)) = self.dir_name(ino, &x)? {
+                self.cx.remove_entry(p, &old, s)?;
+                self.adjust_nlink(p, -1)?;
+            }
+        }
+        self.cx.add_entry_at(dir, name, ino, slot)?;
+        let mut x = self.cx.inode(ino)?;
+        match &mut x.kind {
+            Kind::Dir { parent, .. } => {
+                *parent = dir;
+                self.adjust_nlink(dir, 1)?;
+            }
+            Kind::File { .. } | Kind::Symlink { .. } => {
+                x.nlink = x.nlink.checked_add(1).ok_or(FsError::MLink)?;
+            }
+        }
+        self.cx.put(ino, x);
+        self.unmark_orphan(ino)
+    }
+
+    /// `Allocator`: see [`SyncOp::Allocator`]; the op was checked by [`check_allocator`].
+    fn allocator(
+        &mut self,
+        next_ino: Ino,
+        from: Ino,
+        to: Ino,
+        free: &[(Ino, Gen)],
+    ) -> Result<(), FsError> {
+        // The round's namespace steps are over: what is still unnamed goes.
+        self.collect()?;
+        let f = self.fs().0;
+        let have: Vec<u64> = {
+            let mut v = Vec::new();
+            for row in self.cx.free.range((f, from.0)..(f, to.0)).map_err(db_err)? {
+                v.push(row.map_err(db_err)?.0.value().1);
+            }
+            v
+        };
+        let listed: HashSet<u64> = free.iter().map(|(i, _)| i.0).collect();
+        for ino in have {
+            if !listed.contains(&ino) {
+                self.cx.free.remove((f, ino)).map_err(db_err)?;
+            }
+        }
+        for (ino, gen) in free {
+            if self.cx.get(*ino)?.is_some() {
+                // Live here, free on the source: a difference this round did not repair.
+                return Err(FsError::Inval);
+            }
+            self.cx.free.insert((f, ino.0), gen.0).map_err(db_err)?;
+        }
+        let (_, files) = self
+            .cx
+            .alloc
+            .get(f)
+            .map_err(db_err)?
+            .map(|v| v.value())
+            .ok_or_else(|| corrupt(format!("fs {} has no allocator row", self.fs())))?;
+        self.cx
+            .alloc
+            .insert(f, (next_ino.0, files))
+            .map_err(db_err)?;
+        // Nothing live or free at or above the never-used mark.
+        if self
+            .cx
+            .free
+            .range((f, next_ino.0)..=(f, u64::MAX))
+            .map_err(db_err)?
+            .next()
+            .is_some()
+        {
+            return Err(FsError::Inval);
+        }
+        let above: Vec<u64> = {
+            let mut v = Vec::new();
+            for row in self
+                .cx
+                .inodes
+                .range((f, next_ino.0)..=(f, u64::MAX))
+                .map_err(db_err)?
+            {
+                v.push(row.map_err(db_err)?.0.value().1);
+            }
+            v
+        };
+        for ino in above {
+            // Freed in this transaction (an orphan just collected) is not live.
+            if self.cx.get(Ino(ino))?.is_some() {
+                return Err(FsError::Inval);
+            }
+        }
+        Ok(())
+    }
+
+    /// `Verifier`: regular file `ino` of generation `gen` holds `verifier`.
+    fn verifier(&mut self, ino: Ino, gen: Gen, verifier: Option<[u8; 8]>) -> Result<(), FsError> {
+        let mut i = self.cx.inode(ino)?;
+        if i.gen != gen {
+            return Err(FsError::Stale);
+        }
+        match &mut i.kind {
+            Kind::File { verifier: v } => *v = verifier,
+            Kind::Dir { .. } | Kind::Symlink { .. } => return Err(FsError::Inval),
+        }
+        self.cx.put(ino, i);
+        Ok(())
+    }
+
     fn unlink(&mut self, dir: Ino, name: &[u8]) -> Result<(), FsError> {
         check_name(name, NameUse::Remove)?;
         // Unlinks come after every link of the round: what is still unnamed stays so.
@@ -667,6 +866,81 @@ fn chunk_digest(
     Ok(h.digest())
 }
 
+/// Checks an `Entries` op on its own (slots in the range, ascending, below the next slot;
+/// names valid and distinct; no entry names the root or the directory itself).
+fn check_entries(
+    dir: Ino,
+    next_slot: u64,
+    from: u64,
+    to: u64,
+    entries: &[(u64, Vec<u8>, Ino)],
+) -> Result<(), FsError> {
+    if from >= to || next_slot < FIRST_SLOT {
+        return Err(FsError::Inval);
+    }
+    let mut prev: Option<u64> = None;
+    let mut names = HashSet::with_capacity(entries.len());
+    for (slot, name, ino) in entries {
+        check_name(name, NameUse::Create)?;
+        let ordered = prev.is_none_or(|p| p < *slot);
+        if !ordered
+            || *slot < from.max(FIRST_SLOT)
+            || *slot >= to
+            || *slot >= next_slot
+            || *ino == ROOT_INO
+            || *ino == dir
+            || ino.0 == 0
+            || !names.insert(name.as_slice())
+        {
+            return Err(FsError::Inval);
+        }
+        prev = Some(*slot);
+    }
+    Ok(())
+}
+
+/// Checks an `Allocator` op on its own (numbers ascending, inside the range, below the
+/// never-used mark, never the root; generations from 1).
+fn check_allocator(next_ino: Ino, from: Ino, to: Ino, free: &[(Ino, Gen)]) -> Result<(), FsError> {
+    if from >= to || next_ino.0 <= ROOT_INO.0 {
+        return Err(FsError::Inval);
+    }
+    let mut prev: Option<Ino> = None;
+    for (ino, gen) in free {
+        let ordered = prev.is_none_or(|p| p < *ino);
+        if !ordered
+            || *ino < from
+            || *ino >= to
+            || *ino >= next_ino
+            || ino.0 <= ROOT_INO.0
+            || gen.0 == 0
+        {
+            return Err(FsError::Inval);
+        }
+        prev = Some(*ino);
+    }
+    Ok(())
+}
+
+/// An upper bound of the bytes `op` takes in a resync request's header (postcard: a u64 is at
+/// most 10 bytes, a length 10), without `PutData`'s segment bytes, which travel in the body.
+/// Resync uses it to keep a request under the link's header limit.
+#[must_use]
+pub fn sync_op_bytes(op: &SyncOp) -> usize {
+    const N: usize = 10;
+    match op {
+        SyncOp::PutInode { symlink, .. } => 16 * N + symlink.as_ref().map_or(0, |t| N + t.len()),
+        SyncOp::Link { name, .. } => 4 * N + name.len(),
+        SyncOp::Unlink { name, .. } => 3 * N + name.len(),
+        SyncOp::PutData { segments, .. } => 5 * N + segments.len() * 3 * N,
+        SyncOp::Entries { entries, .. } => {
+            6 * N + entries.iter().map(|e| 3 * N + e.1.len()).sum::<usize>()
+        }
+        SyncOp::Allocator { free, .. } => 5 * N + free.len() * 2 * N,
+        SyncOp::Verifier { .. } => 4 * N,
+    }
+}
+
 impl Store {
     /// Applies one resync step (see [`SyncOp`] and this module's docs). Deterministic; it
     /// invents nothing and sets no time of its own.
@@ -688,11 +962,54 @@ impl Store {
     ///   zeros (holes, punched where the local file system can) elsewhere; no size or time
     ///   changes. Segments must be sorted, apart, and inside the range (else INVAL). Frees the
     ///   orphans left by the links phase first.
+    /// - Entries: the entries of `dir` in a slot range become exactly the given (slot, name,
+    ///   ino), its next slot the given one (see [`SyncOp::Entries`]); a range that already
+    ///   matches costs one read.
+    /// - Allocator: frees the orphans, then the never-used mark and the free numbers of a range
+    ///   become the source's (see [`SyncOp::Allocator`]); INVAL for a number live here that is
+    ///   free there, or live at or above the mark.
+    /// - Verifier: a regular file's exclusive-create verifier (STALE if the generation differs).
     ///
     /// Durability: like `apply`'s cache level; [`Store::sync`] makes it durable.
     pub fn apply_sync(&self, fs: FsId, op: &SyncOp) -> Result<(), FsError> {
         self.check_fatal()?;
         self.check_fs(fs)?;
+        match op {
+            SyncOp::Entries {
+                dir,
+                next_slot,
+                from,
+                to,
+                entries,
+            } => {
+                check_entries(*dir, *next_slot, *from, *to, entries)?;
+                if self.entries_match(fs, *dir, *next_slot, *from, *to, entries)? {
+                    return Ok(());
+                }
+            }
+            SyncOp::Allocator {
+                next_ino,
+                from,
+                to,
+                free,
+            } => {
+                check_allocator(*next_ino, *from, *to, free)?;
+                if self.allocator_matches(fs, *next_ino, *from, *to, free)? {
+                    return Ok(());
+                }
+            }
+            SyncOp::Verifier { ino, gen, verifier } => {
+                let same = matches!(
+                    self.record(fs, *ino)?,
+                    Some(Inode { gen: g, kind: Kind::File { verifier: v }, .. })
+                        if g == *gen && v == *verifier
+                );
+                if same {
+                    return Ok(());
+                }
+            }
+            _ => {}
+        }
         let r = match op {
             SyncOp::PutInode { attr, symlink } => self.txn(fs, Time::default(), |cx| {
                 SyncCx::new(cx)?.put_inode(attr, symlink.as_deref())
@@ -709,6 +1026,26 @@ impl Store {
                 len,
                 segments,
             } => self.put_data(fs, *ino, *offset, *len, segments),
+            SyncOp::Entries {
+                dir,
+                next_slot,
+                from,
+                to,
+                entries,
+            } => self.txn(fs, Time::default(), |cx| {
+                SyncCx::new(cx)?.entries(*dir, *next_slot, *from, *to, entries)
+            }),
+            SyncOp::Allocator {
+                next_ino,
+                from,
+                to,
+                free,
+            } => self.txn(fs, Time::default(), |cx| {
+                SyncCx::new(cx)?.allocator(*next_ino, *from, *to, free)
+            }),
+            SyncOp::Verifier { ino, gen, verifier } => self.txn(fs, Time::default(), |cx| {
+                SyncCx::new(cx)?.verifier(*ino, *gen, *verifier)
+            }),
         };
         if let Err(e) = &r {
             self.stop(e);
@@ -730,6 +1067,73 @@ impl Store {
             self.stop(e);
         }
         r
+    }
+
+    /// Whether `dir` already holds exactly `want` in slots `[from, to)` and `next_slot` as its
+    /// next slot (a read: an unchanged directory costs no write transaction).
+    fn entries_match(
+        &self,
+        fs: FsId,
+        dir: Ino,
+        next_slot: u64,
+        from: u64,
+        to: u64,
+        want: &[(u64, Vec<u8>, Ino)],
+    ) -> Result<bool, FsError> {
+        let _t = lock(&self.txn);
+        match self.record(fs, dir)? {
+            Some(Inode {
+                kind: Kind::Dir { next_slot: n, .. },
+                ..
+            }) if n == next_slot => {}
+            _ => return Ok(false),
+        }
+        let r = self.db.begin_read().map_err(db_err)?;
+        let t = r.open_table(SLOTS).map_err(db_err)?;
+        let mut want = want.iter();
+        for row in t
+            .range((fs.0, dir.0, from)..(fs.0, dir.0, to))
+            .map_err(db_err)?
+        {
+            let (k, v) = row.map_err(db_err)?;
+            let (ino, name) = v.value();
+            match want.next() {
+                Some((s, n, i)) if *s == k.value().2 && n.as_slice() == name && i.0 == ino => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(want.next().is_none())
+    }
+
+    /// Whether the allocator already is `next_ino` with exactly `free` in `[from, to)`, and
+    /// no orphan waits (a read, as [`Self::entries_match`]).
+    fn allocator_matches(
+        &self,
+        fs: FsId,
+        next_ino: Ino,
+        from: Ino,
+        to: Ino,
+        free: &[(Ino, Gen)],
+    ) -> Result<bool, FsError> {
+        let _t = lock(&self.txn);
+        if self.has_orphans(fs)? {
+            return Ok(false);
+        }
+        let r = self.db.begin_read().map_err(db_err)?;
+        let alloc = r.open_table(ALLOC).map_err(db_err)?;
+        if alloc.get(fs.0).map_err(db_err)?.map(|v| v.value().0) != Some(next_ino.0) {
+            return Ok(false);
+        }
+        let t = r.open_table(FREE).map_err(db_err)?;
+        let mut want = free.iter();
+        for row in t.range((fs.0, from.0)..(fs.0, to.0)).map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            match want.next() {
+                Some((i, g)) if i.0 == k.value().1 && g.0 == v.value() => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(want.next().is_none())
     }
 
     /// Whether `fs` has orphans (a read, so the common "none" costs no write transaction).
@@ -910,6 +1314,156 @@ impl Store {
             Kind::File { .. } | Kind::Dir { .. } => None,
         };
         Ok(Some((self.attr_of(fs, ino, &i)?, target)))
+    }
+
+    /// The steps that copy inode `ino` as it is: `PutInode`, then for a regular file
+    /// `Verifier` (its exclusive-create verifier or none: the target's inode of the same number
+    /// and generation may be another file, made while the two sides went apart). Empty if it
+    /// does not exist.
+    pub fn sync_inode(&self, fs: FsId, ino: Ino) -> Result<Vec<SyncOp>, FsError> {
+        self.check_fs(fs)?;
+        let Some(i) = self.record(fs, ino)? else {
+            return Ok(Vec::new());
+        };
+        let attr = self.attr_of(fs, ino, &i)?;
+        let gen = i.gen;
+        Ok(match i.kind {
+            Kind::Symlink { target } => vec![SyncOp::PutInode {
+                attr,
+                symlink: Some(target),
+            }],
+            Kind::Dir { .. } => vec![SyncOp::PutInode {
+                attr,
+                symlink: None,
+            }],
+            Kind::File { verifier } => vec![
+                SyncOp::PutInode {
+                    attr,
+                    symlink: None,
+                },
+                SyncOp::Verifier { ino, gen, verifier },
+            ],
+        })
+    }
+
+    /// Directory `dir` as `Entries` steps (see [`SyncOp::Entries`]): its next slot and every
+    /// entry with its slot, in ranges of at most `op_bytes_max` bytes each (by
+    /// [`sync_op_bytes`]), the highest range first, together covering every slot. One
+    /// consistent read.
+    pub fn sync_dir(
+        &self,
+        fs: FsId,
+        dir: Ino,
+        op_bytes_max: usize,
+    ) -> Result<Vec<SyncOp>, FsError> {
+        self.check_fs(fs)?;
+        let (next_slot, entries) = {
+            let _t = lock(&self.txn);
+            let d = self.record(fs, dir)?.ok_or(FsError::Stale)?;
+            let Kind::Dir { next_slot, .. } = d.kind else {
+                return Err(FsError::NotDir);
+            };
+            let r = self.db.begin_read().map_err(db_err)?;
+            let t = r.open_table(SLOTS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in t
+                .range((fs.0, dir.0, 0)..=(fs.0, dir.0, u64::MAX))
+                .map_err(db_err)?
+            {
+                let (k, v) = row.map_err(db_err)?;
+                let (ino, name) = v.value();
+                out.push((k.value().2, name.to_vec(), Ino(ino)));
+            }
+            (next_slot, out)
+        };
+        let empty = SyncOp::Entries {
+            dir,
+            next_slot,
+            from: 0,
+            to: u64::MAX,
+            entries: Vec::new(),
+        };
+        let base = sync_op_bytes(&empty);
+        // Ranges from the lowest up, then reversed: each starts at its first entry's slot.
+        let mut ops = Vec::new();
+        let mut cur: Vec<(u64, Vec<u8>, Ino)> = Vec::new();
+        let mut bytes = base;
+        let mut from = 0;
+        for e in entries {
+            let b = 30 + e.1.len();
+            if !cur.is_empty() && bytes + b > op_bytes_max {
+                let to = e.0;
+                ops.push(SyncOp::Entries {
+                    dir,
+                    next_slot,
+                    from,
+                    to,
+                    entries: std::mem::take(&mut cur),
+                });
+                from = to;
+                bytes = base;
+            }
+            bytes += b;
+            cur.push(e);
+        }
+        ops.push(SyncOp::Entries {
+            dir,
+            next_slot,
+            from,
+            to: u64::MAX,
+            entries: cur,
+        });
+        ops.reverse();
+        Ok(ops)
+    }
+
+    /// The allocator of `fs` as `Allocator` steps (see [`SyncOp::Allocator`]): the never-used
+    /// mark and every free number with its last generation, in ranges of at most
+    /// `op_bytes_max` bytes each, the highest first. One consistent read.
+    pub fn sync_allocator(&self, fs: FsId, op_bytes_max: usize) -> Result<Vec<SyncOp>, FsError> {
+        self.check_fs(fs)?;
+        let (next_ino, free) = {
+            let _t = lock(&self.txn);
+            let r = self.db.begin_read().map_err(db_err)?;
+            let next = r
+                .open_table(ALLOC)
+                .map_err(db_err)?
+                .get(fs.0)
+                .map_err(db_err)?
+                .map(|v| v.value().0)
+                .ok_or_else(|| corrupt(format!("fs {fs} has no allocator row")))?;
+            let t = r.open_table(FREE).map_err(db_err)?;
+            let mut free = Vec::new();
+            for row in t.range((fs.0, 0)..=(fs.0, u64::MAX)).map_err(db_err)? {
+                let (k, v) = row.map_err(db_err)?;
+                free.push((Ino(k.value().1), Gen(v.value())));
+            }
+            (Ino(next), free)
+        };
+        let per_op = (op_bytes_max.saturating_sub(60) / 20).max(1);
+        let mut ops = Vec::new();
+        let mut from = Ino(0);
+        let mut chunks = free.chunks(per_op).peekable();
+        if chunks.peek().is_none() {
+            return Ok(vec![SyncOp::Allocator {
+                next_ino,
+                from,
+                to: Ino(u64::MAX),
+                free: Vec::new(),
+            }]);
+        }
+        while let Some(c) = chunks.next() {
+            let to = chunks.peek().map_or(Ino(u64::MAX), |n| n[0].0);
+            ops.push(SyncOp::Allocator {
+                next_ino,
+                from,
+                to,
+                free: c.to_vec(),
+            });
+            from = to;
+        }
+        ops.reverse();
+        Ok(ops)
     }
 
     /// Every inode number in use in `fs`, ascending (one committed state: numbers come and go
