@@ -14,14 +14,19 @@
 //! procedure and a hash of the arguments, so a reused xid with other arguments is a new call.
 //! Bounded by entry count and age; the oldest entries go first. Time is passed in by the
 //! caller, which keeps this module pure.
+//!
+//! This cache lives and dies with the process. Across a failover the same key, as a
+//! [`ReplyKey`] ([`Key::reply_key`]), names the request to the backend, which keeps the
+//! result of the change on both arrays ([`metrofs_core::Backend::replayed`]). So the
+//! arguments' hash is [`args_hash`], a fixed function (FNV-1a): two arrays, two builds, the
+//! same request, the same key.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use metrofs_core::ReplyKey;
 
 /// Entries kept at most. A finished entry holds one small reply (~150 bytes).
 pub const ENTRIES_MAX: usize = 16_384;
@@ -32,8 +37,23 @@ pub const AGE_MAX: Duration = Duration::from_secs(120);
 /// every call; hashing a whole 1 MiB WRITE would cost more than the write's own checks.
 pub const HASHED_ARGS_BYTES_MAX: usize = 512;
 
+/// A stable hash of a call's encoded arguments: FNV-1a (64 bits) over their length (8 bytes,
+/// big-endian) and their first [`HASHED_ARGS_BYTES_MAX`] bytes. Fixed forever: both arrays
+/// of a pair, whatever their build, must compute the same value for the same request.
+#[must_use]
+pub fn args_hash(args: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let len = args.len() as u64;
+    len.to_be_bytes()
+        .iter()
+        .chain(&args[..args.len().min(HASHED_ARGS_BYTES_MAX)])
+        .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME))
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
+    /// IPv4 clients seen as IPv4-mapped IPv6 addresses are kept as IPv4.
     pub client: IpAddr,
     pub xid: u32,
     pub proc: u32,
@@ -43,15 +63,20 @@ pub struct Key {
 impl Key {
     #[must_use]
     pub fn new(client: IpAddr, xid: u32, proc: u32, args: &[u8]) -> Self {
-        let mut h = DefaultHasher::new();
-        args.len().hash(&mut h);
-        args[..args.len().min(HASHED_ARGS_BYTES_MAX)].hash(&mut h);
+        // One normalisation of the address, the ReplyKey's.
+        let r = ReplyKey::new(client, xid, proc, args_hash(args));
         Self {
-            client,
+            client: r.client,
             xid,
             proc,
-            args_hash: h.finish(),
+            args_hash: r.args_hash,
         }
+    }
+
+    /// The same key, as the backend knows it (module doc).
+    #[must_use]
+    pub fn reply_key(&self) -> ReplyKey {
+        ReplyKey::new(self.client, self.xid, self.proc, self.args_hash)
     }
 }
 
@@ -232,6 +257,34 @@ mod tests {
         assert_ne!(
             Key::new(IpAddr::from([127, 0, 0, 1]), 5, 7, &long),
             Key::new(IpAddr::from([127, 0, 0, 1]), 5, 7, &long[..4095])
+        );
+    }
+
+    /// The hash is a fixed function: these values must never change (both arrays of a pair,
+    /// possibly of different builds, compute it for the same request).
+    #[test]
+    fn args_hash_is_stable() {
+        assert_eq!(args_hash(b""), 0xa8c7_f832_281a_39c5);
+        assert_eq!(args_hash(b"create x"), 0x60eb_0ab0_c01c_c815);
+        // Only the first 512 bytes are hashed, but the length counts.
+        let long = vec![7u8; 4096];
+        assert_eq!(args_hash(&long), 0x42d9_7306_28ae_8135);
+        assert_ne!(args_hash(&long), args_hash(&long[..4095]));
+        assert_eq!(
+            args_hash(&long[..4095]),
+            args_hash(&[&long[..4000], &[9u8; 95][..]].concat())
+        );
+    }
+
+    #[test]
+    fn key_and_reply_key_agree() {
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().expect("ip");
+        let k = Key::new(mapped, 5, 8, b"create x");
+        assert_eq!(k, Key::new(IpAddr::from([127, 0, 0, 1]), 5, 8, b"create x"));
+        let r = k.reply_key();
+        assert_eq!(
+            (r.client, r.xid, r.proc, r.args_hash),
+            (k.client, 5, 8, args_hash(b"create x"))
         );
     }
 

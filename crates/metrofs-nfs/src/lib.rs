@@ -19,11 +19,17 @@
 //! - [`record`]: RPC record marking, with its size limit.
 //! - [`rpc`]: call headers, AUTH_SYS / AUTH_NONE credentials, reply headers.
 //! - [`xdr`]: bounded, zero-copy decoding of arguments; replies packed with `nfs3_types`.
-//! - [`cache`]: the duplicate request cache for non-idempotent calls.
+//! - [`cache`]: the duplicate request cache for non-idempotent calls, and the key that names
+//!   such a call to the backend, so the other array of a pair answers its retransmission
+//!   after a failover ([`metrofs_core::Backend::replayed`]).
 //! - `nfs`: the NFSv3 procedures; `mount`: MOUNT v3.
 //! - [`perm`]: permission checks (ACCESS, and every change before it is submitted).
 //! - [`error`]: the one mapping from `FsError` to `nfsstat3`.
 //! - `convert`: attributes and handles between metrofs-core and NFSv3 types.
+//! - [`failpoint`]: **test only**: `METROFS_FAILPOINT=kill-before-reply:PROC:NAME` makes
+//!   the process kill itself with SIGKILL after the named change was applied and before its
+//!   reply is sent (read once when an [`NfsServer`] is made), so process tests can lose a
+//!   reply with the array that applied the change.
 //!
 //! Handles are `metrofs_core::FileHandle`'s bytes: fs id, inode, generation, nothing local,
 //! so they stay valid across restarts and on the other array of a pair.
@@ -31,6 +37,7 @@
 pub mod cache;
 mod convert;
 pub mod error;
+pub mod failpoint;
 mod mount;
 mod nfs;
 pub mod perm;

@@ -11,6 +11,14 @@
 //! names, and the caller's permissions ([`crate::perm`]); it then passes one `OpBody` to
 //! [`Backend::change`] and answers with the `OpReply`'s attributes (wcc data). Reads call the
 //! backend's read methods. Post-op attributes are returned wherever the RFC has them.
+//!
+//! Retransmissions after a failover: a keyed change (the caller carries a
+//! [`metrofs_core::ReplyKey`], see `server`) that the reply cache did not know asks
+//! [`Backend::replayed`] right after its handles resolved, before any other check: the
+//! change may have been applied by the array that was lost, and the checks would then see
+//! its effects (RENAME's source is gone: NOENT; SETATTR's ctime guard moved: NOT_SYNC; a
+//! chmod took the caller's own permission away: ACCES). On a result, the reply is encoded
+//! from it exactly as if [`Backend::change`] had just returned it, and nothing is submitted.
 
 use bytes::{Bytes, BytesMut};
 use metrofs_core::{
@@ -157,6 +165,25 @@ pub(crate) fn squash(cred: &Cred, rules: &ExportRules, req: &Req) -> Caller {
         gid,
         gids,
         xid: req.xid,
+        reply_key: req.reply_key,
+    }
+}
+
+/// The entry name a change names (RENAME: its source), for logs.
+fn body_name(body: &OpBody) -> String {
+    match body {
+        OpBody::Create { name, .. }
+        | OpBody::Mkdir { name, .. }
+        | OpBody::Symlink { name, .. }
+        | OpBody::Remove { name, .. }
+        | OpBody::Rmdir { name, .. }
+        | OpBody::Link { name, .. }
+        | OpBody::Rename {
+            from_name: name, ..
+        } => String::from_utf8_lossy(name).into_owned(),
+        OpBody::Write { ino, .. } | OpBody::SetAttr { ino, .. } | OpBody::Commit { ino } => {
+            format!("inode {ino}")
+        }
     }
 }
 
@@ -296,7 +323,21 @@ impl<B: Backend> Shared<B> {
     }
 
     async fn change(&self, o: &Obj, body: OpBody) -> Result<OpReply, Stat> {
-        Ok(self.backend.change(o.fs(), body, &o.caller).await?)
+        let armed = self.failpoint.as_ref().filter(|f| f.matches(&body));
+        let what = armed.map(|_| format!("{} {:?}", body.kind(), body_name(&body)));
+        let result = self.backend.change(o.fs(), body, &o.caller).await;
+        if let (Some(f), Some(what)) = (armed, what) {
+            f.fire(&format!("{what} (answer {result:?})"));
+        }
+        Ok(result?)
+    }
+
+    /// The result the backend already has for this keyed change (module doc), if any.
+    fn replayed(&self, o: &Obj) -> Option<Result<OpReply, Stat>> {
+        let key = o.caller.reply_key.as_ref()?;
+        let result = self.backend.replayed(o.fs(), key)?;
+        tracing::info!(client = %o.caller.addr, %key, ok = result.is_ok(), "retransmission of a change already applied: answered with its result");
+        Some(result.map_err(Stat::from))
     }
 
     async fn getattr(&self, r: &Req, d: &mut Dec, out: &mut BytesMut) -> Res {
@@ -337,6 +378,9 @@ impl<B: Backend> Shared<B> {
     }
 
     async fn setattr_do(&self, o: &Obj, s: SetAttr, guard: Option<Time>) -> Result<OpReply, Stat> {
+        if let Some(done) = self.replayed(o) {
+            return done;
+        }
         o.writable()?;
         if !times_valid(&s) {
             return Err(Stat(nfsstat3::NFS3ERR_INVAL));
@@ -596,6 +640,9 @@ impl<B: Backend> Shared<B> {
     }
 
     async fn create_do(&self, dir: &Obj, name: &[u8], how: CreateHow) -> Result<OpReply, Stat> {
+        if let Some(done) = self.replayed(dir) {
+            return done;
+        }
         dir.writable()?;
         perm::check_dir_change(&dir.attr, &dir.caller).map_err(Stat)?;
         check_new_name(name)?;
@@ -673,6 +720,9 @@ impl<B: Backend> Shared<B> {
     }
 
     async fn mkdir_do(&self, dir: &Obj, name: &[u8], s: &SetAttr) -> Result<OpReply, Stat> {
+        if let Some(done) = self.replayed(dir) {
+            return done;
+        }
         dir.writable()?;
         perm::check_dir_change(&dir.attr, &dir.caller).map_err(Stat)?;
         check_new_name(name)?;
@@ -726,6 +776,9 @@ impl<B: Backend> Shared<B> {
         s: &SetAttr,
         target: &[u8],
     ) -> Result<OpReply, Stat> {
+        if let Some(done) = self.replayed(dir) {
+            return done;
+        }
         dir.writable()?;
         perm::check_dir_change(&dir.attr, &dir.caller).map_err(Stat)?;
         check_new_name(name)?;
@@ -819,6 +872,9 @@ impl<B: Backend> Shared<B> {
     }
 
     async fn remove_do(&self, dir: &Obj, name: &[u8], rmdir: bool) -> Result<OpReply, Stat> {
+        if let Some(done) = self.replayed(dir) {
+            return done;
+        }
         dir.writable()?;
         perm::check_dir_change(&dir.attr, &dir.caller).map_err(Stat)?;
         check_old_name(name)?;
@@ -901,6 +957,9 @@ impl<B: Backend> Shared<B> {
         to: &Obj,
         to_name: &[u8],
     ) -> Result<OpReply, Stat> {
+        if let Some(done) = self.replayed(from) {
+            return done;
+        }
         if from.fs() != to.fs() {
             return Err(Stat(nfsstat3::NFS3ERR_XDEV));
         }
@@ -984,6 +1043,9 @@ impl<B: Backend> Shared<B> {
     }
 
     async fn link_do(&self, file: &Obj, dir: &Obj, name: &[u8]) -> Result<OpReply, Stat> {
+        if let Some(done) = self.replayed(dir) {
+            return done;
+        }
         if file.fs() != dir.fs() {
             return Err(Stat(nfsstat3::NFS3ERR_XDEV));
         }
@@ -1429,6 +1491,7 @@ mod tests {
             peer: "127.0.0.1:900".parse().expect("addr"),
             xid: 3,
             cred: Cred::None,
+            reply_key: None,
         };
         let rules = ExportRules {
             anon_uid: 65534,

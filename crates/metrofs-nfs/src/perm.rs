@@ -193,6 +193,7 @@ mod tests {
             gid,
             gids: gids.to_vec(),
             xid: 1,
+            reply_key: None,
         }
     }
 

@@ -15,6 +15,12 @@
 //!
 //! [`Connections::close_all`] closes every connection at once (a failover does, so that
 //! clients reconnect to the side that serves now).
+//!
+//! Retransmissions of non-idempotent calls are answered from the reply cache
+//! ([`crate::cache`]) when they reach this server again. The namespace and attribute changes
+//! among them also carry their key to the backend ([`metrofs_core::Caller::reply_key`]), so
+//! that one resent to the other array after a failover is answered there from
+//! [`metrofs_core::Backend::replayed`] (see `nfs`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use metrofs_core::Backend;
+use metrofs_core::{Backend, ReplyKey};
 use nfs3_types::nfs3::nfsstat3;
 use nfs3_types::rpc::accept_stat_data;
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -32,6 +38,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::cache::{Begin, Key, ReplyCache};
+use crate::failpoint::Failpoint;
 use crate::nfs::Fail;
 use crate::record::{self, RecordReader, RECORD_BYTES_MAX};
 use crate::rpc::{self, Call, Cred, Refused};
@@ -56,10 +63,22 @@ fn non_idempotent(proc: u32) -> bool {
     matches!(proc, 2 | 7..=15)
 }
 
-/// What the procedures share: the backend and the reply cache.
+/// Non-idempotent NFSv3 procedures whose key also goes to the backend
+/// ([`metrofs_core::Caller::reply_key`]), so a retransmission after a failover is answered
+/// from [`Backend::replayed`]: SETATTR, CREATE, MKDIR, SYMLINK, MKNOD, REMOVE, RMDIR, RENAME,
+/// LINK. Not WRITE: the same bytes written again at the same offset answer the same success,
+/// and writes, the bulk of all changes, would crowd the backend's bounded record of results
+/// and shorten how long a CREATE or REMOVE stays answerable. (COMMIT is idempotent.)
+fn keyed_for_backend(proc: u32) -> bool {
+    matches!(proc, 2 | 8..=15)
+}
+
+/// What the procedures share: the backend, the reply cache and the test failpoint.
 pub(crate) struct Shared<B> {
     pub backend: Arc<B>,
     pub cache: Mutex<ReplyCache>,
+    /// Read once at startup from `METROFS_FAILPOINT` (test only, see [`crate::failpoint`]).
+    pub failpoint: Option<Failpoint>,
 }
 
 /// One call, as the procedures see it.
@@ -68,6 +87,8 @@ pub(crate) struct Req {
     pub peer: SocketAddr,
     pub xid: u32,
     pub cred: Cred,
+    /// The call's key for the backend, for the procedures of [`keyed_for_backend`].
+    pub reply_key: Option<ReplyKey>,
 }
 
 /// An encoded reply: the RPC message, then `data` and its XDR padding (READ).
@@ -105,13 +126,27 @@ pub struct NfsServer<B: Backend> {
 }
 
 impl<B: Backend> NfsServer<B> {
+    /// A server of `backend`'s file systems.
+    ///
+    /// # Panics
+    /// When the test-only variable `METROFS_FAILPOINT` is set to something that does not
+    /// parse ([`crate::failpoint`]): the test that set it would otherwise pass for the wrong
+    /// reason.
     #[must_use]
     pub fn new(backend: Arc<B>) -> Self {
+        let failpoint = match Failpoint::from_env() {
+            Ok(f) => f,
+            Err(e) => panic!("{e}"),
+        };
+        if let Some(f) = &failpoint {
+            tracing::warn!(failpoint = ?f, "test failpoint armed: this process kills itself when it fires");
+        }
         let (close, _) = watch::channel(0);
         Self {
             shared: Arc::new(Shared {
                 backend,
                 cache: Mutex::new(ReplyCache::default()),
+                failpoint,
             }),
             conns: Connections {
                 close: Arc::new(close),
@@ -443,11 +478,19 @@ impl<B: Backend> Shared<B> {
                 },
             );
         }
-        let req = Req { peer, xid, cred };
+        let mut req = Req {
+            peer,
+            xid,
+            cred,
+            reply_key: None,
+        };
         if prog != NFS_PROGRAM || !non_idempotent(proc) {
             return self.run(prog, proc, &req, &mut args).await.map(|(r, _)| r);
         }
         let key = Key::new(peer.ip(), xid, proc, args.rest());
+        if keyed_for_backend(proc) {
+            req.reply_key = Some(key.reply_key());
+        }
         let now = tokio::time::Instant::now().into_std();
         match lock(&self.cache).begin(key, now) {
             Begin::New => {}

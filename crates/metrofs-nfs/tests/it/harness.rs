@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use metrofs_core::{
     Attr, Backend, Caller, Cidr, ExportInfo, ExportRules, FsError, FsId, FsStat, Ino, OpBody,
-    OpReply, ReadDirPage, ReadReply, SystemClock,
+    OpReply, ReadDirPage, ReadReply, ReplyKey, SystemClock,
 };
 use metrofs_metro::Array;
 use metrofs_nfs::{Connections, NfsServer};
@@ -22,6 +22,19 @@ use tokio::net::TcpStream;
 pub struct Spy {
     pub inner: Arc<Array>,
     pub changes: AtomicUsize,
+    /// Make each successful change durable before answering (as the metro module does for
+    /// a paired fs), so a test can find it after a `kill -9`.
+    pub durable: bool,
+}
+
+impl Spy {
+    pub fn new(inner: Arc<Array>) -> Self {
+        Self {
+            inner,
+            changes: AtomicUsize::new(0),
+            durable: false,
+        }
+    }
 }
 
 impl Backend for Spy {
@@ -70,7 +83,16 @@ impl Backend for Spy {
     }
     async fn change(&self, fs: FsId, body: OpBody, caller: &Caller) -> Result<OpReply, FsError> {
         self.changes.fetch_add(1, Ordering::SeqCst);
-        self.inner.change(fs, body, caller).await
+        let r = self.inner.change(fs, body, caller).await;
+        if self.durable && r.is_ok() {
+            self.inner
+                .sync()
+                .map_err(|e| FsError::Io(format!("sync: {e}")))?;
+        }
+        r
+    }
+    fn replayed(&self, fs: FsId, key: &ReplyKey) -> Option<Result<OpReply, FsError>> {
+        self.inner.replayed(fs, key)
     }
 }
 
@@ -105,10 +127,7 @@ impl Server {
         let store = Store::open(dir.path()).expect("open store");
         let array = Array::new(Arc::new(store), Arc::new(SystemClock));
         let info = array.create_fs("t", rules).expect("create fs");
-        let spy = Arc::new(Spy {
-            inner: array.clone(),
-            changes: AtomicUsize::new(0),
-        });
+        let spy = Arc::new(Spy::new(array.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -136,6 +155,21 @@ impl Server {
         self.spy.changes.load(Ordering::SeqCst)
     }
 
+    /// Another NFS server (its own reply cache, its own port) on the same backend: what a
+    /// client finds after a failover, as far as the front end can tell.
+    pub async fn another_front_end(&self) -> FrontEnd {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = NfsServer::new(self.spy.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        FrontEnd { addr, stop, task }
+    }
+
     /// Stops the server, after checking the store is consistent (fsck) whatever the test did.
     pub async fn stop(mut self) {
         let problems = self.array.store().check(self.fs);
@@ -152,6 +186,20 @@ impl Server {
     /// change when bad input arrives.
     pub async fn snapshot(&self) -> metrofs_store::FsImage {
         self.array.store().image(self.fs).expect("store image")
+    }
+}
+
+/// A second front end of a [`Server`]'s backend.
+pub struct FrontEnd {
+    pub addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FrontEnd {
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("front end task");
     }
 }
 

@@ -2,9 +2,11 @@
 
 mod bad_input;
 mod connections;
+mod failpoint;
 mod harness;
 mod libnfs;
 mod procs;
 mod raw;
 mod readdir;
+mod replay;
 mod semantics;

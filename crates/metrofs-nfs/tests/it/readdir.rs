@@ -36,6 +36,7 @@ async fn readdirplus_pages_through_100k_entries_with_concurrent_changes() {
                 gid: 0,
                 gids: vec![],
                 xid: 0,
+                reply_key: None,
             };
             for i in (k..ENTRIES).step_by(FILLERS) {
                 let body = create_body(dir, format!("f{i:06}"));

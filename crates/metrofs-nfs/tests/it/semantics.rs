@@ -314,6 +314,7 @@ async fn root_squash_and_anonymous() {
         gid: 0,
         gids: vec![],
         xid: 0,
+        reply_key: None,
     };
     let body = metrofs_core::OpBody::SetAttr {
         ino: metrofs_core::ROOT_INO,
