@@ -28,6 +28,7 @@ mod lifecycle;
 mod pair;
 mod pair_crash;
 mod pair_faults;
+mod quorum;
 
 use harness::ArrayProc;
 
