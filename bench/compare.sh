@@ -5,57 +5,64 @@
 #       both driven by the same `metrofs bench` client,
 #   (c) the physical limits: loopback TCP (iperf3, 1 stream) and the local file system itself
 #       (dd with fsync, fio for 4 KiB O_SYNC writes and small files),
-# and write docs/BENCHMARKS.md with the table, the ratios against issue 2's targets, the exact
-# commands, and (with --profile, the default) a perf profile of metrofs for each missed target.
+#   (d) issue 3's metro pair: metrofs "one array" above is fs `solo` of site-a, an array with a
+#       peer (site-b); fs `paired` of site-a is paired with site-b, Normal, and measured with the
+#       same workloads in the same rounds (Ganesha, solo, paired, ...); then the resync
+#       throughput after a change of --resync bytes (pause, write, resume, time until Normal);
+#       the pair part is bench/pair.sh's functions (pair.sh alone runs only that part),
+# and write docs/BENCHMARKS.md: the table, the ratios against issue 2's targets, the exact
+# commands, (with --profile, the default) a perf profile of metrofs for each missed target, and
+# the section "## Metro pair (issue 3)". Every other section of the file (e.g. "## Failover
+# (issue 4)", written by bench/failover.sh) and every hand-written analysis block is kept.
 #
 # All data lives on a dedicated ext4 image WITH a journal on a loop device, made and removed
-# here (/ on the machines this was written on is ext4 without a journal, where creating files
-# soon after many unlinks is erratic). Everything started here is stopped on exit (trap).
+# here (bench/lib.sh). Everything started here is stopped on exit (trap).
 #
 # Usage: sudo bench/compare.sh [--runs N] [--size SIZE] [--files N] [--latency-ops N]
-#                              [--depth N] [--image-gib N] [--out FILE] [--no-metrofs]
-#                              [--no-ganesha] [--no-profile] [--no-install]
+#                              [--depth N] [--resync SIZE] [--image-gib N] [--out FILE]
+#                              [--no-metrofs] [--no-ganesha] [--no-pair] [--no-profile]
+#                              [--no-install]
+# --resync defaults to $METROFS_BENCH_RESYNC, else 2GiB (issue 3's size); smaller for quick runs.
+# METROFS_BIN=PATH measures that binary instead of building target/release/metrofs.
 # Needs root (loop device, mount, drop_caches, ports < 1024 for the client). Installs with apt
-# what is missing: nfs-ganesha nfs-ganesha-vfs rpcbind iperf3 fio linux-perf jq e2fsprogs.
+# what is missing: nfs-ganesha nfs-ganesha-vfs rpcbind iperf3 fio linux-perf jq e2fsprogs
+# libnfs-utils curl.
 set -euo pipefail
+BENCH_NAME=compare
+# shellcheck source=bench/pair.sh
+source "$(dirname "$0")/pair.sh"   # the pair_* functions, and bench/lib.sh
 
 RUNS=3
 SIZE=1GiB
 FILES=5000
 LAT_OPS=2000
 DEPTH=8
-IMAGE_GIB=8
+IMAGE_GIB=10
+RESYNC=${METROFS_BENCH_RESYNC:-2GiB}
 OUT=docs/BENCHMARKS.md
 DO_METROFS=1
 DO_GANESHA=1
+DO_PAIR=1
 DO_PROFILE=1
 DO_INSTALL=1
 # Longest a single measurement may take before it is abandoned (seconds).
 STEP_TIMEOUT_S=900
+BUDGET_S=0   # pair_section's "rounds that ran" note; compare.sh runs every round
 
-die() { echo "compare.sh: error: $*" >&2; exit 1; }
-log() { echo "[compare $(date +%H:%M:%S)] $*" >&2; }
-
+ARGV=("$@")
 while [ $# -gt 0 ]; do
+    if bench_opt "$1" "${2:-}"; then shift 2; continue; fi
     case "$1" in
-        --runs) RUNS=$2; shift 2 ;;
-        --size) SIZE=$2; shift 2 ;;
-        --files) FILES=$2; shift 2 ;;
-        --latency-ops) LAT_OPS=$2; shift 2 ;;
-        --depth) DEPTH=$2; shift 2 ;;
-        --image-gib) IMAGE_GIB=$2; shift 2 ;;
-        --out) OUT=$2; shift 2 ;;
-        --no-metrofs) DO_METROFS=0; shift ;;
+        --no-metrofs) DO_METROFS=0; DO_PAIR=0; shift ;;
         --no-ganesha) DO_GANESHA=0; shift ;;
+        --no-pair) DO_PAIR=0; shift ;;
         --no-profile) DO_PROFILE=0; shift ;;
         --no-install) DO_INSTALL=0; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
-case "$RUNS" in ''|*[!0-9]*|0) die "--runs wants a positive number, got '$RUNS'" ;; esac
-case "$FILES" in ''|*[!0-9]*|0) die "--files wants a positive number, got '$FILES'" ;; esac
-case "$IMAGE_GIB" in ''|*[!0-9]*|0) die "--image-gib wants a positive number, got '$IMAGE_GIB'" ;; esac
+bench_check_opts
 [ "$(id -u)" = 0 ] || die "run as root (loop device, mount, drop_caches, rpcbind)"
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -65,7 +72,7 @@ case "$OUT" in /*) ;; *) OUT="$ROOT/$OUT" ;; esac
 # ---------------------------------------------------------------------------------------------
 # Packages
 need_pkgs=()
-for p in nfs-ganesha nfs-ganesha-vfs rpcbind iperf3 fio linux-perf jq e2fsprogs iproute2 bc; do
+for p in nfs-ganesha nfs-ganesha-vfs rpcbind iperf3 fio linux-perf jq e2fsprogs iproute2 bc libnfs-utils curl; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -76,102 +83,12 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 # ---------------------------------------------------------------------------------------------
-# Scratch space, the journaled ext4 image, and cleanup of everything started here.
-WORK=$(mktemp -d /var/tmp/metrofs-compare.XXXXXX)
-MNT="$WORK/mnt"
-# Raw results (JSON of every run, profiles) outlive the run, in the (git-ignored) target dir.
-RES="$ROOT/target/compare-results/$(date +%Y%m%d-%H%M%S)"
-mkdir -p "$MNT" "$RES"
-LOOP=""
-PIDS=()          # processes to stop on exit, in order
-RPCBIND_PID=""
-
-stop_pid() {
-    local pid=$1
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local rc=$?
-    set +e
-    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-    [ -n "$RPCBIND_PID" ] && stop_pid "$RPCBIND_PID"
-    if mountpoint -q "$MNT"; then
-        for _ in $(seq 10); do umount "$MNT" 2>/dev/null && break; sleep 0.5; done
-        mountpoint -q "$MNT" && umount -l "$MNT"
-    fi
-    [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
-    if [ $rc -ne 0 ]; then
-        for f in "$WORK"/*.log; do
-            [ -f "$f" ] || continue
-            echo "---- last lines of $f" >&2
-            tail -n 15 "$f" >&2
-        done
-    fi
-    rm -rf "$WORK"
-    exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# ---------------------------------------------------------------------------------------------
-# Build: metrofs (the array) and the benchmark client.
-if [ "$DO_METROFS" = 1 ]; then
-    log "cargo build --release -p metrofs"
-    cargo build --release -p metrofs 2>&1 | tail -3 >&2 || die "metrofs does not build"
-fi
-# The binaries run from private copies: a rebuild in the checkout during the run must neither
-# change what is measured nor leave perf unable to read the symbols of a deleted file.
-BIN="$WORK/bin"
-mkdir -p "$BIN"
-METROFS="$BIN/metrofs"
-[ -x "$ROOT/target/release/metrofs" ] && cp "$ROOT/target/release/metrofs" "$METROFS"
-if [ -x "$METROFS" ] && "$METROFS" bench --help >/dev/null 2>&1; then
-    BENCH=("$METROFS" bench)
-    BENCH_SHOWN="metrofs bench"
-else
-    log "the metrofs binary has no 'bench' subcommand yet: using the metrofs-bench example (same code)"
-    cargo build --release -p metrofs-bench --example bench 2>&1 | tail -1 >&2
-    cp "$ROOT/target/release/examples/bench" "$BIN/bench"
-    BENCH=("$BIN/bench")
-    BENCH_SHOWN="cargo run --release -p metrofs-bench --example bench --"
-fi
+# Scratch space, the build, the journaled ext4 image (bench/lib.sh).
+bench_workspace compare
+bench_build   # metrofs bench is the client of every server
 BENCH_ARGS=(--size "$SIZE" --files "$FILES" --latency-ops "$LAT_OPS" --depth "$DEPTH" --json)
+bench_image "$IMAGE_GIB" mfsbench
 
-
-log "making a ${IMAGE_GIB} GiB ext4 image with a journal in $WORK"
-truncate -s "${IMAGE_GIB}G" "$WORK/fs.img"
-# Eager inode-table and journal init: no background ext4lazyinit competing with the runs.
-mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 -L mfsbench "$WORK/fs.img"
-LOOP=$(losetup -f --show "$WORK/fs.img")
-mount "$LOOP" "$MNT"
-dumpe2fs -h "$LOOP" 2>/dev/null | grep -q has_journal || die "the image has no journal"
-MNT_OPTS=$(findmnt -no OPTIONS "$MNT")
-
-port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
-pick_port() {
-    local p=$1
-    while ! port_free "$p"; do p=$((p + 1)); done
-    echo "$p"
-}
-wait_port() {   # wait_port PORT PID WHAT
-    for _ in $(seq 300); do
-        ss -Hltn "sport = :$1" | grep -q . && return 0
-        kill -0 "$2" 2>/dev/null || die "$3 exited before listening on port $1"
-        sleep 0.1
-    done
-    die "$3 is not listening on port $1 after 30 s"
-}
-# Let writeback of the previous step finish so it does not bill the next one.
-settle() { sync; sleep 2; }
-mib() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.1f", b / s / 1048576 }'; }
-
-SIZE_BYTES=$(numfmt --from=iec "${SIZE%iB}" 2>/dev/null || echo "")
-[ -n "$SIZE_BYTES" ] || die "--size $SIZE: use forms like 512MiB or 1GiB"
 SIZE_MIB=$((SIZE_BYTES / 1048576))
 
 # ---------------------------------------------------------------------------------------------
@@ -234,6 +151,7 @@ if [ "$DO_GANESHA" = 1 ]; then
         log "starting rpcbind -f (Ganesha refuses to start without a portmapper)"
         rpcbind -f -w >"$WORK/rpcbind.log" 2>&1 &
         RPCBIND_PID=$!
+        PIDS+=("$RPCBIND_PID")
         wait_port 111 "$RPCBIND_PID" rpcbind
     fi
     G_NFS=$(pick_port 32049)
@@ -273,65 +191,55 @@ EOF
 fi
 
 # ---------------------------------------------------------------------------------------------
-# (a) metrofs, one array, data on the same file system.
+# (a) and (d) metrofs: site-a and site-b on the same file system, fs `solo` (unpaired, the "one
+# array" of the comparison with Ganesha) and fs `paired` (Normal) on site-a.
 METROFS_URL=""
 METROFS_PID=""
 if [ "$DO_METROFS" = 1 ]; then
-    M_NFS=$(pick_port 32149)
-    M_API=$(pick_port 32150)
-    mkdir -p "$MNT/metrofs"
-    cat >"$WORK/metrofs.toml" <<EOF
-name = "bench"
-data_dir = "$MNT/metrofs"
-nfs_listen = "127.0.0.1:$M_NFS"
-api_listen = "127.0.0.1:$M_API"
-
-[log]
-level = "warn"
-EOF
-    CMD_METROFS="metrofs array --config $WORK/metrofs.toml"
-    log "starting $CMD_METROFS"
-    "$METROFS" array --config "$WORK/metrofs.toml" >"$WORK/metrofs.log" 2>&1 &
-    METROFS_PID=$!
-    PIDS+=("$METROFS_PID")
-    wait_port "$M_API" "$METROFS_PID" "metrofs array"
-    wait_port "$M_NFS" "$METROFS_PID" "metrofs array"
-    API="http://127.0.0.1:$M_API"
-    CMD_METROFS_FS="metrofs fs create bench --api $API && metrofs export set bench --clients 127.0.0.0/8 --rw --no-root-squash --api $API"
-    "$METROFS" fs create bench --api "$API" >&2
-    "$METROFS" export set bench --clients 127.0.0.0/8 --rw --no-root-squash --api "$API" >&2
-    METROFS_URL="nfs://127.0.0.1/bench?nfsport=$M_NFS&mountport=$M_NFS&version=3"
+    start_arrays
+    METROFS_URL=$(fs_url solo)
+    METROFS_PID=$A_PID
 fi
 
 # ---------------------------------------------------------------------------------------------
-# The runs: servers alternate (G M G M ...) so that noise from the machine spreads evenly.
+# The runs: servers alternate (Ganesha, solo, paired, ...) so that noise from the machine
+# spreads evenly. metrofs's results are $RES/solo.N.json (and paired.N.json).
 SERVERS=()
 [ -n "$GANESHA_URL" ] && SERVERS+=(ganesha)
-[ -n "$METROFS_URL" ] && SERVERS+=(metrofs)
+[ -n "$METROFS_URL" ] && SERVERS+=(solo)
+[ -n "$METROFS_URL" ] && [ "$DO_PAIR" = 1 ] && SERVERS+=(paired)
 [ ${#SERVERS[@]} -gt 0 ] || die "nothing to measure (--no-metrofs and --no-ganesha)"
-url_of() { if [ "$1" = ganesha ]; then echo "$GANESHA_URL"; else echo "$METROFS_URL"; fi; }
-pid_of() { if [ "$1" = ganesha ]; then echo "$GANESHA_PID"; else echo "$METROFS_PID"; fi; }
-# CPU seconds (user + system, all threads) a process has used so far.
-cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+url_of() { if [ "$1" = ganesha ]; then echo "$GANESHA_URL"; else fs_url "$1"; fi; }
 
+RUNS_DONE=0
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+T_RUNS0=$(now)
 for run in $(seq "$RUNS"); do
     for s in "${SERVERS[@]}"; do
         settle
-        log "run $run/$RUNS: $s (all workloads)"
-        cpu0=$(cpu_s "$(pid_of "$s")")
-        timeout "$STEP_TIMEOUT_S" "${BENCH[@]}" "$(url_of "$s")" "${BENCH_ARGS[@]}" \
-            >"$RES/$s.$run.json.tmp" 2>>"$WORK/bench.log" || die "bench against $s failed (see above)"
-        cpu1=$(cpu_s "$(pid_of "$s")")
-        # The server's CPU time for the whole run goes into the run's JSON.
-        jq --argjson c "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')" \
-            '. + { server_cpu_s: $c }' "$RES/$s.$run.json.tmp" >"$RES/$s.$run.json"
-        rm -f "$RES/$s.$run.json.tmp"
+        if [ "$s" = ganesha ]; then
+            log "run $run/$RUNS: $s (all workloads)"
+            cpu0=$(cpu_s "$GANESHA_PID")
+            timeout "$STEP_TIMEOUT_S" "${BENCH[@]}" "$GANESHA_URL" "${BENCH_ARGS[@]}" \
+                >"$RES/$s.$run.json.tmp" 2>>"$WORK/bench.log" || die "bench against $s failed (see above)"
+            cpu1=$(cpu_s "$GANESHA_PID")
+            # The server's CPU time for the whole run goes into the run's JSON.
+            jq --argjson c "$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }')" \
+                '. + { server_cpu_s: $c }' "$RES/$s.$run.json.tmp" >"$RES/$s.$run.json"
+            rm -f "$RES/$s.$run.json.tmp"
+        else
+            pair_bench "$s" "$run"
+        fi
+        # Cold reads are local on a pair too: measured for the servers of the comparison only.
+        [ "$s" = paired ] && continue
         settle
         log "run $run/$RUNS: $s (cold sequential read)"
         timeout "$STEP_TIMEOUT_S" "${BENCH[@]}" "$(url_of "$s")" "${BENCH_ARGS[@]}" --only seq-read --cold-read \
             >"$RES/$s.cold.$run.json" 2>>"$WORK/bench.log" || die "cold read against $s failed"
     done
+    RUNS_DONE=$run
 done
+[ "$DO_PAIR" = 1 ] && [ -n "$METROFS_URL" ] && pair_resync
 
 # median SERVER JQ-PATH [cold]: median over the runs of one number.
 median() {
@@ -361,7 +269,8 @@ metric_paths=(
     "unlink=.unlink.per_s"
     "cpu=.server_cpu_s"
 )
-for s in "${SERVERS[@]}"; do
+for s in ganesha solo; do
+    [[ " ${SERVERS[*]} " == *" $s "* ]] || continue
     for mp in "${metric_paths[@]}"; do
         k=${mp%%=*}; p=${mp#*=}
         v=$(median "$s" "$p")
@@ -373,7 +282,6 @@ done
 
 # ---------------------------------------------------------------------------------------------
 # Profile metrofs where it misses a target.
-fmt() { [ -z "${1:-}" ] || [ "$1" = null ] && { echo "—"; return; }; awk -v v="$1" 'BEGIN { if (v >= 100) printf "%.0f", v; else printf "%.1f", v }'; }
 ratio() { [ -z "${1:-}" ] || [ -z "${2:-}" ] || [ "$1" = null ] || [ "$2" = null ] && { echo ""; return; }; awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print ""; else printf "%.2f", a / b }'; }
 # check NAME VALUE OP LIMIT: "met" / "MISSED" / "n/a"
 check() { [ -z "$2" ] && { echo "n/a"; return; }; awk -v v="$2" -v l="$4" -v op="$3" 'BEGIN { ok = (op == ">=") ? (v >= l) : (v <= l); print ok ? "met" : "MISSED" }'; }
@@ -405,12 +313,6 @@ if [ -n "$METROFS_URL" ]; then
 fi
 
 PROFILES=""
-# perf report without its empty trailing columns.
-perf_top() {   # perf_top DATA SORT PERCENT LINES
-    perf report -i "$1" --stdio --no-children --sort "$2" -g none --percent-limit "$3" 2>/dev/null \
-        | grep -v '^#' | grep -v '^$' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//; s/[[:space:]]+$//' \
-        | head -n "$4" || true
-}
 if [ "$DO_PROFILE" = 1 ] && [ -n "$METROFS_PID" ]; then
     declare -A profiled=()
     for t in seqw_ganesha seqw_tcp seqr uns_p50 fs_p50 small; do
@@ -418,31 +320,10 @@ if [ "$DO_PROFILE" = 1 ] && [ -n "$METROFS_PID" ]; then
         phase=${TARGET_PHASE[$t]}
         [ -n "${profiled[$phase]:-}" ] && continue
         profiled[$phase]=1
-        w=${TARGET_WORKLOAD[$t]}
         trigger=${TARGET_TRIGGER[$t]}
         settle
         log "profiling metrofs during $phase (perf record -g from \"$trigger\" to the end)"
-        errlog="$RES/profile.$phase.stderr"
-        : >"$errlog"
-        # perf starts with its events disabled and is switched on through a control fifo when the
-        # measured part begins, so neither its attach time nor the preparation is in the profile.
-        ctl="$WORK/perf.ctl"
-        rm -f "$ctl"; mkfifo "$ctl"
-        perf record -g -F 999 -D -1 --control="fifo:$ctl" -p "$METROFS_PID" -o "$RES/perf.$phase.data" \
-            >>"$WORK/perf.log" 2>&1 &
-        perf_pid=$!
-        exec {ctl_fd}<>"$ctl"
-        timeout "$STEP_TIMEOUT_S" "${BENCH[@]}" "$METROFS_URL" "${BENCH_ARGS[@]}" --only "$w" \
-            >"$RES/profile.$phase.json" 2>"$errlog" &
-        bench_pid=$!
-        while kill -0 "$bench_pid" 2>/dev/null && ! grep -qF "$trigger" "$errlog"; do sleep 0.01; done
-        echo enable >&"$ctl_fd"
-        wait "$bench_pid" || log "bench under perf failed (see $errlog)"
-        echo disable >&"$ctl_fd"
-        sleep 0.2
-        kill -INT "$perf_pid" 2>/dev/null || true
-        wait "$perf_pid" 2>/dev/null || true
-        exec {ctl_fd}>&-
+        profile_bench "$phase" "$METROFS_PID" "$trigger" "$METROFS_URL" "${BENCH_ARGS[@]}" --only "${TARGET_WORKLOAD[$t]}"
         {
             echo
             echo "#### metrofs during \`$phase\`"
@@ -461,6 +342,12 @@ if [ "$DO_PROFILE" = 1 ] && [ -n "$METROFS_PID" ]; then
     done
 fi
 
+# Issue 3's targets for the pair, and profiles of site-a where they are missed.
+if [ "$DO_PAIR" = 1 ] && [ -n "$METROFS_URL" ]; then
+    pair_targets
+    [ "$DO_PROFILE" = 1 ] && pair_profiles
+fi
+
 # ---------------------------------------------------------------------------------------------
 # docs/BENCHMARKS.md
 GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -472,22 +359,22 @@ LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 row() {   # row LABEL LOCAL GANESHA METROFS RATIO
     printf '| %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "$5"
 }
-# The hand-written analysis of the previous report survives a rerun.
-ANALYSIS=""
-if [ -f "$OUT" ]; then
-    ANALYSIS=$(awk '/^<!-- \/analysis -->/ { on = 0 } on { print } /^<!-- analysis:/ { on = 1 }' "$OUT")
-fi
+# This run's sections go into $OUT through doc_merge (bench/lib.sh): the sections compare.sh
+# writes are replaced in place, every other one (e.g. bench/failover.sh's) is kept, and so is
+# every hand-written block (left empty below, filled from the current file).
 tmp_out=$(mktemp)
 {
     echo "# Benchmarks"
     echo
     echo "Written by \`bench/compare.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); metrofs at \`$GIT_REV\`$GIT_DIRTY."
     echo "Machine: $(nproc) cores ($CPU), ${MEM_GIB} GiB memory, Linux $(uname -r), Debian $(cat /etc/debian_version 2>/dev/null || echo '?')."
-    echo "Load average when the report was written: $LOADAVG."
+    echo "Load average when the runs started: $LOAD_START; when the report was written: $LOADAVG (other builds and tests shared the machine)."
     echo
-    echo "All data was on a dedicated **ext4 image with a journal** on a loop device (\`mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0\`, mounted \`$MNT_OPTS\`), backed by a file on the machine's root disk, made and removed by the script. Both servers ran on it at the same time, each in its own directory; the client and the servers share the $(nproc) cores."
+    echo "All data was on a dedicated **ext4 image with a journal** on a loop device (\`mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0\`, mounted \`$MNT_OPTS\`), backed by a file on the machine's root disk, made and removed by the script. All servers ran on it at the same time, each in its own directory; the client and the servers share the $(nproc) cores."
     echo
-    echo "Client: \`$BENCH_SHOWN URL ${BENCH_ARGS[*]}\` — $DEPTH requests in flight (one per TCP connection) for throughput, files, stat and unlink; one in flight for the latencies. Sequential write = $SIZE in 1 MiB UNSTABLE WRITEs then one COMMIT, timed to the COMMIT's reply. Small files = CREATE (guarded) + 4 KiB UNSTABLE WRITE + COMMIT each. Stat = LOOKUP + GETATTR. Each server measured $RUNS times, runs alternating between servers; the table gives **medians**, the per-run values are below."
+    echo "metrofs (one array) is fs \`solo\` of array site-a, which has a peer (site-b) for the pair measured in [Metro pair (issue 3)](#metro-pair-issue-3) in the same rounds; \`solo\` itself is not paired, so its operations never reach site-b."
+    echo
+    echo "Client: \`$BENCH_SHOWN URL ${BENCH_ARGS[*]}\` — $DEPTH requests in flight (one per TCP connection) for throughput, files, stat and unlink; one in flight for the latencies. Sequential write = $SIZE in 1 MiB UNSTABLE WRITEs then one COMMIT, timed to the COMMIT's reply. Small files = CREATE (guarded) + 4 KiB UNSTABLE WRITE + COMMIT each. Stat = LOOKUP + GETATTR. Each server measured $RUNS_DONE times, runs alternating between servers ($(echo "${SERVERS[*]}" | sed 's/ /, /g') in each round); the table gives **medians** (of an even number of runs: the lower middle one), the per-run values are below."
     echo
     echo "## Results"
     echo
@@ -531,11 +418,11 @@ tmp_out=$(mktemp)
     for mp in "${metric_paths[@]}"; do
         p=${mp#*=}
         g=$([ -n "$GANESHA_URL" ] && all_runs ganesha "$p" || echo "—")
-        m=$([ -n "$METROFS_URL" ] && all_runs metrofs "$p" || echo "—")
+        m=$([ -n "$METROFS_URL" ] && all_runs solo "$p" || echo "—")
         echo "| \`$p\` | $g | $m |"
     done
     g=$([ -n "$GANESHA_URL" ] && all_runs ganesha .seq_read.mib_per_s cold || echo "—")
-    m=$([ -n "$METROFS_URL" ] && all_runs metrofs .seq_read.mib_per_s cold || echo "—")
+    m=$([ -n "$METROFS_URL" ] && all_runs solo .seq_read.mib_per_s cold || echo "—")
     echo "| \`.seq_read.mib_per_s\` (cold) | $g | $m |"
     if [ -n "$PROFILES" ]; then
         echo
@@ -546,19 +433,14 @@ tmp_out=$(mktemp)
     echo "## Analysis"
     echo
     echo "<!-- analysis: written by hand, kept by compare.sh when it rewrites this file -->"
-    if [ -n "$ANALYSIS" ]; then
-        echo "$ANALYSIS"
-    else
-        echo "(none yet)"
-    fi
     echo "<!-- /analysis -->"
     echo
     echo "## Exact commands"
     echo
     echo '```sh'
-    echo "sudo bench/compare.sh --runs $RUNS --size $SIZE --files $FILES --latency-ops $LAT_OPS --depth $DEPTH --image-gib $IMAGE_GIB"
+    echo "sudo $([ -n "${METROFS_BENCH_RESYNC:-}" ] && echo "METROFS_BENCH_RESYNC=$METROFS_BENCH_RESYNC ")bench/compare.sh${ARGV[*]:+ ${ARGV[*]}}"
     echo "# image"
-    echo "truncate -s ${IMAGE_GIB}G fs.img && mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 fs.img && mount \$(losetup -f --show fs.img) $MNT"
+    echo "$CMD_IMAGE"
     echo "# physical limits"
     echo "$CMD_IPERF"
     echo "$CMD_DD_W"
@@ -573,9 +455,8 @@ tmp_out=$(mktemp)
         echo "$BENCH_SHOWN '$GANESHA_URL' ${BENCH_ARGS[*]} --only seq-read --cold-read"
     fi
     if [ -n "$METROFS_URL" ]; then
-        echo "# metrofs (config below)"
-        echo "$CMD_METROFS"
-        echo "$CMD_METROFS_FS"
+        echo "# metrofs: site-a (config below) and site-b, fs solo and paired: see the pair's commands in its section"
+        echo "metrofs array --config site-a.toml"
         echo "$BENCH_SHOWN '$METROFS_URL' ${BENCH_ARGS[*]}"
         echo "$BENCH_SHOWN '$METROFS_URL' ${BENCH_ARGS[*]} --only seq-read --cold-read"
     fi
@@ -590,14 +471,24 @@ tmp_out=$(mktemp)
     fi
     if [ -n "$METROFS_URL" ]; then
         echo
-        echo "metrofs's configuration:"
+        echo "metrofs's configuration (site-a; site-b's differs in names, ports and \`preferred = false\`):"
         echo
         echo '```toml'
-        cat "$WORK/metrofs.toml"
+        cat "$WORK/site-a.toml"
         echo '```'
     fi
+    echo
 } >"$tmp_out"
+OWNED=("## Results" "## Targets (issue 2, one array)" "## Every run" "## Profiles of metrofs where a target is missed" "## Analysis" "## Exact commands")
+if [ "$DO_PAIR" = 1 ] && [ -n "$METROFS_URL" ]; then
+    pair_section "$WORK/pair-section.md" "bench/compare.sh" "sudo bench/compare.sh${ARGV[*]:+ ${ARGV[*]}}   # the pair part; bench/pair.sh runs it alone"
+    cat "$WORK/pair-section.md" >>"$tmp_out"
+    OWNED+=("$PAIR_SECTION")
+fi
 mkdir -p "$(dirname "$OUT")"
-mv "$tmp_out" "$OUT"
+doc_merge "$OUT" "$tmp_out" "${OWNED[@]}"
+rm -f "$tmp_out"
 log "wrote $OUT (raw results in $RES)"
-cat "$OUT" | sed -n '/^## Results/,/^## Every run/p' >&2
+sed -n '/^## Results/,/^## Every run/p' "$OUT" >&2
+[ "$DO_PAIR" = 1 ] && [ -n "$METROFS_URL" ] && sed -n "/^$PAIR_SECTION/,/^<!-- pair-analysis/p" "$OUT" >&2
+exit 0

@@ -16,6 +16,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+BENCH_NAME=failover
+# shellcheck source=bench/lib.sh
+source bench/lib.sh   # doc_merge
 OUT=docs/BENCHMARKS.md
 SECTION="## Failover (issue 4)"
 RUNS=${METROFS_FAILOVER_RUNS:-10}
@@ -110,18 +113,9 @@ sec=$(mktemp)
     echo
 } >"$sec"
 
-# Replace the section (up to the next "## " heading) or append it.
-tmp_out=$(mktemp)
-if [ -f "$OUT" ] && grep -qxF "$SECTION" "$OUT"; then
-    awk -v h="$SECTION" -v f="$sec" '
-        $0 == h { while ((getline l < f) > 0) print l; skip = 1; next }
-        skip && /^## / { skip = 0 }
-        !skip { print }' "$OUT" >"$tmp_out"
-else
-    { [ -f "$OUT" ] && cat "$OUT" && echo; cat "$sec"; } >"$tmp_out"
-fi
-mv "$tmp_out" "$OUT"
-chmod 644 "$OUT"
+# Replace the section in place (up to the next "## " heading) or append it; every other section
+# and hand-written block of the file is kept (bench/lib.sh).
+doc_merge "$OUT" "$sec" "$SECTION"
 rm -f "$sec"
 log "wrote the section '$SECTION' of $OUT (logs in $RES)"
 sed -n "/^$SECTION/,/^<!-- failover-analysis/p" "$OUT" >&2
