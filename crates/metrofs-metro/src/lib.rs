@@ -18,7 +18,6 @@ pub mod log;
 pub mod metro;
 pub mod proto;
 pub mod replies;
-pub mod replies;
 pub mod resync;
 pub mod error;
 
@@ -27,5 +26,4 @@ pub use error::ArrayError;
 pub use arbiter::{ArbitrationConfig, Claim, OnQuorumLoss, Quorum, QuorumFuture, QuorumServerView, Recovery};
 pub use metro::{ArbitrationView, Metro, MetroConfig, MetroError, PairView, PeerConfig, Phase, ServiceState, VerifyReport};
 pub use metrofs_store::FsInfo;
-pub use replies::ReplyBook;
 pub use replies::ReplyBook;
