@@ -69,7 +69,7 @@ async fn run(servers: usize, base: u64, n: u64) {
             "race on {servers} server(s), seed {seed} (replay with METROFS_QUORUM_SEED={seed})"
         );
         let mut rng = Rng::new(seed);
-        let scope = rng.next();
+        let scope = rng.next_u64();
         // Several rounds on the same scope, epochs rising: each round is its own race.
         for epoch in 1..=3 {
             match race(&a, &b, scope, epoch, &mut rng).await {

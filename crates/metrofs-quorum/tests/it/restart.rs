@@ -32,7 +32,7 @@ async fn arbitrate_across_a_restart(servers: usize, base: u64, n: u64) {
         let mut rng = Rng::new(seed);
         wait_connected(&a).await;
         wait_connected(&b).await;
-        let scope = rng.next();
+        let scope = rng.next_u64();
         let epoch = 1 + rng.below(1000);
         let victim = usize::try_from(rng.below(servers as u64)).expect("small");
         let (da, db) = (rng.below(3000), rng.below(3000));
@@ -90,7 +90,7 @@ async fn arbitrate_across_a_restart(servers: usize, base: u64, n: u64) {
             })
             .count();
         assert!(
-            held >= servers / 2 + 1,
+            held > servers / 2,
             "seed {seed}: {held} servers record {winner}"
         );
     }
