@@ -6,8 +6,10 @@
 //!   whatever the first wrong byte ([`subtle`]). Without it, or with a wrong one: 401.
 //! - Read calls (GET, HEAD) need no token from the networks of `[api] read_open_to` (loopback
 //!   by default); from anywhere else they need it too.
-//! - Always open, since they hold no data: the dashboard's files (`/`, `/dashboard/...`) and
-//!   the OpenAPI document. The dashboard asks for the token when a call needs it.
+//! - Always open, since they hold no data: the dashboard's files (`/`, `/dashboard/...`), the
+//!   OpenAPI document and `/api/health` (name, version, where the token file is: the CLI on the
+//!   array's machine reads the token there). The dashboard asks for the token when a call
+//!   needs it.
 //!
 //! The middleware also names the caller for the event log ([`Actor`]): the client's word from
 //! the `x-metrofs-client` header (`cli:USER`, `dashboard`; `api` when absent) and its address.
@@ -141,9 +143,11 @@ impl Auth {
     }
 }
 
-/// Paths that hold no data: the dashboard's files and the API's description.
+/// Paths that hold no data: the dashboard's files, the API's description, and the health
+/// check (the array's name, version and where its token file is, so the CLI on its machine
+/// can find the token from any network).
 fn always_open(path: &str) -> bool {
-    path == "/" || path.starts_with("/dashboard/") || path == "/api/openapi.json"
+    path == "/" || path.starts_with("/dashboard/") || path == "/api/openapi.json" || path == "/api/health"
 }
 
 /// The middleware: refuses what [`Auth::decide`] refuses, and names the caller.
@@ -260,7 +264,7 @@ mod tests {
             assert!(e.hint().contains("/nonexistent/api.token"), "{}", e.hint());
         }
         // Static files are open to all.
-        for p in ["/", "/dashboard/app.js", "/api/openapi.json"] {
+        for p in ["/", "/dashboard/app.js", "/api/openapi.json", "/api/health"] {
             assert!(a.decide(&Method::GET, p, far, &headers(None)).is_ok(), "{p}");
         }
         assert!(a.decide(&Method::POST, "/", far, &headers(None)).is_err());

@@ -84,7 +84,7 @@ impl From<&FsInfo> for FsView {
 #[serde(deny_unknown_fields)]
 pub struct CreateFs {
     /// 1 to 64 characters from `A-Z a-z 0-9 - _ .`, not starting with `.`.
-    #[schema(example = "projects")]
+    #[schema(example = "projects", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub name: String,
 }
 
@@ -128,8 +128,10 @@ impl SetExport {
 #[serde(deny_unknown_fields)]
 pub struct CreatePair {
     /// A file system of this array (it becomes the pair's serving side).
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub fs: String,
     /// The peer array's name (`[peer] name` of this array's configuration).
+    #[schema(pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")]
     pub remote: String,
 }
 

@@ -71,7 +71,7 @@ pub fn user_name() -> String {
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
         .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "unknown".into())
+        .unwrap_or_else(|| format!("uid{}", rustix::process::getuid().as_raw()))
 }
 
 #[cfg(test)]

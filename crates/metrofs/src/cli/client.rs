@@ -39,7 +39,8 @@ pub struct ApiClient {
     agent: ureq::Agent,
     /// Where the token comes from; resolved at the first call that needs it.
     tokens: super::auth::TokenSource,
-    token: RefCell<Option<String>>,
+    /// The token once looked for: found, or why not.
+    token: RefCell<Option<Result<String, String>>>,
     client: String,
 }
 
@@ -83,23 +84,28 @@ impl ApiClient {
         self
     }
 
-    /// The token, resolved once. Reads that may go without it pass `required = false`.
-    fn token(&self, required: bool) -> Result<Option<String>, ClientError> {
-        if let Some(t) = self.token.borrow().as_ref() {
-            return Ok(Some(t.clone()));
+    /// The token, looked for once (changing calls need it; reads only when the array asks).
+    fn token(&self) -> Result<String, ClientError> {
+        if self.token.borrow().is_none() {
+            let found = self.tokens.resolve(|| {
+                self.get_raw::<crate::api::model::Health>("/api/health", None)
+                    .ok()
+                    .and_then(|h| h.token_file)
+            });
+            *self.token.borrow_mut() = Some(found);
         }
-        let found = self.tokens.resolve(|| {
-            self.get_raw::<crate::api::model::Health>("/api/health", None)
-                .ok()
-                .and_then(|h| h.token_file)
-        });
-        match found {
-            Ok(t) => {
-                *self.token.borrow_mut() = Some(t.clone());
-                Ok(Some(t))
-            }
-            Err(why) if required => Err(ClientError::NoToken(why)),
-            Err(_) => Ok(None),
+        match self.token.borrow().as_ref() {
+            Some(Ok(t)) => Ok(t.clone()),
+            Some(Err(why)) => Err(ClientError::NoToken(why.clone())),
+            None => Err(ClientError::NoToken("no token".into())),
+        }
+    }
+
+    /// The token if it was looked for and found already.
+    fn known_token(&self) -> Option<String> {
+        match self.token.borrow().as_ref() {
+            Some(Ok(t)) => Some(t.clone()),
+            _ => None,
         }
     }
 
@@ -127,15 +133,32 @@ impl ApiClient {
     /// A read: without a token when none can be found (loopback reads need none); a 401
     /// means the token is needed after all, and says where it is.
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let token = self.token(false)?;
-        self.get_raw(path, token.as_deref())
+        let token = self.known_token();
+        match self.get_raw(path, token.as_deref()) {
+            // Reads from outside the array's open networks need the token after all.
+            Err(ClientError::Refused { status: 401, .. }) if token.is_none() => {
+                let token = self.token()?;
+                self.get_raw(path, Some(&token))
+            }
+            r => r,
+        }
     }
 
     /// A read whose body is text (`/metrics`).
     pub fn get_text(&self, path: &str) -> Result<String, ClientError> {
-        let token = self.token(false)?;
+        let token = self.known_token();
+        match self.get_text_raw(path, token.as_deref()) {
+            Err(ClientError::Refused { status: 401, .. }) if token.is_none() => {
+                let token = self.token()?;
+                self.get_text_raw(path, Some(&token))
+            }
+            r => r,
+        }
+    }
+
+    fn get_text_raw(&self, path: &str, token: Option<&str>) -> Result<String, ClientError> {
         let url = self.url(path);
-        let resp = self.request("GET", &url, token.as_deref()).send_empty();
+        let resp = self.request("GET", &url, token).send_empty();
         let mut resp = self.transport(&url, resp)?;
         let status = resp.status().as_u16();
         let text = resp.body_mut().read_to_string().unwrap_or_default();
@@ -151,7 +174,7 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let token = self.token(true)?;
+        let token = Some(self.token()?);
         let url = self.url(path);
         let resp = self.request("POST", &url, token.as_deref()).send_json(body);
         self.answer(&url, resp, true)?
@@ -160,7 +183,7 @@ impl ApiClient {
 
     /// `POST` without a body (actions on a resource).
     pub fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        let token = self.token(true)?;
+        let token = Some(self.token()?);
         let url = self.url(path);
         let resp = self.request("POST", &url, token.as_deref()).send_empty();
         self.answer(&url, resp, true)?
@@ -172,7 +195,7 @@ impl ApiClient {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
-        let token = self.token(true)?;
+        let token = Some(self.token()?);
         let url = self.url(path);
         let resp = self.request("PUT", &url, token.as_deref()).send_json(body);
         self.answer(&url, resp, true)?
@@ -180,7 +203,7 @@ impl ApiClient {
     }
 
     pub fn delete(&self, path: &str) -> Result<(), ClientError> {
-        let token = self.token(true)?;
+        let token = Some(self.token()?);
         let url = self.url(path);
         let resp = self.request("DELETE", &url, token.as_deref()).send_empty();
         self.answer::<serde_json::Value>(&url, resp, false)

@@ -174,9 +174,11 @@ impl ArrayProc {
         http_get(self.api, path).expect("API answers")
     }
 
-    /// Any call on the API: status and body.
+    /// Any call on the API with the array's token (see [`ArrayProc::token`]): status and
+    /// body.
     pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        http(method, self.api, path, body).expect("API answers")
+        let token = self.token();
+        http_with(method, self.api, path, body, token.as_deref()).expect("API answers")
     }
 }
 
@@ -435,5 +437,76 @@ impl ArrayProc {
             child: None,
             starts: 0,
         }
+    }
+}
+
+/// The operator surface's helpers: the API token, calls with chosen headers, pairs with extra
+/// configuration.
+impl ArrayProc {
+    /// The array's API token (`DATA_DIR/api.token`, made at its first start), if it exists.
+    pub fn token(&self) -> Option<String> {
+        fs::read_to_string(self.data_dir.join("api.token"))
+            .ok()
+            .map(|t| t.trim().to_owned())
+    }
+
+    /// A call with exactly the `token` given (none: no Authorization header).
+    pub fn call_with(&self, method: &str, path: &str, body: Option<&str>, token: Option<&str>) -> (u16, String) {
+        http_with(method, self.api, path, body, token).expect("API answers")
+    }
+}
+
+/// An HTTP call to the API with an optional bearer token: status and body; `None` if nothing
+/// answers.
+pub fn http_with(
+    method: &str,
+    addr: SocketAddr,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_millis(10_000)))
+        .build()
+        .into();
+    let url = format!("http://{addr}{path}");
+    let mut req = ureq::http::Request::builder().method(method).uri(&url);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = match body {
+        Some(b) => agent.run(
+            req.header("content-type", "application/json")
+                .body(b.to_owned())
+                .ok()?,
+        ),
+        None => agent.run(req.body(()).ok()?),
+    };
+    let mut resp = resp.ok()?;
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    Some((status, text))
+}
+
+impl PairProcs {
+    /// Like [`PairProcs::start`] (right secrets), with `extra` appended to both arrays'
+    /// configurations (e.g. `[alarms]`, `[api]` sections).
+    pub fn start_with(extra: &str) -> Self {
+        let (link_a, link_b) = (free_port(), free_port());
+        let mut secret_a = PathBuf::new();
+        let a = ArrayProc::configured("site-a", |dir| {
+            secret_a = dir.join("link.secret");
+            write_secret(&secret_a, 1);
+            format!("{}\n{extra}\n", pair_sections(true, "site-b", link_b, link_a, &secret_a))
+        });
+        let b = ArrayProc::configured("site-b", |_| {
+            format!("{}\n{extra}\n", pair_sections(false, "site-a", link_a, link_b, &secret_a))
+        });
+        let mut p = Self { a, b };
+        p.a.spawn();
+        p.b.spawn();
+        p.wait_link_up();
+        p
     }
 }

@@ -97,7 +97,7 @@ function drawTopology(st) {
   root.replaceChildren();
   const d = st.domain;
   const arrays = d.arrays.slice().sort((a, b) => a.name.localeCompare(b.name));
-  const pos = [{ x: 400, y: 20 }, { x: 660, y: 20 }];
+  const pos = [{ x: 400, y: 20 }, { x: 700, y: 20 }];
   const serving = new Set(st.pairs.map((p) => p.serving));
   if (st.pairs.length === 0) serving.add(st.array);
 
@@ -115,14 +115,14 @@ function drawTopology(st) {
     const sub = [(a.preferred ? 'preferred, ' : '') + role, a.state === 'Up' ? 'up' : 'unreachable'];
     node(root, 'array-' + a.name, p.x, p.y, 180, 80, a.name + (a.relation === 'this' ? ' (this array)' : ''), sub, look, a.state);
     const on = serving.has(a.name) && a.state === 'Up';
-    line(root, 'service-' + a.name, 360, 112, p.x, p.y + 60, on ? 'ok' : 'unknown', on ? 'serving' : 'idle', !on);
+    line(root, 'service-' + a.name, 360, 112, p.x + 90, p.y + 80, on ? 'ok' : 'unknown', on ? 'serving' : 'idle', !on);
   });
 
   if (d.link && arrays.length === 2) {
     const up = d.link.state === 'Up';
-    line(root, 'link', 580, 60, 660, 60, up ? 'ok' : 'bad', d.link.state);
-    const rtt = d.link.rtt_us != null ? (d.link.rtt_us / 1000).toFixed(2) + ' ms' : '';
-    root.appendChild(svg('text', { x: 586, y: 50, class: 'sub' }, (up ? 'link up ' : 'link DOWN ') + rtt));
+    line(root, 'link', 580, 60, 700, 60, up ? 'ok' : 'bad', d.link.state);
+    const rtt = d.link.rtt_us != null ? ' ' + (d.link.rtt_us / 1000).toFixed(2) + ' ms' : '';
+    root.appendChild(svg('text', { x: 640, y: 50, class: 'sub', 'text-anchor': 'middle' }, up ? 'link up' + rtt : 'link DOWN'));
   }
 
   const q = d.quorum;
@@ -135,10 +135,10 @@ function drawTopology(st) {
     qState = reach + '/' + q.servers.length;
     qSub = q.servers.slice(0, 2).map((s) => s.addr + (s.reachable ? ' up' : ' unreachable'));
   }
-  node(root, 'quorum', 530, 160, 180, 70, 'quorum', qSub, qLook, qState);
+  node(root, 'quorum', 550, 160, 180, 70, 'quorum', qSub, qLook, qState);
   if (arrays.length === 2) {
-    line(root, 'quorum-a', 570, 160, 490, 100, qLook, qState, true);
-    line(root, 'quorum-b', 670, 160, 750, 100, qLook, qState, true);
+    line(root, 'quorum-a', 590, 160, 520, 100, qLook, qState, true);
+    line(root, 'quorum-b', 690, 160, 760, 100, qLook, qState, true);
   }
   $('topology-note').textContent = d.name ? 'domain ' + d.name + ', preferred site ' + d.preferred_site +
     (d.recovery ? ', recovery ' + d.recovery : '') : 'an array on its own (no peer configured)';
