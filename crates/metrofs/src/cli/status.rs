@@ -101,7 +101,7 @@ pub fn domain_text(d: &DomainView) -> String {
                 )
             })
             .collect();
-        let _ = writeln!(o, "quorum: {}: {}", d.quorum.mode, servers.join(", "));
+        let _ = writeln!(o, "quorum: {}", servers.join(", "));
     }
     o.push('\n');
     o.push_str(&array_table(&d.arrays));
