@@ -21,9 +21,6 @@
 //! inside one). IPv4 only: IPv6 would announce with unsolicited neighbour advertisements,
 //! which nothing here sends yet, so an IPv6 address is refused by [`ServiceAddress::new`].
 
-// Until the daemon wires every accessor in (issue 4), parts may be unused in the binary.
-#![allow(dead_code)]
-
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -132,25 +129,30 @@ impl ServiceAddress {
         })
     }
 
+    #[allow(dead_code)] // the daemon logs and the API may show it; the tests read it
     pub fn addr(&self) -> Ipv4Addr {
         self.addr
     }
 
+    #[allow(dead_code)] // the daemon logs and the API may show it; the tests read it
     pub fn prefix_len(&self) -> u8 {
         self.prefix_len
     }
 
+    #[allow(dead_code)] // the daemon logs and the API may show it; the tests read it
     pub fn interface(&self) -> &str {
         &self.interface
     }
 
     /// The interface exists in this network namespace and has an Ethernet address (needed for
     /// the announcements). The daemon can call it at start to refuse a typo early.
+    #[allow(dead_code)] // for the daemon (a check at start, a metric); the tests use it
     pub fn check_interface(&self) -> Result<(), String> {
         self.interface_info().map(|_| ())
     }
 
     /// Whether the address is on the interface now (asks the kernel).
+    #[allow(dead_code)] // for the daemon (a check at start, a metric); the tests use it
     pub fn held(&self) -> bool {
         pnet_datalink::interfaces()
             .into_iter()
@@ -391,6 +393,7 @@ pub fn garp_frame(mac: [u8; 6], addr: Ipv4Addr) -> [u8; GARP_FRAME_LEN] {
 
 /// The announced address of a gratuitous ARP frame (`garp_frame`'s shape, request or reply):
 /// `Some(addr)` when sender and target protocol addresses are equal.
+#[cfg(test)]
 pub fn garp_address(frame: &[u8]) -> Option<Ipv4Addr> {
     if frame.len() < GARP_FRAME_LEN || frame[12..14] != ETHERTYPE_ARP.to_be_bytes() {
         return None;
