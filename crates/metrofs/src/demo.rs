@@ -171,23 +171,27 @@ async fn bind_or_fallback(preferred: SocketAddr, what: &str) -> anyhow::Result<T
 /// bind them a moment later; all probes stay bound until every port is chosen, so no two
 /// fallbacks get the same port.
 async fn choose_ports() -> anyhow::Result<Ports> {
-    let mut held = Vec::new();
-    let mut pick = async |addr: &str, what: String| -> anyhow::Result<SocketAddr> {
-        let l = bind_or_fallback(addr.parse().context("demo address")?, &what).await?;
+    /// Picks one port, its probe kept in `held`.
+    async fn pick(
+        held: &mut Vec<TcpListener>,
+        addr: &str,
+        what: &str,
+    ) -> anyhow::Result<SocketAddr> {
+        let l = bind_or_fallback(addr.parse().context("demo address")?, what).await?;
         let a = l.local_addr().with_context(|| format!("{what} address"))?;
         held.push(l);
         Ok(a)
-    };
-    let quorum = pick(QUORUM_LISTEN, "the quorum server".into()).await?;
+    }
+    let mut held = Vec::new();
+    let quorum = pick(&mut held, QUORUM_LISTEN, "the quorum server").await?;
     let mut sites = Vec::new();
     for s in &SITES {
         sites.push(SitePorts {
-            nfs: pick(s.nfs, format!("{}'s NFS", s.name)).await?,
-            api: pick(s.api, format!("{}'s API", s.name)).await?,
-            link: pick(s.link, format!("{}'s link", s.name)).await?,
+            nfs: pick(&mut held, s.nfs, &format!("{}'s NFS", s.name)).await?,
+            api: pick(&mut held, s.api, &format!("{}'s API", s.name)).await?,
+            link: pick(&mut held, s.link, &format!("{}'s link", s.name)).await?,
         });
     }
-    drop(pick);
     drop(held);
     let [a, b] = <[SitePorts; 2]>::try_from(sites).map_err(|_| anyhow::anyhow!("two sites"))?;
     Ok(Ports {
@@ -419,7 +423,13 @@ fn procs(dir: &Path, ports: Option<&Ports>) -> Vec<Proc> {
 
 /// Whether a command line (`argv`, NUL-separated words as in /proc) runs subcommand `sub`
 /// with one of `flags` naming `target`; a relative path is taken from `cwd`.
-fn command_line_runs(argv: &[&[u8]], cwd: Option<&Path>, sub: &str, flags: &[&str], target: &Path) -> bool {
+fn command_line_runs(
+    argv: &[&[u8]],
+    cwd: Option<&Path>,
+    sub: &str,
+    flags: &[&str],
+    target: &Path,
+) -> bool {
     if argv.get(1).copied() != Some(sub.as_bytes()) {
         return false;
     }
@@ -431,7 +441,8 @@ fn command_line_runs(argv: &[&[u8]], cwd: Option<&Path>, sub: &str, flags: &[&st
             let value: Option<&[u8]> = if *w == f.as_bytes() {
                 words.clone().next().copied()
             } else {
-                w.strip_prefix(f.as_bytes()).and_then(|rest| rest.strip_prefix(b"="))
+                w.strip_prefix(f.as_bytes())
+                    .and_then(|rest| rest.strip_prefix(b"="))
             };
             let Some(v) = value else { continue };
             let path = Path::new(std::ffi::OsStr::from_bytes(v));
@@ -492,7 +503,10 @@ fn alive(pid: u32) -> bool {
 
 /// Sends `sig` to `pid`; a process already gone is not an error.
 fn send(pid: u32, sig: rustix::process::Signal) {
-    let Some(p) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) else {
+    let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return;
     };
     let _ = rustix::process::kill_process(p, sig);
@@ -577,8 +591,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     let ports = choose_ports().await?;
-    for i in 0..SITES.len() {
-        let path = dir.join(format!("{}.toml", SITES[i].name));
+    for (i, site) in SITES.iter().enumerate() {
+        let path = dir.join(format!("{}.toml", site.name));
         std::fs::write(&path, site_toml(i, &dir, &ports, args.log_level))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
@@ -614,10 +628,12 @@ impl Demo {
     }
 
     fn client(&self, site: usize) -> anyhow::Result<ApiClient> {
-        Ok(ApiClient::new(&self.api_url(site))?.with_tokens(TokenSource {
-            file: Some(self.dir.join(crate::config::api::DEFAULT_TOKEN_FILE)),
-            value: None,
-        }))
+        Ok(
+            ApiClient::new(&self.api_url(site))?.with_tokens(TokenSource {
+                file: Some(self.dir.join(crate::config::api::DEFAULT_TOKEN_FILE)),
+                value: None,
+            }),
+        )
     }
 
     /// Starts child `idx`: output appended to its log, its own process group, a thread
@@ -661,7 +677,10 @@ impl Demo {
     }
 
     /// Runs `fut` unless a signal comes or a child ends first.
-    async fn during<T>(&mut self, fut: impl std::future::Future<Output = T>) -> Result<T, Interrupt> {
+    async fn during<T>(
+        &mut self,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T, Interrupt> {
         tokio::pin!(fut);
         tokio::select! {
             v = &mut fut => Ok(v),
@@ -672,7 +691,10 @@ impl Demo {
 
     /// A start step: `Ok(None)` after a signal, an error when a child ended or the step
     /// failed.
-    async fn step<T>(&mut self, fut: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<Option<T>> {
+    async fn step<T>(
+        &mut self,
+        fut: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<Option<T>> {
         match self.during(fut).await {
             Ok(r) => r.map(Some),
             Err(Interrupt::Signal(name)) => {
@@ -706,7 +728,10 @@ impl Demo {
         let Some(pair) = self.step(blocking(move || setup(&a, &b))).await? else {
             return Ok(None);
         };
-        *self.serving.lock().map_err(|_| anyhow::anyhow!("poisoned"))? = Some(pair.serving.clone());
+        *self
+            .serving
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))? = Some(pair.serving.clone());
         Ok(Some(Started { pair }))
     }
 
@@ -942,7 +967,9 @@ enum StopError {
 }
 
 /// Runs blocking work (the API client) off the runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> anyhow::Result<T> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .context("demo task failed")?
@@ -1044,7 +1071,10 @@ fn setup(a: &ApiClient, b: &ApiClient) -> anyhow::Result<PairView> {
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(Duration::from_millis(100));
-        if let Ok(p) = a.get::<PairView>(&path).or_else(|_| b.get::<PairView>(&path)) {
+        if let Ok(p) = a
+            .get::<PairView>(&path)
+            .or_else(|_| b.get::<PairView>(&path))
+        {
             last = p;
         }
     }
@@ -1110,7 +1140,10 @@ fn watch_pair(
     let mut last_arb: Option<Option<String>> = None;
     let mut unknown_said = false;
     while !tx.is_closed() {
-        let views = [clients[0].get::<PairView>(&path).ok(), clients[1].get::<PairView>(&path).ok()];
+        let views = [
+            clients[0].get::<PairView>(&path).ok(),
+            clients[1].get::<PairView>(&path).ok(),
+        ];
         match pair_line(&views) {
             Some((line, arb)) => {
                 unknown_said = false;
@@ -1222,7 +1255,11 @@ fn instructions(v: &View) -> String {
             .unwrap_or_default()
     );
     // The serving site, and the other.
-    let si = v.sites.iter().position(|s| s.name == v.serving).unwrap_or(0);
+    let si = v
+        .sites
+        .iter()
+        .position(|s| s.name == v.serving)
+        .unwrap_or(0);
     let (s, t) = (&v.sites[si], &v.sites[1 - si]);
     let preferred = if si == 0 { " (the preferred site)" } else { "" };
     let _ = write!(
@@ -1372,7 +1409,8 @@ mod tests {
         secret_file(dir).expect("secret");
         for i in 0..2 {
             let path = dir.join(format!("{}.toml", SITES[i].name));
-            std::fs::write(&path, site_toml(i, dir, &ports(), tracing::Level::INFO)).expect("write");
+            std::fs::write(&path, site_toml(i, dir, &ports(), tracing::Level::INFO))
+                .expect("write");
             let cfg = crate::config::Config::load(&path, &crate::config::Overrides::default())
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(cfg.name, SITES[i].name);
@@ -1410,8 +1448,14 @@ mod tests {
         assert!(yes(&["metrofs", "array", "--config", &t], None));
         assert!(yes(&["/x/metrofs", "array", "-c", &t], None));
         assert!(yes(&["metrofs", "array", &format!("--config={t}")], None));
-        assert!(yes(&["metrofs", "array", "--config", "site-a.toml"], Some(tmp.path())));
-        assert!(!yes(&["metrofs", "array", "--config", "site-b.toml"], Some(tmp.path())));
+        assert!(yes(
+            &["metrofs", "array", "--config", "site-a.toml"],
+            Some(tmp.path())
+        ));
+        assert!(!yes(
+            &["metrofs", "array", "--config", "site-b.toml"],
+            Some(tmp.path())
+        ));
         assert!(!yes(&["metrofs", "quorum", "--config", &t], None));
         assert!(!yes(&["metrofs", "array", "--data-dir", &t], None));
         assert!(!yes(&["vi", &t], None));
@@ -1426,7 +1470,14 @@ mod tests {
         assert!(find_processes("array", &["--config"], &tmp.path().join("x.toml")).is_empty());
     }
 
-    fn pair_view(array: &str, role: &str, serving: &str, state: &str, phase: &str, epoch: u64) -> PairView {
+    fn pair_view(
+        array: &str,
+        role: &str,
+        serving: &str,
+        state: &str,
+        phase: &str,
+        epoch: u64,
+    ) -> PairView {
         serde_json::from_value(serde_json::json!({
             "id": "00000000000000ab", "fs": "demo", "fs_id": "0000000000000001",
             "state": state, "state_since": 0, "array": array, "role": role,
@@ -1443,7 +1494,14 @@ mod tests {
 
     #[test]
     fn the_pair_line_takes_the_serving_side_and_names_who_is_silent() {
-        let a = pair_view("site-a", "Secondary", "site-b", "Synchronizing", "Stopped", 2);
+        let a = pair_view(
+            "site-a",
+            "Secondary",
+            "site-b",
+            "Synchronizing",
+            "Stopped",
+            2,
+        );
         let b = pair_view("site-b", "Primary", "site-b", "Synchronizing", "Open", 2);
         let (line, arb) = pair_line(&[Some(a), Some(b.clone())]).expect("a line");
         assert_eq!(line, "pair Synchronizing, site-b serves (epoch 2)");
@@ -1452,7 +1510,10 @@ mod tests {
             Some("arbitration (epoch 2): asked by site-b, site-b won: link lost")
         );
         let (line, _) = pair_line(&[None, Some(b)]).expect("a line");
-        assert_eq!(line, "pair Synchronizing, site-b serves (epoch 2); site-a does not answer");
+        assert_eq!(
+            line,
+            "pair Synchronizing, site-b serves (epoch 2); site-a does not answer"
+        );
         let deciding = pair_view("site-b", "Secondary", "site-a", "Normal", "Deciding", 1);
         let (line, _) = pair_line(&[None, Some(deciding)]).expect("a line");
         assert_eq!(

@@ -259,7 +259,11 @@ fn demo_runs_three_processes_and_fails_over() {
         assert!(alive(*pid), "{n} (pid {pid}) not running");
         let (ppid, cmd) = parent_and_cmdline(*pid);
         assert_eq!(ppid, me, "{n} is not a child of the demo: {cmd}");
-        let sub = if *n == "quorum" { " quorum " } else { " array --config " };
+        let sub = if *n == "quorum" {
+            " quorum "
+        } else {
+            " array --config "
+        };
         assert!(cmd.contains(sub), "{n}: {cmd}");
         assert_eq!(pid_file(&dir, n), Some(*pid), "{n}.pid");
     }
@@ -274,7 +278,10 @@ fn demo_runs_three_processes_and_fails_over() {
     demo.line("file system: demo, served by site-a (the preferred site), twin on site-b");
     let url_a = demo.url("site-a");
     let url_b = demo.url("site-b");
-    assert!(url_a.starts_with("nfs://127.0.0.1/demo/?nfsport=") && url_a.ends_with("&version=3"), "{url_a}");
+    assert!(
+        url_a.starts_with("nfs://127.0.0.1/demo/?nfsport=") && url_a.ends_with("&version=3"),
+        "{url_a}"
+    );
     assert_ne!(url_a, url_b);
 
     // The printed nfs-cp commands, run as printed (with our own file).
@@ -285,16 +292,26 @@ fn demo_runs_three_processes_and_fails_over() {
     std::fs::write(&src, b"hello from the demo test\n").expect("write");
     tools::run_ok("nfs-cp", &[&src.to_string_lossy(), &target]);
     let out = tools::run_ok("nfs-ls", &[&url_a]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("os-release"), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("os-release"),
+        "{}",
+        text(&out)
+    );
     let back = tmp.path().join("back.txt");
     tools::run_ok("nfs-cp", &[&target, &back.to_string_lossy()]);
-    assert_eq!(std::fs::read(&back).expect("read back"), b"hello from the demo test\n");
+    assert_eq!(
+        std::fs::read(&back).expect("read back"),
+        b"hello from the demo test\n"
+    );
 
     // The printed verify command finds both sides identical.
     let out = run_printed(&demo.command(" pair verify "));
     assert!(out.status.success(), "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("compared 2 inodes") && said.contains("identical"), "{said}");
+    assert!(
+        said.contains("compared 2 inodes") && said.contains("identical"),
+        "{said}"
+    );
 
     // kill -9 of site-a (the pid of the printed `kill -9 $(cat DIR/site-a.pid)`): a write
     // through site-b succeeds within a few seconds.
@@ -313,12 +330,20 @@ fn demo_runs_three_processes_and_fails_over() {
     let killed = Instant::now();
     let after = tmp.path().join("after.txt");
     std::fs::write(&after, b"written through site-b\n").expect("write");
-    let printed_b = demo.line("nfs-cp /etc/hostname").split('\'').nth(1).expect("URL").to_owned();
+    let printed_b = demo
+        .line("nfs-cp /etc/hostname")
+        .split('\'')
+        .nth(1)
+        .expect("URL")
+        .to_owned();
     assert_eq!(printed_b, file_url(&url_b, "hostname"));
     let mut tries = 0;
     loop {
         tries += 1;
-        let out = tools::run("nfs-cp", &[&after.to_string_lossy(), &file_url(&url_b, "after")]);
+        let out = tools::run(
+            "nfs-cp",
+            &[&after.to_string_lossy(), &file_url(&url_b, "after")],
+        );
         if out.status.success() {
             break;
         }
@@ -331,9 +356,15 @@ fn demo_runs_three_processes_and_fails_over() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    eprintln!("write through site-b acknowledged {:?} after the kill -9 ({tries} tries)", killed.elapsed());
+    eprintln!(
+        "write through site-b acknowledged {:?} after the kill -9 ({tries} tries)",
+        killed.elapsed()
+    );
     let out = tools::run_ok("nfs-cat", &[&file_url(&url_b, "os-release")]);
-    assert_eq!(out.stdout, b"hello from the demo test\n", "acknowledged before the kill");
+    assert_eq!(
+        out.stdout, b"hello from the demo test\n",
+        "acknowledged before the kill"
+    );
     let out = tools::run_ok("nfs-cat", &[&file_url(&url_b, "after")]);
     assert_eq!(out.stdout, b"written through site-b\n");
 
@@ -342,15 +373,34 @@ fn demo_runs_three_processes_and_fails_over() {
     assert!(ended.contains("SIGKILL"), "{ended}");
     let again = demo.expect_since(at_kill, "start it again: ", 1_000);
     demo.expect_since(at_kill, "site-b serves", 10_000);
-    assert_eq!(pid_file(&dir, "site-a"), None, "a dead site's pid file is removed");
-    assert!(alive(pids[0]) && alive(pids[2]), "the demo restarted nothing and stopped nothing");
+    assert_eq!(
+        pid_file(&dir, "site-a"),
+        None,
+        "a dead site's pid file is removed"
+    );
+    assert!(
+        alive(pids[0]) && alive(pids[2]),
+        "the demo restarted nothing and stopped nothing"
+    );
 
     // site-a started again with the printed command (the restart command is a shell line):
     // found by the demo, resynchronised, and the service back on it (automatic recovery).
-    let restart = again.split_once("start it again: ").expect("command").1.to_owned();
-    assert_eq!(restart, demo.line_with(" array --config ").trim(), "the banner printed the same");
+    let restart = again
+        .split_once("start it again: ")
+        .expect("command")
+        .1
+        .to_owned();
+    assert_eq!(
+        restart,
+        demo.line_with(" array --config ").trim(),
+        "the banner printed the same"
+    );
     let at_restart = demo.mark();
-    let out = Command::new("sh").arg("-c").arg(&restart).output().expect("sh");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&restart)
+        .output()
+        .expect("sh");
     assert!(out.status.success(), "{}", text(&out));
     let back_line = demo.expect_since(at_restart, "site-a is back: pid ", 20_000);
     let back_pid: u32 = back_line
@@ -362,11 +412,19 @@ fn demo_runs_three_processes_and_fails_over() {
     assert_eq!(pid_file(&dir, "site-a"), Some(back_pid));
     demo.expect_since(at_restart, "pair Normal, site-a serves", 60_000);
     let out = tools::run_ok("nfs-cat", &[&file_url(&url_a, "after")]);
-    assert_eq!(out.stdout, b"written through site-b\n", "resynchronised to site-a");
+    assert_eq!(
+        out.stdout, b"written through site-b\n",
+        "resynchronised to site-a"
+    );
 
     // Ctrl-C stops all three, the adopted site-a included.
     let status = demo.interrupt();
-    assert!(status.success(), "demo exit status {status}:\n{}\n{}", demo.later.join("\n"), demo.stderr());
+    assert!(
+        status.success(),
+        "demo exit status {status}:\n{}\n{}",
+        demo.later.join("\n"),
+        demo.stderr()
+    );
     for pid in [pids[0], back_pid, pids[2]] {
         assert!(!alive(pid), "pid {pid} still runs after the demo stopped");
     }
@@ -377,7 +435,11 @@ fn demo_runs_three_processes_and_fails_over() {
 
     // A second run keeps the data and is Normal again, served by site-a.
     let mut demo = Demo::start(&dir);
-    assert!(demo.line("pair:").contains(", state Normal, "), "{}", demo.banner.join("\n"));
+    assert!(
+        demo.line("pair:").contains(", state Normal, "),
+        "{}",
+        demo.banner.join("\n")
+    );
     demo.line("file system: demo, served by site-a");
     let out = tools::run_ok("nfs-cat", &[&file_url(&demo.url("site-a"), "after")]);
     assert_eq!(out.stdout, b"written through site-b\n");
