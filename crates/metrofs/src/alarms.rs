@@ -10,7 +10,7 @@
 //! | `not_normal:PAIR` | a pair is not Normal for longer than `not_normal_s_max` | critical when ToBeSynchronized, else warning |
 //! | `dcl_growing:PAIR` | its DCL grew by more than `dcl_growth_bytes_max` within `dcl_growth_window_s` | warning |
 //! | `inconsistent:PAIR:ARRAY` | a side's data is Inconsistent | warning while Synchronizing, else critical |
-//! | `link_down` | the replication link to the peer is down | critical |
+//! | `link_down` | the replication link to the peer is down (for [`LINK_DOWN_GRACE_MS`]) | critical |
 //! | `link_rtt` | the link's round trip is above `link_rtt_us_max` | warning |
 //! | `quorum_unreachable:ADDR` | a quorum server cannot be reached | warning |
 //! | `pair:PAIR:N` | an alarm the metro module raised for a pair (e.g. divergence) | warning |
@@ -32,6 +32,9 @@ use crate::stop::Stop;
 
 /// How often the pairs are looked at.
 pub const SAMPLE_INTERVAL_MS: u64 = 1000;
+/// How long the link must be down before `link_down` is raised: the link comes up a moment
+/// after the array starts, and a peer's restart is not an alarm until it lasts.
+pub const LINK_DOWN_GRACE_MS: u64 = 5000;
 /// The actor of alarm events.
 pub const ACTOR: &str = "alarms";
 
@@ -167,10 +170,13 @@ pub fn evaluate(now: u64, t: &AlarmThresholds, array: &ArraySample, pairs: &[Pai
                         p.id,
                         if syncing { " (a resync is running)" } else { "" }
                     ),
-                    hint: if syncing {
-                        format!("`metrofs pair show {} --wait` follows the resync", p.id)
-                    } else {
-                        format!("resynchronise it: `metrofs pair resume {}` on {}, the serving array", p.id, p.serving)
+                    hint: match p.state {
+                        PairState::Synchronizing => format!("`metrofs pair show {} --wait` follows the resync", p.id),
+                        PairState::Paused => format!("resynchronise it: `metrofs pair resume {}` on {}, the serving array", p.id, p.serving),
+                        _ => format!(
+                            "bring {name} and the link back: the resync starts by itself (`metrofs pair show {} --wait` follows it)",
+                            p.id
+                        ),
                     },
                 });
             }
@@ -198,6 +204,8 @@ fn rank(severity: &str) -> u8 {
 struct State {
     /// Per pair: DCL bytes seen within the window.
     dcl: HashMap<String, VecDeque<(Instant, u64)>>,
+    /// Since when the link is seen down.
+    link_down_since: Option<Instant>,
     active: BTreeMap<String, AlarmView>,
 }
 
@@ -228,6 +236,7 @@ impl AlarmWatcher {
             peer,
             state: Mutex::new(State {
                 dcl: HashMap::new(),
+                link_down_since: None,
                 active: BTreeMap::new(),
             }),
         })
@@ -254,6 +263,17 @@ impl AlarmWatcher {
         let link_up = match pairs.first() {
             Some(p) => p.link_up,
             None => self.peer.is_some() && self.metro.wait_link(Duration::ZERO).await,
+        };
+        // A link down for less than the grace does not count yet.
+        let link_up = {
+            let mut st = self.lock();
+            if link_up {
+                st.link_down_since = None;
+                true
+            } else {
+                let since = *st.link_down_since.get_or_insert_with(Instant::now);
+                since.elapsed() < Duration::from_millis(LINK_DOWN_GRACE_MS)
+            }
         };
         let array = ArraySample {
             peer: self.peer.clone(),

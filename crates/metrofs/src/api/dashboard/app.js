@@ -302,7 +302,7 @@ function drawEvents(st) {
   for (const e of st.events.slice().reverse()) {
     const tr = el('tr', { 'data-kind': e.kind });
     tr.appendChild(el('td', { class: 'mono' }, String(e.id)));
-    tr.appendChild(el('td', { class: 'mono' }, new Date(e.time_ms).toLocaleTimeString()));
+    tr.appendChild(el('td', { class: 'mono' }, new Date(e.time_ms).toISOString().slice(11, 23)));
     tr.appendChild(el('td', {}, e.kind));
     tr.appendChild(el('td', { class: 'mono' }, e.pair || ''));
     tr.appendChild(el('td', {}, e.actor));
