@@ -582,7 +582,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let pids = p.find_running();
         if let Some(pid) = pids.first() {
             anyhow::bail!(
-                "{} of an earlier demo in {} is still running (pid {pid}): stop it (`kill {pid}`) and start the demo again",
+                "{} of a demo in {} runs already (pid {pid}): stop that demo (Ctrl-C), or, if it was killed, stop this process (`kill {pid}`); then start the demo again",
                 p.name,
                 dir.display()
             );
