@@ -30,6 +30,7 @@ use metrofs_core::{
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use crate::data;
+use crate::journal::RecRef;
 use crate::rec::{Inode, Kind};
 
 pub(crate) mod sync;
@@ -741,9 +742,14 @@ impl<'t> Ctx<'t> {
 }
 
 impl Store {
-    /// Applies one fully determined op (see the module docs). Durability: UNSTABLE writes and
-    /// namespace/attribute changes reach the cache (page cache, non-durable redb commit);
-    /// FILE_SYNC/DATA_SYNC writes and COMMIT are durable before this returns.
+    /// Applies one fully determined op (see the module docs).
+    ///
+    /// Durability: when this returns `Ok`, the change is in the op journal (see `journal`):
+    /// it survives a `kill -9` of this process, every change answered before it too, with no
+    /// `sync()`. UNSTABLE writes and namespace/attribute changes reach the cache (page cache,
+    /// non-durable redb commit, journal): a power loss may take them until [`Store::sync`],
+    /// a COMMIT or a stable write. FILE_SYNC/DATA_SYNC writes and COMMIT are durable before
+    /// this returns. An op that fails changes nothing and is not journaled.
     pub fn apply(&self, op: &FsOp) -> Result<OpReply, FsError> {
         self.check_fatal()?;
         self.check_fs(op.fs)?;
@@ -769,8 +775,9 @@ impl Store {
                 self.namespace(op)
             }
         };
-        if let Err(e) = &r {
-            self.stop(e);
+        match &r {
+            Err(e) => self.stop(e),
+            Ok(_) => self.bound_journal()?,
         }
         r
     }
@@ -791,7 +798,8 @@ impl Store {
     }
 
     fn namespace(&self, op: &FsOp) -> Result<OpReply, FsError> {
-        let mut reply = self.txn(op.fs, op.time, |cx| match &op.body {
+        let rec = RecRef::Op(op).encode()?;
+        let mut reply = self.txn(op.fs, op.time, &rec, |cx| match &op.body {
             OpBody::Create {
                 dir,
                 name,
@@ -872,7 +880,7 @@ impl Store {
     /// The newest record of an inode, loaded into the cache (as clean) on a miss. Called with
     /// the cache locked: a miss then means redb's committed record is current (see
     /// `AttrCache`).
-    fn load<'c>(
+    pub(crate) fn load<'c>(
         &self,
         c: &'c mut AttrCache,
         fs: FsId,
@@ -929,6 +937,21 @@ impl Store {
             };
             (gen, file)
         };
+        // The record of this write's attributes, encoded before the cache lock is taken.
+        let rec = if bytes.is_empty() {
+            None
+        } else {
+            Some(
+                RecRef::Write {
+                    fs,
+                    ino,
+                    gen,
+                    end,
+                    time,
+                }
+                .encode()?,
+            )
+        };
         let mut created = false;
         if let Some((f, c)) = &file {
             created = *c;
@@ -962,6 +985,11 @@ impl Store {
                     e.state = CacheState::Dirty;
                     c.dirty.insert((fs, ino));
                 }
+            }
+            // Journaled under the cache lock: in the order attribute changes happen (a
+            // SETATTR's record is appended under it too), after the bytes are in the file.
+            if let Some(rec) = &rec {
+                self.journal.append(rec)?;
             }
             let after = c
                 .map

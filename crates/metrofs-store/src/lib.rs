@@ -13,12 +13,15 @@
 //!   verify take from the source (entries, inodes, data segments, chunk digests).
 //! - `rec`: the inode record and its encoding.
 //! - `data`: data files, their paths, the bounded descriptor cache.
+//! - `journal`: the op journal every change is appended to before it is answered, so a
+//!   `kill -9` loses nothing applied; replayed at open.
 //! - `recovery`: what `open` does after a crash.
 //! - `check`: [`Store::check`] (fsck) and [`Store::image`] ([`FsImage`]).
 
 mod apply;
 mod check;
 mod data;
+mod journal;
 mod rec;
 mod recovery;
 mod store;

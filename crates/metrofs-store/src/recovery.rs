@@ -38,6 +38,11 @@ pub struct RecoveryReport {
     pub orphans_deleted: u64,
     pub truncated: u64,
     pub fs_dirs_removed: u64,
+    /// Journal records replayed (changes applied after the last durable commit).
+    pub journal_replayed: u64,
+    /// Journal records the replay refused, one line each (should never happen: a record is
+    /// written only for a change that succeeded).
+    pub journal_refused: Vec<String>,
 }
 
 fn entries(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>, StoreError> {

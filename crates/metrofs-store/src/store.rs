@@ -17,20 +17,28 @@
 //!   commit the metadata durably. Concurrent callers share one durable commit (group commit),
 //!   and the one fsync of the bucket directories that got new data files since the last one
 //!   (consecutive inode numbers share a bucket, so a burst of new files needs one).
-//! - Until a durable commit, namespace changes live only in this process: a `kill -9` loses
-//!   those made since the last COMMIT, stable write or `sync()` (at most
-//!   `NONDURABLE_COMMITS_MAX` of them; the caller bounds the time with a periodic `sync()`).
-//!   What was acknowledged as durable is never lost.
-//! - After a crash the metadata is the last durable commit, consistent by redb's atomicity, and
-//!   the data files are newer (the page cache survives a process crash). Recovery makes them
-//!   follow the metadata: a data file with no live inode goes, one longer than its inode's size
-//!   is cut to the size, and the data of a removed file whose removal never became durable is
-//!   put back from the trash (data of removed files is moved to `trash/` and deleted only once
-//!   the removal is durable, because a crash would otherwise bring the file back without data).
+//! - Every change is also appended to the op journal (`journal.rs`) with one plain `write()`
+//!   before it is answered. The journal lives in the page cache like the data files, so a
+//!   `kill -9` of the process loses nothing `apply` answered: at open the journal's records
+//!   after the last durable commit are replayed (apply is deterministic). Each durable commit
+//!   seals the journal (it records the LSN it covers) and the covered records go. So
+//!   [`Store::sync`] is needed only against a power loss, not a process crash.
+//! - A power loss takes what the page cache held: the journal and the metadata since the last
+//!   durable commit (at most `NONDURABLE_COMMITS_MAX` namespace ops and `JOURNAL_BYTES_MAX` of
+//!   journal; the caller bounds the time with a periodic `sync()`). What was acknowledged as
+//!   durable (COMMIT, stable writes, `sync()`) is never lost.
+//! - After a crash the metadata is the last durable commit, consistent by redb's atomicity,
+//!   plus the replayed journal, and the data files may be newer (the page cache survives a
+//!   process crash). Recovery makes them follow the metadata: a data file with no live inode
+//!   goes, one longer than its inode's size is cut to the size, and the data of a removed file
+//!   whose removal never became durable is put back from the trash (data of removed files is
+//!   moved to `trash/` and deleted only once the removal is durable, because a power loss
+//!   would otherwise bring the file back without data).
 //! - Shrinking a file (SETATTR size, or UNCHECKED CREATE with a size) commits the metadata
 //!   durably *before* cutting the data file, for the same reason.
 //!
-//! A clean close records a flag; an open without it runs the recovery scan.
+//! A clean close records a flag; an open without it (or with journal records to replay) runs
+//! the recovery scan.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -44,6 +52,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, FdCache};
+use crate::journal::{Journal, Seal, JOURNAL_BYTES_MAX};
 use crate::rec::{Inode, Kind};
 use crate::StoreError;
 
@@ -61,8 +70,10 @@ pub(crate) const SLOTS: TableDefinition<(u64, u64, u64), (u64, &[u8])> =
     TableDefinition::new("slots");
 /// (fs, ino) → generation it last had: freed inode numbers.
 pub(crate) const FREE: TableDefinition<(u64, u64), u64> = TableDefinition::new("free");
-/// Store-wide values: format version, clean-close flag.
+/// Store-wide values: format version, clean-close flag, the journal's durable LSN.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// `META` key: LSN of the last journal record the last durable commit covers.
+pub(crate) const JOURNAL_LSN: &str = "journal_lsn";
 
 const FORMAT_VERSION: u64 = 1;
 /// READDIR cookies 1 and 2 are left to the front end for "." and ".."; entries start at 3.
@@ -195,6 +206,8 @@ pub struct Store {
     fatal: OnceLock<String>,
     /// What recovery did at open, when the last close was not clean.
     recovery: Option<crate::RecoveryReport>,
+    /// Every applied change until a durable commit covers it (see `journal`).
+    pub(crate) journal: Journal,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -260,6 +273,7 @@ impl Store {
             e => StoreError::Db(format!("opening {}: {e}", path.display())),
         })?;
         let root = dir.to_path_buf();
+        let durable_lsn: u64;
         let clean = {
             let w = db.begin_write().map_err(store_db_err)?;
             let clean;
@@ -280,6 +294,10 @@ impl Store {
                     }
                 }
                 clean = meta.get("clean").map_err(store_db_err)?.map(|v| v.value()) == Some(1);
+                durable_lsn = meta
+                    .get(JOURNAL_LSN)
+                    .map_err(store_db_err)?
+                    .map_or(0, |v| v.value());
                 // From now until a clean close, a crash must lead to recovery.
                 meta.insert("clean", 0).map_err(store_db_err)?;
                 for t in [
@@ -308,7 +326,9 @@ impl Store {
                 catalog.insert(info.id, info);
             }
         }
+        let (journal, replay) = Journal::open(&root, durable_lsn)?;
         let mut store = Store {
+            journal,
             fds: FdCache::new(root.clone()),
             root,
             db,
@@ -324,8 +344,10 @@ impl Store {
             fatal: OnceLock::new(),
             recovery: None,
         };
-        if !clean {
-            store.recovery = Some(crate::recovery::recover(&store)?);
+        if let Err(e) = store.finish_open(clean, replay) {
+            // Not clean: the next open must replay and recover again (see `Drop`).
+            store.stop(&FsError::Io(format!("open failed: {e}")));
+            return Err(e);
         }
         // A removal moves data into `trash/`: without it, data of a freed inode would stay
         // at its path and show up in the next file given that number.
@@ -337,6 +359,33 @@ impl Store {
             })?;
         }
         Ok(store)
+    }
+
+    /// The end of `open`: the journal replayed (the changes answered before a crash come
+    /// back, see `journal`), then, after a crash, recovery.
+    fn finish_open(
+        &mut self,
+        clean: bool,
+        replay: crate::journal::Replay,
+    ) -> Result<(), StoreError> {
+        let (replayed, refused) = self.replay(replay)?;
+        if replayed > 0 {
+            // Durable before the journal may go: the replayed metadata, and the data of the
+            // replayed writes (a crash loses nothing twice).
+            self.sync().map_err(from_fs_err)?;
+        }
+        self.journal.finish_replay().map_err(from_fs_err)?;
+        if !clean || replayed > 0 {
+            let mut report = crate::recovery::recover(self)?;
+            report.journal_replayed = replayed;
+            report.journal_refused = refused;
+            // Recovery moved and deleted data files: no descriptor may outlive that.
+            for f in self.list_fs() {
+                self.fds.forget_fs(f.id);
+            }
+            self.recovery = Some(report);
+        }
+        Ok(())
     }
 
     /// What recovery did when this store was opened after a crash; `None` after a clean close.
@@ -440,8 +489,12 @@ impl Store {
                 .insert((id.0, ROOT_INO.0), root.encode().as_slice())
                 .map_err(store_db_err)?;
         }
-        // Durability: a durable commit (the default), so the new fs survives any crash.
+        // Durability: a durable commit (the default), so the new fs survives any crash. Like
+        // every durable commit, it covers the journal so far (see `seal`).
+        let seal = self.seal(&w).map_err(from_fs_err)?;
         w.commit().map_err(store_db_err)?;
+        lock(&self.cache).settle();
+        self.journal.release(&seal).map_err(from_fs_err)?;
         self.catalog
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -493,18 +546,22 @@ impl Store {
                 d.retain_in(lo..hi, |_, _| false).map_err(store_db_err)?;
             }
         }
-        // Durability order: the fs is gone from the metadata durably before its data files
-        // go; a crash in between leaves a data directory that recovery removes.
-        w.commit().map_err(store_db_err)?;
-        self.catalog
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&id);
+        // Its cached inodes go before the seal writes dirty ones back into `w`.
         {
             let mut c = lock(&self.cache);
             c.map.retain(|(f, _), _| *f != id);
             c.dirty.retain(|(f, _)| *f != id);
         }
+        // Durability order: the fs is gone from the metadata durably before its data files
+        // go; a crash in between leaves a data directory that recovery removes.
+        let seal = self.seal(&w).map_err(from_fs_err)?;
+        w.commit().map_err(store_db_err)?;
+        lock(&self.cache).settle();
+        self.journal.release(&seal).map_err(from_fs_err)?;
+        self.catalog
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
         lock(&self.unsynced).retain(|(f, _), _| *f != id);
         self.fds.forget_fs(id);
         let dir = data::fs_dir(&self.root, id);
@@ -559,7 +616,10 @@ impl Store {
                 .insert(id.0, json.as_slice())
                 .map_err(store_db_err)?;
         }
+        let seal = self.seal(&w).map_err(from_fs_err)?;
         w.commit().map_err(store_db_err)?;
+        lock(&self.cache).settle();
+        self.journal.release(&seal).map_err(from_fs_err)?;
         self.catalog
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -858,7 +918,8 @@ impl Store {
     // ---- durability ----
 
     /// Makes everything applied so far durable: data files fsync'd, then metadata committed
-    /// durably.
+    /// durably (which also lets the journal records it covers go). Not needed for a process
+    /// crash (`apply` returning means journaled); this is what a power loss needs.
     pub fn sync(&self) -> Result<(), FsError> {
         self.check_fatal()?;
         let r = self.sync_inner();
@@ -972,18 +1033,16 @@ impl Store {
         }
         let mut ts = lock(&self.txn);
         let w = self.db.begin_write().map_err(db_err)?;
-        {
-            let mut t = w.open_table(INODES).map_err(db_err)?;
-            let mut c = lock(&self.cache);
-            flush_dirty(&mut c, &mut t)?;
-        }
+        let seal = self.seal(&w)?;
         let trash = std::mem::take(&mut ts.trash);
         // Then one fsync (redb's commit, Durability::Immediate being the default) makes the
-        // metadata durable. Only after it may the trash of durable removals go.
+        // metadata durable. Only after it may the trash of durable removals go, and the
+        // journal records it covers.
         self.check_fatal()?;
         w.commit().map_err(db_err)?;
         ts.nondurable_commits = 0;
         lock(&self.cache).settle();
+        self.journal.release(&seal)?;
         drop(ts);
         for p in trash {
             match std::fs::remove_file(&p) {
@@ -991,6 +1050,34 @@ impl Store {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(FsError::Io(format!("removing {}: {e}", p.display()))),
             }
+        }
+        Ok(())
+    }
+
+    /// Prepares durable commit `w` (the caller holds the transaction lock): every dirty
+    /// attribute written back into it, and the journal sealed at the last record appended so
+    /// far, whose LSN `w` records. Under the cache lock, so no WRITE's attributes and record
+    /// fall between the two. After `w` is durable the caller calls `Journal::release`, and
+    /// `AttrCache::settle`.
+    pub(crate) fn seal(&self, w: &redb::WriteTransaction) -> Result<Seal, FsError> {
+        let seal = {
+            let mut t = w.open_table(INODES).map_err(db_err)?;
+            let mut c = lock(&self.cache);
+            flush_dirty(&mut c, &mut t)?;
+            self.journal.seal()
+        };
+        w.open_table(META)
+            .map_err(db_err)?
+            .insert(JOURNAL_LSN, seal.lsn)
+            .map_err(db_err)?;
+        Ok(seal)
+    }
+
+    /// A durable commit when the journal has grown past `JOURNAL_BYTES_MAX` (it bounds the
+    /// replay at open). Called after a change, with no lock held.
+    pub(crate) fn bound_journal(&self) -> Result<(), FsError> {
+        if self.journal.bytes() > JOURNAL_BYTES_MAX {
+            self.durable()?;
         }
         Ok(())
     }
@@ -1022,6 +1109,7 @@ impl Store {
         &self,
         fs: FsId,
         time: Time,
+        rec: &[u8],
         f: impl FnOnce(&mut crate::apply::Ctx<'_>) -> Result<R, FsError>,
     ) -> Result<R, FsError> {
         let mut ts = lock(&self.txn);
@@ -1031,9 +1119,16 @@ impl Store {
             let mut ctx = crate::apply::Ctx::new(self, fs, time, &w, &mut cache)?;
             match f(&mut ctx) {
                 Ok(r) => {
-                    ctx.write_back()?;
-                    let (post, need_durable) = ctx.finish();
-                    (Ok(r), post, need_durable)
+                    // Checked and staged: journaled now, in the order changes reach the
+                    // cache (this lock), before anything of it is visible.
+                    match self.journal.append(rec) {
+                        Ok(()) => {
+                            ctx.write_back()?;
+                            let (post, need_durable) = ctx.finish();
+                            (Ok(r), post, need_durable)
+                        }
+                        Err(e) => (Err(e), Vec::new(), false),
+                    }
                 }
                 Err(e) => (Err(e), Vec::new(), false),
             }
@@ -1046,16 +1141,15 @@ impl Store {
             }
         };
         let durable = need_durable || ts.nondurable_commits >= NONDURABLE_COMMITS_MAX;
-        let taken_trash = if durable {
+        let (taken_trash, seal) = if durable {
             // A durable commit: also write back dirty attributes (their data may be behind,
-            // which only an UNSTABLE write allows) and let the earlier trash go after it.
-            let mut t = w.open_table(INODES).map_err(db_err)?;
-            flush_dirty(&mut lock(&self.cache), &mut t)?;
-            drop(t);
-            std::mem::take(&mut ts.trash)
+            // which only an UNSTABLE write allows), seal the journal, and let the earlier
+            // trash go after it.
+            let seal = self.seal(&w)?;
+            (std::mem::take(&mut ts.trash), Some(seal))
         } else {
             w.set_durability(Durability::None).map_err(db_err)?;
-            Vec::new()
+            (Vec::new(), None)
         };
         // Durability order: with `need_durable`, this fsync (redb's durable commit) must come
         // before the data-file actions below that cut data (a shrink), so a crash between them
@@ -1070,9 +1164,19 @@ impl Store {
             ts.nondurable_commits += 1;
         }
         lock(&self.cache).settle();
+        if let Some(seal) = &seal {
+            self.journal.release(seal)?;
+        }
         for p in taken_trash {
             let _ = std::fs::remove_file(&p);
         }
+        // Replaying the journal at open: the data files are recovery's business afterwards
+        // (they may already be where a later change of the previous run put them).
+        let post = if self.journal.replaying() {
+            Vec::new()
+        } else {
+            post
+        };
         for action in post {
             match action {
                 crate::apply::Post::Trash { ino, gen } => {
@@ -1137,12 +1241,13 @@ impl Drop for Store {
             return;
         }
         let Ok(w) = self.db.begin_write() else { return };
+        let Ok(seal) = self.seal(&w) else { return };
         let ok = match w.open_table(META) {
             Ok(mut t) => t.insert("clean", 1).is_ok(),
             Err(_) => false,
         };
-        if ok {
-            let _ = w.commit();
+        if ok && w.commit().is_ok() {
+            let _ = self.journal.release(&seal);
         }
     }
 }

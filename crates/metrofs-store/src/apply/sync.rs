@@ -51,6 +51,7 @@ use redb::{ReadableDatabase, ReadableTable, Table, TableDefinition};
 
 use super::{check_name, Ctx, NameUse, Post};
 use crate::data;
+use crate::journal::RecRef;
 use crate::rec::{Inode, Kind};
 use crate::store::{corrupt, db_err, lock, Store, ALLOC, FIRST_SLOT, FREE, INODES, SLOTS};
 
@@ -1010,14 +1011,21 @@ impl Store {
             }
             _ => {}
         }
+        // Every step but PutData changes metadata: journaled as it is applied (PutData writes
+        // only data, which the page cache keeps; the orphans it frees first are journaled on
+        // their own).
+        let rec = match op {
+            SyncOp::PutData { .. } => Vec::new(),
+            _ => RecRef::Sync { fs, op }.encode()?,
+        };
         let r = match op {
-            SyncOp::PutInode { attr, symlink } => self.txn(fs, Time::default(), |cx| {
+            SyncOp::PutInode { attr, symlink } => self.txn(fs, Time::default(), &rec, |cx| {
                 SyncCx::new(cx)?.put_inode(attr, symlink.as_deref())
             }),
-            SyncOp::Link { dir, name, ino } => self.txn(fs, Time::default(), |cx| {
+            SyncOp::Link { dir, name, ino } => self.txn(fs, Time::default(), &rec, |cx| {
                 SyncCx::new(cx)?.link(*dir, name, *ino)
             }),
-            SyncOp::Unlink { dir, name } => self.txn(fs, Time::default(), |cx| {
+            SyncOp::Unlink { dir, name } => self.txn(fs, Time::default(), &rec, |cx| {
                 SyncCx::new(cx)?.unlink(*dir, name)
             }),
             SyncOp::PutData {
@@ -1032,7 +1040,7 @@ impl Store {
                 from,
                 to,
                 entries,
-            } => self.txn(fs, Time::default(), |cx| {
+            } => self.txn(fs, Time::default(), &rec, |cx| {
                 SyncCx::new(cx)?.entries(*dir, *next_slot, *from, *to, entries)
             }),
             SyncOp::Allocator {
@@ -1040,15 +1048,16 @@ impl Store {
                 from,
                 to,
                 free,
-            } => self.txn(fs, Time::default(), |cx| {
+            } => self.txn(fs, Time::default(), &rec, |cx| {
                 SyncCx::new(cx)?.allocator(*next_ino, *from, *to, free)
             }),
-            SyncOp::Verifier { ino, gen, verifier } => self.txn(fs, Time::default(), |cx| {
+            SyncOp::Verifier { ino, gen, verifier } => self.txn(fs, Time::default(), &rec, |cx| {
                 SyncCx::new(cx)?.verifier(*ino, *gen, *verifier)
             }),
         };
-        if let Err(e) = &r {
-            self.stop(e);
+        match &r {
+            Err(e) => self.stop(e),
+            Ok(_) => self.bound_journal()?,
         }
         r
     }
@@ -1062,9 +1071,11 @@ impl Store {
         if !self.has_orphans(fs)? {
             return Ok(0);
         }
-        let r = self.txn(fs, Time::default(), |cx| SyncCx::new(cx)?.collect());
-        if let Err(e) = &r {
-            self.stop(e);
+        let rec = RecRef::FreeOrphans { fs }.encode()?;
+        let r = self.txn(fs, Time::default(), &rec, |cx| SyncCx::new(cx)?.collect());
+        match &r {
+            Err(e) => self.stop(e),
+            Ok(_) => self.bound_journal()?,
         }
         r
     }
@@ -1171,7 +1182,8 @@ impl Store {
             at = seg_end;
         }
         if self.has_orphans(fs)? {
-            self.txn(fs, Time::default(), |cx| SyncCx::new(cx)?.collect())?;
+            let rec = RecRef::FreeOrphans { fs }.encode()?;
+            self.txn(fs, Time::default(), &rec, |cx| SyncCx::new(cx)?.collect())?;
         }
         // Checked, and the data file opened (or made), under the cache lock, as WRITE does: a
         // removal moves the data file to the trash under the same lock.

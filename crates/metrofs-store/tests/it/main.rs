@@ -3,6 +3,7 @@
 mod conformance;
 mod crash;
 mod fx;
+mod journal;
 mod props;
 mod sync;
 
