@@ -38,6 +38,9 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const DECIDING_WAIT_MS: u64 = 20_000;
 /// Between two attempts of a resync that failed while the link stayed up.
 const RESYNC_RETRY_MS: u64 = 2000;
+/// How long after it stopped serving a pair this side drops the connections of hosts that
+/// still come here, instead of answering them JUKEBOX.
+const MOVED_DROP_WINDOW_MS: u64 = 5000;
 /// Replica-applied keys kept for the takeover's "recent changes" (bounded).
 const RECENT_REPLICA_KEYS_MAX: usize = 200_000;
 /// Events kept in memory for `pair show` (the durable event log is the operator issue's).
@@ -232,6 +235,9 @@ pub(crate) struct PairRt {
     since: Mutex<Time>,
     /// The array's durable event log, once the daemon has opened it.
     sink: EventSink,
+    /// When this side last stopped serving the pair, and when it last dropped the NFS
+    /// connections of a host that still came here (see [`Metro::not_serving`]).
+    moved: Mutex<Option<(Instant, Instant)>>,
 }
 
 /// Where pair events go durably (set once by the daemon).
@@ -250,6 +256,7 @@ impl PairRt {
             last_arbitration: Mutex::new(None),
             since: Mutex::new(now),
             sink,
+            moved: Mutex::new(None),
             engine: Mutex::new(Engine::new(record.state, role)),
             record: Mutex::new(record),
             seq: AtomicU64::new(0),
@@ -795,6 +802,22 @@ impl Metro {
 
     /// What a host is told by a side that does not serve a pair (now).
     fn not_serving(&self, pair: &PairRt) -> FsError {
+        // Just after the service moved away (a swap or a lost arbitration), a host still
+        // reaching this side (the address is moving, or it reconnected too early) is better
+        // served by a dropped connection than by "retry later": it reconnects and resends at
+        // once, and the reply below is never sent. Rate-limited, and only for a short while.
+        {
+            let mut m = lock(&pair.moved);
+            if let Some((at, last_drop)) = m.as_mut() {
+                if at.elapsed() < Duration::from_millis(MOVED_DROP_WINDOW_MS) && last_drop.elapsed() >= Duration::from_millis(50) {
+                    *last_drop = Instant::now();
+                    let hook = lock(&self.on_service_lost).clone();
+                    if let Some(h) = hook {
+                        h();
+                    }
+                }
+            }
+        }
         let primary = lock(&pair.record).primary.clone();
         match (pair.role(), pair.phase()) {
             (Role::Primary, Phase::Deciding) => FsError::Busy(format!("pair {} is being arbitrated; retry", pair.id())),
@@ -1223,6 +1246,15 @@ impl Metro {
                             self.lost(&pair, Epoch(epoch), &holder, format!("link lost ({reason}); the quorum had granted epoch {epoch} to {holder}"));
                             return;
                         }
+                        Err(_) if self.current_link().is_some() || pair.epoch() != start_epoch => {
+                            // The link (or the peer's record) came back while the claim was in
+                            // flight: the link's Hello settled the pair; this answer is stale.
+                            if pair.role() == Role::Primary && pair.phase() == Phase::Deciding && self.current_link().is_some() {
+                                pair.set_phase(Phase::Open);
+                                self.publish_service();
+                            }
+                            return;
+                        }
                         Err(e) => {
                             self.metrics_arbitration("quorum-unreachable");
                             self.stand(&pair, format!("link lost ({reason}); the quorum server cannot be reached ({e}): this side stops until the link or the quorum returns"));
@@ -1358,6 +1390,8 @@ impl Metro {
             }
         }
         pair.set_phase(Phase::Stopped);
+        let long_ago = Instant::now().checked_sub(Duration::from_secs(1)).unwrap_or_else(Instant::now);
+        *lock(&pair.moved) = Some((Instant::now(), long_ago));
     }
 
     /// Recomputes what this array serves; tells the daemon.

@@ -74,7 +74,10 @@ pub async fn check_free(addr: SocketAddr, key: &str) -> anyhow::Result<()> {
 /// A started array.
 pub struct Running {
     pub metro: Arc<Metro>,
+    /// The bound addresses (a port 0 in the config is resolved here); the tests connect to them.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub nfs_addr: SocketAddr,
+    #[cfg_attr(not(test), allow(dead_code))]
     pub api_addr: SocketAddr,
     pub stop: Stop,
     tasks: JoinSet<()>,
