@@ -59,6 +59,12 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// The stable code of an API error answer (`wrong_state`, `unauthorized`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: &'static str,
+}
+
 /// An arbitration's outcome (`won`, `lost`, `no_quorum`, ...).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
@@ -118,6 +124,7 @@ pub struct Metrics {
     nfs_ops: Family<ProcLabel, Histogram, fn() -> Histogram>,
     nfs_errors: Family<ProcErrorLabels, Counter>,
     errors: Family<KindLabel, Counter>,
+    api_errors: Family<CodeLabel, Counter>,
     resync_bytes: Counter,
     arbitrations: Family<OutcomeLabel, Counter>,
     local: Sum,
@@ -143,6 +150,7 @@ impl Metrics {
             nfs_ops: Family::new_with_constructor(latency_histogram),
             nfs_errors: Family::default(),
             errors: Family::default(),
+            api_errors: Family::default(),
             resync_bytes: Counter::default(),
             arbitrations: Family::default(),
             local: Sum::default(),
@@ -199,6 +207,11 @@ impl Metrics {
         self.errors.get_or_create(&KindLabel { kind }).inc();
     }
 
+    /// The management API answered an error with stable `code` (`wrong_state`, ...).
+    pub fn api_error(&self, code: &'static str) {
+        self.api_errors.get_or_create(&CodeLabel { code }).inc();
+    }
+
     /// The cumulative totals.
     #[must_use]
     pub fn snapshot(&self) -> Snapshot {
@@ -243,6 +256,11 @@ impl Metrics {
             self.nfs_errors.clone(),
         );
         registry.register("errors", "Errors by kind", self.errors.clone());
+        registry.register(
+            "api_errors",
+            "Error answers of the management API by their stable code",
+            self.api_errors.clone(),
+        );
         registry.register_with_unit(
             "resync_copied",
             "File data copied to the other side by resync workers",
@@ -282,6 +300,7 @@ mod tests {
         m.resync_bytes(65536);
         m.arbitration("won");
         m.error("link");
+        m.api_error("wrong_state");
         let s = m.snapshot();
         assert_eq!(
             s,
@@ -308,6 +327,7 @@ mod tests {
             "metrofs_resync_copied_bytes_total 65536",
             "metrofs_arbitrations_total{outcome=\"won\"} 1",
             "metrofs_errors_total{kind=\"link\"} 1",
+            "metrofs_api_errors_total{code=\"wrong_state\"} 1",
         ] {
             assert!(t.contains(want), "{want:?} not in\n{t}");
         }

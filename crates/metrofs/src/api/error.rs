@@ -228,6 +228,7 @@ impl IntoResponse for ApiError {
         if let Self::Internal(_) | Self::Fatal(_) | Self::Metro(MetroError::Storage(_)) = self {
             tracing::error!(error = %self, "API request failed");
         }
+        metrofs_core::metrics::get().api_error(self.code());
         let mut resp = (self.http_status(), Json(self.body())).into_response();
         if let Self::Unauthorized { .. } = self {
             resp.headers_mut().insert(

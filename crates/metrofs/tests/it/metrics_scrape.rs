@@ -1,6 +1,7 @@
 //! `/metrics` after a real workload on a pair: the dual-write latency histograms (local,
 //! remote, total) have counted the writes, NFS operations are timed by procedure, and the
-//! gauges show the pair's state (Normal, then Paused with a DCL), the link and the data status.
+//! gauges show the pair's state (Normal, then Paused with a DCL), the link and the data status;
+//! a refused action is counted by its error code.
 
 use std::collections::BTreeMap;
 
@@ -99,4 +100,9 @@ fn a_workload_fills_the_dual_write_histograms_and_the_gauges_follow_the_pair() {
         0.0,
         "site-b misses the late file"
     );
+    // A refused action is counted by its code.
+    let out = p.a.cli(&["pair", "pause", &id]);
+    assert_eq!(out.status.code(), Some(1), "{}", crate::harness::text(&out));
+    let (text, s) = scrape(&p.a);
+    assert!(value(&s, "metrofs_api_errors_total{code=\"wrong_state\"}", &text) >= 1.0, "{text}");
 }
