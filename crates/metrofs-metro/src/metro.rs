@@ -608,7 +608,7 @@ impl Metro {
         // A planned swap drains changes by taking this exclusively.
         let _gate = pair.gate.read().await;
         if pair.role() != Role::Primary || pair.phase() == Phase::Stopped {
-            return Err(self.not_serving(pair));
+            return Err(self.refuse(pair).await);
         }
         // Step 2: order and determine.
         let ns = Array::is_namespace(&body);
@@ -622,25 +622,14 @@ impl Metro {
         log_keys.dedup();
         self.log.enter(fs, &log_keys).map_err(|e| FsError::Io(format!("LOG append failed: {e}")))?;
         let waits_for_disk = matches!(op.body, OpBody::Commit { .. } | OpBody::Write { stable: Stability::FileSync | Stability::DataSync, .. });
-        let needs_sync = !matches!(op.body, OpBody::Write { .. } | OpBody::Commit { .. });
         let result = self.dual_apply(pair, fs, op, key, &touched, waits_for_disk).await;
         // Both sides have it in order: the next change may go.
         drop(_ranges);
         drop(_ns_guard);
-        // This side is the resync source when it restarts after a crash, so a namespace or
-        // attribute change it acknowledges must survive its own `kill -9` (its store keeps
-        // them in a non-durable cache otherwise, and the resync would then undo them on the
-        // peer). The store's group commit shares one flush among concurrent callers.
-        let result = match result {
-            Ok(reply) if needs_sync => {
-                let store = self.array.store().clone();
-                match tokio::task::spawn_blocking(move || store.sync()).await {
-                    Ok(synced) => synced.map(|()| reply),
-                    Err(e) => Err(FsError::Io(format!("sync task failed: {e}"))),
-                }
-            }
-            other => other,
-        };
+        // This side is the resync source when it restarts after a crash, so a change it
+        // acknowledges must survive its own `kill -9`: the store's op journal does that (every
+        // applied op is appended with one write() before apply returns, and replayed at
+        // open), so no flush is needed here; COMMIT and FILE_SYNC flush for power loss.
         self.log.leave(fs, &log_keys);
         result
     }
@@ -708,7 +697,7 @@ impl Metro {
             // Both sides stop acknowledging until the arbitration of this loss is decided:
             // the other side may be taking over right now.
             if !self.wait_decided(pair, used_session, reason).await {
-                return Err(self.not_serving(pair));
+                return Err(self.refuse(pair).await);
             }
         }
         match remote {
@@ -798,6 +787,17 @@ impl Metro {
                 () = tokio::time::sleep_until(deadline) => return false,
             }
         }
+    }
+
+    /// [`Metro::not_serving`] for a host call: just after the service moved away, the
+    /// answer is held until the connection it would go on is closed (so it is never sent).
+    async fn refuse(&self, pair: &PairRt) -> FsError {
+        let e = self.not_serving(pair);
+        let recent = lock(&pair.moved).is_some_and(|(at, _)| at.elapsed() < Duration::from_millis(MOVED_DROP_WINDOW_MS));
+        if recent {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        e
     }
 
     /// What a host is told by a side that does not serve a pair (now).
@@ -1990,6 +1990,9 @@ impl Metro {
                 let mut phases = p.phase.subscribe();
                 let wait = phases.wait_for(|ph| *ph != Phase::Deciding);
                 let _ = tokio::time::timeout(Duration::from_millis(DECIDING_WAIT_MS), wait).await;
+            }
+            if p.role() != Role::Primary || p.phase() == Phase::Stopped {
+                return Err(self.refuse(&p).await);
             }
         }
         self.serves(fs)
