@@ -80,7 +80,12 @@ pub struct Condition {
 
 /// Which conditions hold at `now` (seconds since the Unix epoch).
 #[must_use]
-pub fn evaluate(now: u64, t: &AlarmThresholds, array: &ArraySample, pairs: &[PairSample]) -> Vec<Condition> {
+pub fn evaluate(
+    now: u64,
+    t: &AlarmThresholds,
+    array: &ArraySample,
+    pairs: &[PairSample],
+) -> Vec<Condition> {
     let mut out = Vec::new();
     if let Some(peer) = &array.peer {
         if !array.link_up {
@@ -187,7 +192,10 @@ pub fn evaluate(now: u64, t: &AlarmThresholds, array: &ArraySample, pairs: &[Pai
                 severity: "warning",
                 pair: Some(p.id.clone()),
                 text: format!("pair {} (fs {}): {text}", p.id, p.fs),
-                hint: format!("`metrofs pair show {}` and `metrofs events` tell what happened", p.id),
+                hint: format!(
+                    "`metrofs pair show {}` and `metrofs events` tell what happened",
+                    p.id
+                ),
             });
         }
     }
@@ -243,7 +251,9 @@ impl AlarmWatcher {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The active alarms, critical first, then oldest first.
@@ -319,7 +329,9 @@ impl AlarmWatcher {
                 };
                 keep.insert(view.id.clone(), view);
             }
-            let cleared: Vec<AlarmView> = std::mem::replace(&mut st.active, keep).into_values().collect();
+            let cleared: Vec<AlarmView> = std::mem::replace(&mut st.active, keep)
+                .into_values()
+                .collect();
             (raised, cleared)
         };
         for (what, a) in raised
@@ -351,7 +363,10 @@ impl AlarmWatcher {
             .map(|p| {
                 let hist = st.dcl.entry(p.id.clone()).or_default();
                 hist.push_back((now, p.dcl_bytes));
-                while hist.front().is_some_and(|(t, _)| now.duration_since(*t) > window) {
+                while hist
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) > window)
+                {
                     hist.pop_front();
                 }
                 let min = hist.iter().map(|(_, b)| *b).min().unwrap_or(p.dcl_bytes);
@@ -432,17 +447,31 @@ mod tests {
         let c = evaluate(1000, &t, &up, &[pair(PairState::ToBeSynchronized, 900)]);
         assert_eq!(ids(&c), ["not_normal:00000000000000ab"]);
         assert_eq!(c[0].severity, "critical");
-        assert!(c[0].text.contains("ToBeSynchronized for 100 s (threshold 60 s)"), "{}", c[0].text);
+        assert!(
+            c[0].text
+                .contains("ToBeSynchronized for 100 s (threshold 60 s)"),
+            "{}",
+            c[0].text
+        );
         let c = evaluate(1000, &t, &up, &[pair(PairState::Paused, 900)]);
         assert_eq!(c[0].severity, "warning");
-        assert!(c[0].hint.contains("pair resume 00000000000000ab"), "{}", c[0].hint);
+        assert!(
+            c[0].hint.contains("pair resume 00000000000000ab"),
+            "{}",
+            c[0].hint
+        );
         // DCL growing.
         let mut p = pair(PairState::Normal, 0);
         p.dcl_growth = 2 << 20;
         p.dcl_bytes = 5 << 20;
         let c = evaluate(1000, &t, &up, &[p]);
         assert_eq!(ids(&c), ["dcl_growing:00000000000000ab"]);
-        assert!(c[0].text.contains("grew by 2.0 MiB in the last 60 s (now 5.0 MiB)"), "{}", c[0].text);
+        assert!(
+            c[0].text
+                .contains("grew by 2.0 MiB in the last 60 s (now 5.0 MiB)"),
+            "{}",
+            c[0].text
+        );
         // A side Inconsistent: warning while a resync runs, critical otherwise.
         let mut p = pair(PairState::Synchronizing, 999);
         p.there.1 = DataStatus::Inconsistent;
@@ -452,15 +481,28 @@ mod tests {
         p.state = PairState::ToBeSynchronized;
         assert_eq!(evaluate(1000, &t, &up, &[p])[0].severity, "critical");
         // Link down, slow link, quorum server unreachable.
-        let down = ArraySample { link_up: false, ..up.clone() };
+        let down = ArraySample {
+            link_up: false,
+            ..up.clone()
+        };
         let c = evaluate(1000, &t, &down, &[]);
         assert_eq!(ids(&c), ["link_down"]);
         assert!(c[0].text.contains("to site-b is down"));
-        let slow = ArraySample { link_rtt_us: Some(7500), ..up.clone() };
+        let slow = ArraySample {
+            link_rtt_us: Some(7500),
+            ..up.clone()
+        };
         let c = evaluate(1000, &t, &slow, &[]);
         assert_eq!(ids(&c), ["link_rtt"]);
-        assert!(c[0].text.contains("7.50 ms, above the 5.00 ms"), "{}", c[0].text);
-        let lost = ArraySample { quorum: vec![("q1:7300".into(), false, Some("connection refused".into()))], ..up.clone() };
+        assert!(
+            c[0].text.contains("7.50 ms, above the 5.00 ms"),
+            "{}",
+            c[0].text
+        );
+        let lost = ArraySample {
+            quorum: vec![("q1:7300".into(), false, Some("connection refused".into()))],
+            ..up.clone()
+        };
         let c = evaluate(1000, &t, &lost, &[]);
         assert_eq!(ids(&c), ["quorum_unreachable:q1:7300"]);
         assert!(c[0].text.contains("(connection refused)"));
@@ -469,6 +511,8 @@ mod tests {
         // The metro module's own alarms come through.
         let mut p = pair(PairState::Normal, 0);
         p.metro_alarms = vec!["the sides diverged".into()];
-        assert!(evaluate(1000, &t, &up, &[p])[0].text.ends_with("the sides diverged"));
+        assert!(evaluate(1000, &t, &up, &[p])[0]
+            .text
+            .ends_with("the sides diverged"));
     }
 }

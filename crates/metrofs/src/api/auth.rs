@@ -66,9 +66,8 @@ impl Auth {
         if !token_file.exists() {
             make_token_file(token_file)?;
         }
-        let text = std::fs::read_to_string(token_file).with_context(|| {
-            format!("cannot read api.token_file {}", token_file.display())
-        })?;
+        let text = std::fs::read_to_string(token_file)
+            .with_context(|| format!("cannot read api.token_file {}", token_file.display()))?;
         let token = text.trim().as_bytes().to_vec();
         if token.len() < TOKEN_BYTES_MIN {
             anyhow::bail!(
@@ -110,7 +109,9 @@ impl Auth {
     /// Whether `headers` carry this array's token: `Ok` or why not.
     fn check_token(&self, headers: &HeaderMap) -> Result<(), ApiError> {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Err(self.unauthorized("this call needs the array's API token (Authorization: Bearer TOKEN)"));
+            return Err(self.unauthorized(
+                "this call needs the array's API token (Authorization: Bearer TOKEN)",
+            ));
         };
         let value = value.as_bytes();
         let scheme = b"bearer ";
@@ -131,7 +132,13 @@ impl Auth {
     }
 
     /// Decides one request: `Ok` or the 401 to answer.
-    pub fn decide(&self, method: &Method, path: &str, ip: Option<IpAddr>, headers: &HeaderMap) -> Result<(), ApiError> {
+    pub fn decide(
+        &self,
+        method: &Method,
+        path: &str,
+        ip: Option<IpAddr>,
+        headers: &HeaderMap,
+    ) -> Result<(), ApiError> {
         let read = matches!(*method, Method::GET | Method::HEAD);
         if read && always_open(path) {
             return Ok(());
@@ -147,7 +154,10 @@ impl Auth {
 /// check (the array's name, version and where its token file is, so the CLI on its machine
 /// can find the token from any network).
 fn always_open(path: &str) -> bool {
-    path == "/" || path.starts_with("/dashboard/") || path == "/api/openapi.json" || path == "/api/health"
+    path == "/"
+        || path.starts_with("/dashboard/")
+        || path == "/api/openapi.json"
+        || path == "/api/health"
 }
 
 /// The middleware: refuses what [`Auth::decide`] refuses, and names the caller.
@@ -156,10 +166,12 @@ pub async fn layer(State(s): State<AppState>, mut req: Request, next: Next) -> R
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    if let Err(e) = s
-        .auth
-        .decide(req.method(), req.uri().path(), peer.map(|p| p.ip()), req.headers())
-    {
+    if let Err(e) = s.auth.decide(
+        req.method(),
+        req.uri().path(),
+        peer.map(|p| p.ip()),
+        req.headers(),
+    ) {
         return e.into_response();
     }
     let client = req
@@ -189,8 +201,12 @@ fn clean_word(s: &str) -> String {
 fn make_token_file(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the directory of api.token_file {}", path.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| {
+            format!(
+                "cannot create the directory of api.token_file {}",
+                path.display()
+            )
+        })?;
     }
     let mut bytes = [0u8; TOKEN_RANDOM_BYTES];
     std::fs::File::open("/dev/urandom")
@@ -207,7 +223,8 @@ fn make_token_file(path: &Path) -> anyhow::Result<()> {
         // Made by another array of the same process (the demo) in between: use it.
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => {
-            return Err(e).with_context(|| format!("cannot create api.token_file {}", path.display()))
+            return Err(e)
+                .with_context(|| format!("cannot create api.token_file {}", path.display()))
         }
     };
     f.write_all(format!("{hex}\n").as_bytes())
@@ -249,28 +266,56 @@ mod tests {
         let far = Some(IpAddr::from([10, 1, 2, 3]));
         let ok = headers(Some("Bearer 0123456789abcdef0123"));
         // Reads: open to loopback, token elsewhere.
-        assert!(a.decide(&Method::GET, "/api/pairs", lo, &headers(None)).is_ok());
-        assert!(a.decide(&Method::GET, "/api/pairs", far, &headers(None)).is_err());
-        assert!(a.decide(&Method::GET, "/api/pairs", None, &headers(None)).is_err());
+        assert!(a
+            .decide(&Method::GET, "/api/pairs", lo, &headers(None))
+            .is_ok());
+        assert!(a
+            .decide(&Method::GET, "/api/pairs", far, &headers(None))
+            .is_err());
+        assert!(a
+            .decide(&Method::GET, "/api/pairs", None, &headers(None))
+            .is_err());
         assert!(a.decide(&Method::GET, "/api/pairs", far, &ok).is_ok());
         // Changes: token everywhere, scheme case-insensitive.
-        assert!(a.decide(&Method::POST, "/api/fs", lo, &headers(None)).is_err());
+        assert!(a
+            .decide(&Method::POST, "/api/fs", lo, &headers(None))
+            .is_err());
         assert!(a.decide(&Method::POST, "/api/fs", lo, &ok).is_ok());
-        assert!(a.decide(&Method::DELETE, "/api/fs/x", lo, &headers(Some("bearer 0123456789abcdef0123"))).is_ok());
-        for bad in ["Bearer 0123456789abcdef0124", "Bearer ", "Basic 0123456789abcdef0123", "Bearer 0123", "0123456789abcdef0123"] {
-            let e = a.decide(&Method::PUT, "/api/fs/x/export", lo, &headers(Some(bad))).expect_err(bad);
+        assert!(a
+            .decide(
+                &Method::DELETE,
+                "/api/fs/x",
+                lo,
+                &headers(Some("bearer 0123456789abcdef0123"))
+            )
+            .is_ok());
+        for bad in [
+            "Bearer 0123456789abcdef0124",
+            "Bearer ",
+            "Basic 0123456789abcdef0123",
+            "Bearer 0123",
+            "0123456789abcdef0123",
+        ] {
+            let e = a
+                .decide(&Method::PUT, "/api/fs/x/export", lo, &headers(Some(bad)))
+                .expect_err(bad);
             assert_eq!(e.code(), "unauthorized");
             assert_eq!(e.http_status().as_u16(), 401);
             assert!(e.hint().contains("/nonexistent/api.token"), "{}", e.hint());
         }
         // Static files are open to all.
         for p in ["/", "/dashboard/app.js", "/api/openapi.json", "/api/health"] {
-            assert!(a.decide(&Method::GET, p, far, &headers(None)).is_ok(), "{p}");
+            assert!(
+                a.decide(&Method::GET, p, far, &headers(None)).is_ok(),
+                "{p}"
+            );
         }
         assert!(a.decide(&Method::POST, "/", far, &headers(None)).is_err());
         // No network open: every read needs the token.
         let closed = Auth::with_token("0123456789abcdef0123", vec![]);
-        assert!(closed.decide(&Method::GET, "/metrics", lo, &headers(None)).is_err());
+        assert!(closed
+            .decide(&Method::GET, "/metrics", lo, &headers(None))
+            .is_err());
         assert!(closed.decide(&Method::GET, "/metrics", lo, &ok).is_ok());
         assert_eq!(clean_word("cli:root\n<script>"), "cli:rootscript");
     }
@@ -282,13 +327,19 @@ mod tests {
         let path = tmp.path().join("sub").join("api.token");
         let a = Auth::load(&path, loopback()).expect("made");
         assert_eq!(a.token.len(), 2 * TOKEN_RANDOM_BYTES);
-        assert_eq!(std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
         let again = Auth::load(&path, loopback()).expect("kept");
         assert_eq!(again.token, a.token);
         std::fs::write(&path, "short\n").expect("write");
         let e = Auth::load(&path, loopback()).expect_err("too short");
         assert!(e.to_string().contains("api.token_file"), "{e}");
         std::fs::write(&path, "  a-token-of-twenty-chars  \n").expect("write");
-        assert_eq!(Auth::load(&path, loopback()).expect("trimmed").token, b"a-token-of-twenty-chars");
+        assert_eq!(
+            Auth::load(&path, loopback()).expect("trimmed").token,
+            b"a-token-of-twenty-chars"
+        );
     }
 }

@@ -86,8 +86,8 @@ impl AppState {
             &cfg.api.token_file(&cfg.data_dir),
             cfg.api.read_open_to.clone(),
         )?;
-        let events = EventLog::open(&cfg.data_dir.join(EVENTS_FILE))
-            .context("cannot open the event log")?;
+        let events =
+            EventLog::open(&cfg.data_dir.join(EVENTS_FILE)).context("cannot open the event log")?;
         metro.set_event_log(events.clone());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let peer = cfg.peer.as_ref().map(|p| p.peer_name.clone());
@@ -367,8 +367,7 @@ fn event_view(id: u64, e: EventRecord) -> EventView {
 }
 
 fn list_events(s: &AppState, after: Option<u64>, limit: usize) -> Result<Vec<EventView>, ApiError> {
-    Ok(s
-        .events
+    Ok(s.events
         .list(after, limit)
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .into_iter()

@@ -128,7 +128,9 @@ fn registry(s: &AppState) -> Registry {
                     fs: p.fs.clone(),
                     array,
                 })
-                .set(i64::from(data == metrofs_metro::engine::DataStatus::Consistent));
+                .set(i64::from(
+                    data == metrofs_metro::engine::DataStatus::Consistent,
+                ));
         }
         epoch.get_or_create(&l).set(i(p.epoch));
         dcl_bytes.get_or_create(&l).set(i(p.dcl_bytes));
@@ -142,7 +144,9 @@ fn registry(s: &AppState) -> Registry {
         remaining.get_or_create(&l).set(i(left));
         for q in &p.quorum {
             quorum
-                .get_or_create(&AddrLabels { addr: q.addr.clone() })
+                .get_or_create(&AddrLabels {
+                    addr: q.addr.clone(),
+                })
                 .set(i64::from(q.reachable));
         }
     }
@@ -151,21 +155,42 @@ fn registry(s: &AppState) -> Registry {
         "1 for the pair's current state (Normal, Synchronizing, ToBeSynchronized, Paused), 0 for the others",
         state,
     );
-    r.register("pair_serving", "1 when this array serves the pair's file system", serving);
+    r.register(
+        "pair_serving",
+        "1 when this array serves the pair's file system",
+        serving,
+    );
     r.register(
         "pair_data_consistent",
         "1 when the array's copy of the pair is Consistent, 0 when Inconsistent",
         consistent,
     );
-    r.register("pair_epoch", "The pair's epoch (grows at each arbitration or takeover)", epoch);
+    r.register(
+        "pair_epoch",
+        "The pair's epoch (grows at each arbitration or takeover)",
+        epoch,
+    );
     r.register(
         "pair_state_since",
         "When the pair entered its state, seconds since the Unix epoch",
         since,
     );
-    r.register_with_unit("dcl", "What differs between the sides and waits for resync", Unit::Bytes, dcl_bytes);
-    r.register("dcl_inodes", "Inodes with dirty attributes in the DCL", dcl_inodes);
-    r.register("dcl_dirs", "Directories with dirty entries in the DCL", dcl_dirs);
+    r.register_with_unit(
+        "dcl",
+        "What differs between the sides and waits for resync",
+        Unit::Bytes,
+        dcl_bytes,
+    );
+    r.register(
+        "dcl_inodes",
+        "Inodes with dirty attributes in the DCL",
+        dcl_inodes,
+    );
+    r.register(
+        "dcl_dirs",
+        "Directories with dirty entries in the DCL",
+        dcl_dirs,
+    );
     r.register(
         "resync_rate_bytes_per_second",
         "The running resync's copy rate (0 when none runs)",
@@ -190,7 +215,11 @@ fn registry(s: &AppState) -> Registry {
             up.get_or_create(&PeerLabels { peer: peer.clone() })
                 .set(i64::from(link_up));
         }
-        r.register("link_up", "1 when the replication link to the peer is up", up);
+        r.register(
+            "link_up",
+            "1 when the replication link to the peer is up",
+            up,
+        );
         let rtt = Family::<PeerLabels, FloatGauge>::default();
         if let Some(us) = pairs.iter().find_map(|p| p.link_rtt_us) {
             rtt.get_or_create(&PeerLabels { peer: peer.clone() })
@@ -207,7 +236,11 @@ fn registry(s: &AppState) -> Registry {
     let (resident, active) = s.metro.log_extents();
     let log_active = Gauge::<i64>::default();
     log_active.set(i(active));
-    r.register("log_extents_active", "LOG extents being dual-written now", log_active);
+    r.register(
+        "log_extents_active",
+        "LOG extents being dual-written now",
+        log_active,
+    );
     let log_resident = Gauge::<i64>::default();
     log_resident.set(i(resident));
     r.register(
@@ -219,7 +252,9 @@ fn registry(s: &AppState) -> Registry {
     let alarms = Family::<SeverityLabels, Gauge>::default();
     for sev in ["critical", "warning"] {
         alarms
-            .get_or_create(&SeverityLabels { severity: sev.into() })
+            .get_or_create(&SeverityLabels {
+                severity: sev.into(),
+            })
             .set(0);
     }
     for a in s.alarms.current() {

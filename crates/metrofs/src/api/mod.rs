@@ -153,13 +153,22 @@ pub fn router(state: AppState) -> Router {
             "/api/openapi.json",
             get(move || {
                 let json = json.clone();
-                async move { ([(header::CONTENT_TYPE, "application/json")], json.to_string()).into_response() }
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        json.to_string(),
+                    )
+                        .into_response()
+                }
             }),
         )
         .merge(dashboard::routes())
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::layer))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::layer,
+        ))
         .with_state(state)
 }
 
@@ -224,7 +233,13 @@ mod tests {
             v["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
         );
-        for schema in ["PairView", "ErrorBody", "StatusView", "EventView", "AlarmView"] {
+        for schema in [
+            "PairView",
+            "ErrorBody",
+            "StatusView",
+            "EventView",
+            "AlarmView",
+        ] {
             assert!(
                 v["components"]["schemas"][schema].is_object(),
                 "{schema} missing"

@@ -95,11 +95,15 @@ mod tests {
         assert_eq!(env.resolve(|| Some("/x".into())).expect("env"), "from-env");
         let none = TokenSource::default();
         assert_eq!(
-            none.resolve(|| Some(f.display().to_string())).expect("discovered"),
+            none.resolve(|| Some(f.display().to_string()))
+                .expect("discovered"),
             "from-file"
         );
         let e = none.resolve(|| None).expect_err("nothing");
-        assert!(e.contains("--token-file") && e.contains("METROFS_TOKEN"), "{e}");
+        assert!(
+            e.contains("--token-file") && e.contains("METROFS_TOKEN"),
+            "{e}"
+        );
         let e = none
             .resolve(|| Some("/nonexistent/api.token".into()))
             .expect_err("unreadable");
@@ -108,6 +112,9 @@ mod tests {
             file: Some(tmp.path().join("nope")),
             value: None,
         };
-        assert!(missing.resolve(|| None).expect_err("missing").contains("--token-file"));
+        assert!(missing
+            .resolve(|| None)
+            .expect_err("missing")
+            .contains("--token-file"));
     }
 }

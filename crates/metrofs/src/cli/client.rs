@@ -109,7 +109,12 @@ impl ApiClient {
         }
     }
 
-    fn request(&self, method: &str, url: &str, token: Option<&str>) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
+    fn request(
+        &self,
+        method: &str,
+        url: &str,
+        token: Option<&str>,
+    ) -> ureq::RequestBuilder<ureq::typestate::WithBody> {
         let mut b = match method {
             "POST" => self.agent.post(url),
             "PUT" => self.agent.put(url),
@@ -123,7 +128,11 @@ impl ApiClient {
         b
     }
 
-    fn get_raw<T: DeserializeOwned>(&self, path: &str, token: Option<&str>) -> Result<T, ClientError> {
+    fn get_raw<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        token: Option<&str>,
+    ) -> Result<T, ClientError> {
         let url = self.url(path);
         let resp = self.request("GET", &url, token).send_empty();
         self.answer(&url, resp, true)?

@@ -53,7 +53,13 @@ pub fn event_table(all: &[EventView]) -> String {
 pub fn alarm_lines(all: &[AlarmView]) -> String {
     let mut o = String::new();
     for a in all {
-        let _ = writeln!(o, "{:<8}  since {} UTC  {}", a.severity, utc(a.since), a.text);
+        let _ = writeln!(
+            o,
+            "{:<8}  since {} UTC  {}",
+            a.severity,
+            utc(a.since),
+            a.text
+        );
         let _ = writeln!(o, "          hint: {}", a.hint);
     }
     o

@@ -110,9 +110,15 @@ pub fn run_pair(cmd: PairCmd, api: &ApiArg) -> ExitCode {
                 let p: PairView = c.post("/api/pairs", &CreatePair { fs, remote })?;
                 if wait.wait {
                     if !j {
-                        println!("created pair {} of file system {}: {} serves, {} holds the twin", p.id, p.fs, p.serving, p.secondary);
+                        println!(
+                            "created pair {} of file system {}: {} serves, {} holds the twin",
+                            p.id, p.fs, p.serving, p.secondary
+                        );
                     }
-                    return Ok(progress::report(progress::wait_normal(&c, &p.id, timeout(wait))?, j));
+                    return Ok(progress::report(
+                        progress::wait_normal(&c, &p.id, timeout(wait))?,
+                        j,
+                    ));
                 }
                 if j {
                     println!("{}", json(&p));
@@ -180,7 +186,10 @@ pub fn run_pair(cmd: PairCmd, api: &ApiArg) -> ExitCode {
                     );
                 }
                 if wait.wait {
-                    return Ok(progress::report(progress::wait_normal(&c, &p.id, timeout(wait))?, j));
+                    return Ok(progress::report(
+                        progress::wait_normal(&c, &p.id, timeout(wait))?,
+                        j,
+                    ));
                 }
                 if j {
                     println!("{}", json(&p));
@@ -228,7 +237,8 @@ pub fn run_pair(cmd: PairCmd, api: &ApiArg) -> ExitCode {
             }
             PairCmd::Verify { id } => {
                 let spin = progress::spinner(format!("verifying pair {id}: comparing both sides"));
-                let r: Result<VerifyView, ClientError> = c.post_empty(&format!("{}/verify", path(&id)));
+                let r: Result<VerifyView, ClientError> =
+                    c.post_empty(&format!("{}/verify", path(&id)));
                 spin.finish_and_clear();
                 let r = r?;
                 if j {
@@ -286,7 +296,10 @@ fn dcl_text(p: &PairView) -> String {
 
 fn quorum_text(p: &PairView) -> String {
     if p.quorum.is_empty() {
-        return format!("{} (no quorum server: the preferred site goes on)", p.quorum_mode);
+        return format!(
+            "{} (no quorum server: the preferred site goes on)",
+            p.quorum_mode
+        );
     }
     let servers: Vec<String> = p
         .quorum

@@ -32,10 +32,18 @@ pub enum Waited {
 
 /// Polls pair `id` until it is Normal, showing the resync's progress with its ETA.
 /// `timeout`: give up after it (none: wait as long as it takes; Ctrl-C stops).
-pub fn wait_normal(c: &ApiClient, id: &str, timeout: Option<Duration>) -> Result<Waited, ClientError> {
+pub fn wait_normal(
+    c: &ApiClient,
+    id: &str,
+    timeout: Option<Duration>,
+) -> Result<Waited, ClientError> {
     let path = format!("/api/pairs/{}", segment(id));
     let tty = std::io::stderr().is_terminal();
-    let bar = if tty { ProgressBar::new(0) } else { ProgressBar::hidden() };
+    let bar = if tty {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(style(
         "{spinner:.green} {prefix} {msg:<18} [{bar:30.cyan/blue}] {percent:>3}% {bytes}/{total_bytes} ({binary_bytes_per_sec}, ETA {eta})",
     ));
@@ -79,7 +87,11 @@ pub fn wait_normal(c: &ApiClient, id: &str, timeout: Option<Duration>) -> Result
                 bar.abandon();
                 return Ok(Waited::Stuck(
                     p.clone(),
-                    format!("pair {id} is still {} after {} s (--timeout)", p.state, limit.as_secs()),
+                    format!(
+                        "pair {id} is still {} after {} s (--timeout)",
+                        p.state,
+                        limit.as_secs()
+                    ),
                 ));
             }
         }
@@ -112,7 +124,10 @@ pub fn report(w: Waited, json: bool) -> ExitCode {
             if json {
                 println!("{}", super::json(&p));
             } else {
-                println!("pair {} is Normal: both sides are identical and every change is dual-written", p.id);
+                println!(
+                    "pair {} is Normal: both sides are identical and every change is dual-written",
+                    p.id
+                );
             }
             ExitCode::SUCCESS
         }

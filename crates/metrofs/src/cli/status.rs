@@ -41,7 +41,16 @@ pub fn array_table(all: &[ArrayView]) -> String {
         })
         .collect();
     table(
-        &["ARRAY", "IS", "STATE", "PREFERRED", "SERVES", "NFS", "API", "LINK ADDRESS"],
+        &[
+            "ARRAY",
+            "IS",
+            "STATE",
+            "PREFERRED",
+            "SERVES",
+            "NFS",
+            "API",
+            "LINK ADDRESS",
+        ],
         rows,
     )
 }
@@ -97,7 +106,11 @@ pub fn domain_text(d: &DomainView) -> String {
                 format!(
                     "{} {}",
                     q.addr,
-                    if q.reachable { "reachable" } else { "UNREACHABLE" }
+                    if q.reachable {
+                        "reachable"
+                    } else {
+                        "UNREACHABLE"
+                    }
                 )
             })
             .collect();
@@ -132,7 +145,12 @@ pub fn status_text(s: &StatusView) -> String {
         utc(s.time)
     );
     o.push_str(&domain_text(&s.domain));
-    let _ = writeln!(o, "\npairs ({}, {} file systems on this array):", s.pairs.len(), s.file_systems);
+    let _ = writeln!(
+        o,
+        "\npairs ({}, {} file systems on this array):",
+        s.pairs.len(),
+        s.file_systems
+    );
     o.push_str(&pair_table(&s.pairs));
     let _ = writeln!(o, "\nalarms:");
     if s.alarms.is_empty() {

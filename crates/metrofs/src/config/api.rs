@@ -123,7 +123,10 @@ fn seconds(key: &'static str, v: Option<u64>, default: u64) -> Result<u64, Confi
 }
 
 /// Stage 2 of `[api]` and `[alarms]`.
-pub fn validate(api: Option<RawApi>, alarms: Option<RawAlarms>) -> Result<ApiSettings, ConfigError> {
+pub fn validate(
+    api: Option<RawApi>,
+    alarms: Option<RawAlarms>,
+) -> Result<ApiSettings, ConfigError> {
     let api = api.unwrap_or_default();
     let mut out = ApiSettings::default();
     if let Some(f) = api.token_file {
@@ -150,9 +153,19 @@ pub fn validate(api: Option<RawApi>, alarms: Option<RawAlarms>) -> Result<ApiSet
     }
     let a = alarms.unwrap_or_default();
     out.alarms = AlarmThresholds {
-        not_normal_s_max: seconds("alarms.not_normal_s_max", a.not_normal_s_max, DEFAULT_NOT_NORMAL_S_MAX)?,
-        dcl_growth_window_s: seconds("alarms.dcl_growth_window_s", a.dcl_growth_window_s, DEFAULT_DCL_GROWTH_WINDOW_S)?,
-        dcl_growth_bytes_max: a.dcl_growth_bytes_max.unwrap_or(DEFAULT_DCL_GROWTH_BYTES_MAX),
+        not_normal_s_max: seconds(
+            "alarms.not_normal_s_max",
+            a.not_normal_s_max,
+            DEFAULT_NOT_NORMAL_S_MAX,
+        )?,
+        dcl_growth_window_s: seconds(
+            "alarms.dcl_growth_window_s",
+            a.dcl_growth_window_s,
+            DEFAULT_DCL_GROWTH_WINDOW_S,
+        )?,
+        dcl_growth_bytes_max: a
+            .dcl_growth_bytes_max
+            .unwrap_or(DEFAULT_DCL_GROWTH_BYTES_MAX),
         link_rtt_us_max: {
             let v = a.link_rtt_us_max.unwrap_or(DEFAULT_LINK_RTT_US_MAX);
             if !(1..=RTT_US_MAX).contains(&v) {
@@ -188,9 +201,18 @@ mod tests {
         let s = parse("").expect("valid");
         assert_eq!(s, ApiSettings::default());
         assert_eq!(s.token_file(Path::new("/d")), PathBuf::from("/d/api.token"));
-        assert!(s.read_open_to.iter().any(|c| c.contains([127, 0, 0, 1].into())));
-        assert!(s.read_open_to.iter().any(|c| c.contains(std::net::Ipv6Addr::LOCALHOST.into())));
-        assert!(!s.read_open_to.iter().any(|c| c.contains([10, 0, 0, 1].into())));
+        assert!(s
+            .read_open_to
+            .iter()
+            .any(|c| c.contains([127, 0, 0, 1].into())));
+        assert!(s
+            .read_open_to
+            .iter()
+            .any(|c| c.contains(std::net::Ipv6Addr::LOCALHOST.into())));
+        assert!(!s
+            .read_open_to
+            .iter()
+            .any(|c| c.contains([10, 0, 0, 1].into())));
         assert_eq!(s.alarms.not_normal_s_max, 60);
     }
 
@@ -200,15 +222,34 @@ mod tests {
             "[api]\ntoken_file = \"/etc/metrofs/t\"\nread_open_to = []\n[alarms]\nnot_normal_s_max = 5\nlink_rtt_us_max = 1\ndcl_growth_bytes_max = 0\n",
         )
         .expect("valid");
-        assert_eq!(s.token_file(Path::new("/d")), PathBuf::from("/etc/metrofs/t"));
+        assert_eq!(
+            s.token_file(Path::new("/d")),
+            PathBuf::from("/etc/metrofs/t")
+        );
         assert!(s.read_open_to.is_empty());
-        assert_eq!((s.alarms.not_normal_s_max, s.alarms.link_rtt_us_max, s.alarms.dcl_growth_bytes_max), (5, 1, 0));
+        assert_eq!(
+            (
+                s.alarms.not_normal_s_max,
+                s.alarms.link_rtt_us_max,
+                s.alarms.dcl_growth_bytes_max
+            ),
+            (5, 1, 0)
+        );
         for (text, key) in [
-            ("[api]\nread_open_to = [\"10.0.0.0/33\"]\n", "api.read_open_to"),
+            (
+                "[api]\nread_open_to = [\"10.0.0.0/33\"]\n",
+                "api.read_open_to",
+            ),
             ("[api]\ntoken_file = \"\"\n", "api.token_file"),
             ("[api]\ntokenfile = \"x\"\n", "tokenfile"),
-            ("[alarms]\nnot_normal_s_max = 0\n", "alarms.not_normal_s_max"),
-            ("[alarms]\ndcl_growth_window_s = 99999999\n", "alarms.dcl_growth_window_s"),
+            (
+                "[alarms]\nnot_normal_s_max = 0\n",
+                "alarms.not_normal_s_max",
+            ),
+            (
+                "[alarms]\ndcl_growth_window_s = 99999999\n",
+                "alarms.dcl_growth_window_s",
+            ),
             ("[alarms]\nlink_rtt_us_max = 0\n", "alarms.link_rtt_us_max"),
         ] {
             let e = parse(text).expect_err(text);

@@ -37,7 +37,15 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     make_fs(&p.a, "p");
     make_fs(&p.a, "other");
     let v: serde_json::Value = serde_json::from_str(&p.a.cli_ok(&[
-        "pair", "create", "p", "--remote", "site-b", "--wait", "--timeout", "60", "--json",
+        "pair",
+        "create",
+        "p",
+        "--remote",
+        "site-b",
+        "--wait",
+        "--timeout",
+        "60",
+        "--json",
     ]))
     .expect("json");
     let id = v["id"].as_str().expect("id");

@@ -103,12 +103,17 @@ impl Browser {
                     break (port.to_owned(), path.to_owned());
                 }
             }
-            assert!(Instant::now() < deadline, "chromium did not open its DevTools port");
+            assert!(
+                Instant::now() < deadline,
+                "chromium did not open its DevTools port"
+            );
             std::thread::sleep(Duration::from_millis(100));
         };
-        let (ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{port}{path}")).expect("DevTools websocket");
+        let (ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{port}{path}"))
+            .expect("DevTools websocket");
         if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-            s.set_read_timeout(Some(Duration::from_millis(CALL_MS))).expect("read timeout");
+            s.set_read_timeout(Some(Duration::from_millis(CALL_MS)))
+                .expect("read timeout");
         }
         let mut b = Self {
             child,
@@ -120,7 +125,10 @@ impl Browser {
         };
         let target = b.call("Target.createTarget", json!({"url": "about:blank"}));
         let target_id = target["targetId"].as_str().expect("target id").to_owned();
-        let attached = b.call("Target.attachToTarget", json!({"targetId": target_id, "flatten": true}));
+        let attached = b.call(
+            "Target.attachToTarget",
+            json!({"targetId": target_id, "flatten": true}),
+        );
         b.session = attached["sessionId"].as_str().expect("session").to_owned();
         for domain in ["Runtime.enable", "Log.enable", "Page.enable"] {
             b.call(domain, json!({}));
@@ -132,14 +140,19 @@ impl Browser {
     fn observe(&mut self, msg: &Value) {
         let p = &msg["params"];
         match msg["method"].as_str() {
-            Some("Runtime.consoleAPICalled") if matches!(p["type"].as_str(), Some("error" | "assert")) => {
-                self.errors.push(format!("console.{}: {}", p["type"], p["args"]));
+            Some("Runtime.consoleAPICalled")
+                if matches!(p["type"].as_str(), Some("error" | "assert")) =>
+            {
+                self.errors
+                    .push(format!("console.{}: {}", p["type"], p["args"]));
             }
             Some("Runtime.exceptionThrown") => {
-                self.errors.push(format!("exception: {}", p["exceptionDetails"]));
+                self.errors
+                    .push(format!("exception: {}", p["exceptionDetails"]));
             }
             Some("Log.entryAdded") if p["entry"]["level"] == "error" => {
-                self.errors.push(format!("log: {} {}", p["entry"]["text"], p["entry"]["url"]));
+                self.errors
+                    .push(format!("log: {} {}", p["entry"]["text"], p["entry"]["url"]));
             }
             _ => {}
         }
@@ -153,9 +166,14 @@ impl Browser {
         if !self.session.is_empty() {
             msg["sessionId"] = json!(self.session);
         }
-        self.ws.send(Message::Text(msg.to_string().into())).expect("send to DevTools");
+        self.ws
+            .send(Message::Text(msg.to_string().into()))
+            .expect("send to DevTools");
         loop {
-            let m = self.ws.read().unwrap_or_else(|e| panic!("DevTools {method}: {e}"));
+            let m = self
+                .ws
+                .read()
+                .unwrap_or_else(|e| panic!("DevTools {method}: {e}"));
             let Message::Text(t) = m else { continue };
             let v: Value = serde_json::from_str(&t).expect("DevTools JSON");
             if v["id"] == id {
@@ -168,7 +186,10 @@ impl Browser {
 
     /// Evaluates `expr` in the page; its JSON value.
     fn eval(&mut self, expr: &str) -> Value {
-        let r = self.call("Runtime.evaluate", json!({"expression": expr, "returnByValue": true}));
+        let r = self.call(
+            "Runtime.evaluate",
+            json!({"expression": expr, "returnByValue": true}),
+        );
         r["result"]["value"].clone()
     }
 
@@ -182,7 +203,9 @@ impl Browser {
             assert!(
                 Instant::now() < deadline,
                 "dashboard: {what} not within {ms} ms; page: {}",
-                self.eval("document.querySelector('main') && document.querySelector('main').innerText")
+                self.eval(
+                    "document.querySelector('main') && document.querySelector('main').innerText"
+                )
             );
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -216,13 +239,24 @@ fn dashboard_shows_the_pair_and_turns_red_when_the_peer_is_killed() {
     let mut p = PairProcs::start_with("");
     make_fs(&p.a, "dash");
     let v: Value = serde_json::from_str(&p.a.cli_ok(&[
-        "pair", "create", "dash", "--remote", "site-b", "--wait", "--timeout", "60", "--json",
+        "pair",
+        "create",
+        "dash",
+        "--remote",
+        "site-b",
+        "--wait",
+        "--timeout",
+        "60",
+        "--json",
     ]))
     .expect("json");
     let id = v["id"].as_str().expect("id").to_owned();
 
     let mut b = Browser::start();
-    b.call("Page.navigate", json!({"url": format!("{}/", p.a.api_url())}));
+    b.call(
+        "Page.navigate",
+        json!({"url": format!("{}/", p.a.api_url())}),
+    );
     b.wait_for(
         "the pair shown Normal",
         &format!("(() => {{ const r = document.getElementById('pair-{id}'); return !!r && r.dataset.state === 'Normal'; }})()"),
@@ -235,13 +269,20 @@ fn dashboard_shows_the_pair_and_turns_red_when_the_peer_is_killed() {
     );
     assert_eq!(b.eval(&stroke_of("array-site-b")), json!(GREEN));
     assert_eq!(b.eval(&stroke_of("link")), json!(GREEN));
-    assert_eq!(b.eval("document.getElementById('conn').dataset.state"), json!("live"));
+    assert_eq!(
+        b.eval("document.getElementById('conn').dataset.state"),
+        json!("live")
+    );
     let badge = b.eval(&format!(
         "getComputedStyle(document.querySelector('#pair-{id} .badge')).backgroundColor"
     ));
     assert_eq!(badge, json!("rgb(31, 157, 85)"), "Normal badge colour");
     // The latency graph and the event list are drawn.
-    b.wait_for("an event listed", "document.querySelectorAll('#events tbody tr').length > 0", 5_000);
+    b.wait_for(
+        "an event listed",
+        "document.querySelectorAll('#events tbody tr').length > 0",
+        5_000,
+    );
     let dir = shots_dir();
     b.screenshot(&dir.join("dashboard-normal.png"));
     assert!(b.errors.is_empty(), "console errors: {:#?}", b.errors);
@@ -255,7 +296,10 @@ fn dashboard_shows_the_pair_and_turns_red_when_the_peer_is_killed() {
         "(() => { const g = document.getElementById('array-site-b'); return !!g && g.dataset.state === 'Down'; })()",
         10_000,
     );
-    eprintln!("dashboard showed site-b down {} ms after the kill", killed.elapsed().as_millis());
+    eprintln!(
+        "dashboard showed site-b down {} ms after the kill",
+        killed.elapsed().as_millis()
+    );
     assert_eq!(b.eval(&stroke_of("array-site-b")), json!(RED));
     assert_eq!(b.eval(&stroke_of("link")), json!(RED));
     b.wait_for(

@@ -38,7 +38,15 @@ fn a_workload_fills_the_dual_write_histograms_and_the_gauges_follow_the_pair() {
     let tmp = tempfile::tempdir().expect("tmp");
     make_fs(&p.a, "m");
     let v: serde_json::Value = serde_json::from_str(&p.a.cli_ok(&[
-        "pair", "create", "m", "--remote", "site-b", "--wait", "--timeout", "60", "--json",
+        "pair",
+        "create",
+        "m",
+        "--remote",
+        "site-b",
+        "--wait",
+        "--timeout",
+        "60",
+        "--json",
     ]))
     .expect("json");
     let id = v["id"].as_str().expect("id").to_owned();
@@ -47,24 +55,59 @@ fn a_workload_fills_the_dual_write_histograms_and_the_gauges_follow_the_pair() {
     for n in 0..4u64 {
         let local = tmp.path().join(format!("f{n}"));
         std::fs::write(&local, tools::pattern(n, 300_000)).expect("write");
-        tools::run_ok("nfs-cp", &[&local.to_string_lossy(), &p.a.url("m", &format!("f{n}"))]);
+        tools::run_ok(
+            "nfs-cp",
+            &[&local.to_string_lossy(), &p.a.url("m", &format!("f{n}"))],
+        );
     }
 
     let (text, s) = scrape(&p.a);
     for part in ["local", "remote", "total"] {
-        let count = value(&s, &format!("metrofs_dual_write_latency_seconds_count{{part=\"{part}\"}}"), &text);
-        let sum = value(&s, &format!("metrofs_dual_write_latency_seconds_sum{{part=\"{part}\"}}"), &text);
-        assert!(count >= 4.0, "{part}: {count} dual writes after 4 files\n{text}");
+        let count = value(
+            &s,
+            &format!("metrofs_dual_write_latency_seconds_count{{part=\"{part}\"}}"),
+            &text,
+        );
+        let sum = value(
+            &s,
+            &format!("metrofs_dual_write_latency_seconds_sum{{part=\"{part}\"}}"),
+            &text,
+        );
+        assert!(
+            count >= 4.0,
+            "{part}: {count} dual writes after 4 files\n{text}"
+        );
         assert!(sum > 0.0, "{part}: zero latency sum\n{text}");
         // Every observation is in the +Inf bucket.
         assert_eq!(
-            value(&s, &format!("metrofs_dual_write_latency_seconds_bucket{{le=\"+Inf\",part=\"{part}\"}}"), &text),
+            value(
+                &s,
+                &format!(
+                    "metrofs_dual_write_latency_seconds_bucket{{le=\"+Inf\",part=\"{part}\"}}"
+                ),
+                &text
+            ),
             count
         );
     }
-    assert!(value(&s, "metrofs_nfs_op_latency_seconds_count{proc=\"WRITE\"}", &text) >= 4.0, "{text}");
-    assert!(value(&s, "metrofs_nfs_op_latency_seconds_count{proc=\"CREATE\"}", &text) >= 4.0, "{text}");
-    let pair = |state: &str| format!("metrofs_pair_state{{pair=\"{id}\",fs=\"m\",state=\"{state}\"}}");
+    assert!(
+        value(
+            &s,
+            "metrofs_nfs_op_latency_seconds_count{proc=\"WRITE\"}",
+            &text
+        ) >= 4.0,
+        "{text}"
+    );
+    assert!(
+        value(
+            &s,
+            "metrofs_nfs_op_latency_seconds_count{proc=\"CREATE\"}",
+            &text
+        ) >= 4.0,
+        "{text}"
+    );
+    let pair =
+        |state: &str| format!("metrofs_pair_state{{pair=\"{id}\",fs=\"m\",state=\"{state}\"}}");
     assert_eq!(value(&s, &pair("Normal"), &text), 1.0);
     for other in ["Synchronizing", "ToBeSynchronized", "Paused"] {
         assert_eq!(value(&s, &pair(other), &text), 0.0, "{other}");
@@ -73,15 +116,31 @@ fn a_workload_fills_the_dual_write_histograms_and_the_gauges_follow_the_pair() {
     assert_eq!(value(&s, &format!("metrofs_pair_serving{l}"), &text), 1.0);
     assert_eq!(value(&s, &format!("metrofs_dcl_bytes{l}"), &text), 0.0);
     assert_eq!(value(&s, "metrofs_link_up{peer=\"site-b\"}", &text), 1.0);
-    assert!(value(&s, "metrofs_link_rtt_seconds{peer=\"site-b\"}", &text) > 0.0, "{text}");
+    assert!(
+        value(&s, "metrofs_link_rtt_seconds{peer=\"site-b\"}", &text) > 0.0,
+        "{text}"
+    );
     for array in ["site-a", "site-b"] {
         assert_eq!(
-            value(&s, &format!("metrofs_pair_data_consistent{{pair=\"{id}\",fs=\"m\",array=\"{array}\"}}"), &text),
+            value(
+                &s,
+                &format!(
+                    "metrofs_pair_data_consistent{{pair=\"{id}\",fs=\"m\",array=\"{array}\"}}"
+                ),
+                &text
+            ),
             1.0
         );
     }
     assert!(s.contains_key("metrofs_log_extents_active"), "{text}");
-    assert_eq!(value(&s, "metrofs_array{array=\"site-a\",version=\"0.1.0\"}", &text), 1.0);
+    assert_eq!(
+        value(
+            &s,
+            "metrofs_array{array=\"site-a\",version=\"0.1.0\"}",
+            &text
+        ),
+        1.0
+    );
     // The secondary does not serve it.
     let (tb, sb) = scrape(&p.b);
     assert_eq!(value(&sb, &format!("metrofs_pair_serving{l}"), &tb), 0.0);
@@ -94,9 +153,16 @@ fn a_workload_fills_the_dual_write_histograms_and_the_gauges_follow_the_pair() {
     let (text, s) = scrape(&p.a);
     assert_eq!(value(&s, &pair("Paused"), &text), 1.0);
     assert_eq!(value(&s, &pair("Normal"), &text), 0.0);
-    assert!(value(&s, &format!("metrofs_dcl_bytes{l}"), &text) >= 200_000.0, "{text}");
+    assert!(
+        value(&s, &format!("metrofs_dcl_bytes{l}"), &text) >= 200_000.0,
+        "{text}"
+    );
     assert_eq!(
-        value(&s, &format!("metrofs_pair_data_consistent{{pair=\"{id}\",fs=\"m\",array=\"site-b\"}}"), &text),
+        value(
+            &s,
+            &format!("metrofs_pair_data_consistent{{pair=\"{id}\",fs=\"m\",array=\"site-b\"}}"),
+            &text
+        ),
         0.0,
         "site-b misses the late file"
     );
@@ -104,5 +170,8 @@ fn a_workload_fills_the_dual_write_histograms_and_the_gauges_follow_the_pair() {
     let out = p.a.cli(&["pair", "pause", &id]);
     assert_eq!(out.status.code(), Some(1), "{}", crate::harness::text(&out));
     let (text, s) = scrape(&p.a);
-    assert!(value(&s, "metrofs_api_errors_total{code=\"wrong_state\"}", &text) >= 1.0, "{text}");
+    assert!(
+        value(&s, "metrofs_api_errors_total{code=\"wrong_state\"}", &text) >= 1.0,
+        "{text}"
+    );
 }

@@ -25,14 +25,29 @@ fn stderr(out: &std::process::Output) -> String {
 /// Runs the CLI on `a`, expects exit `code`, returns stderr.
 fn fails(a: &ArrayProc, args: &[&str], code: i32) -> String {
     let out = a.cli(args);
-    assert_eq!(out.status.code(), Some(code), "metrofs {args:?}: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "metrofs {args:?}: {}",
+        text(&out)
+    );
     stderr(&out)
 }
 
 /// `pair create FS --remote site-b --wait --json` on `a`: the Normal pair's id.
 fn normal_pair(a: &ArrayProc, fs: &str) -> String {
     make_fs(a, fs);
-    let v = parse(&a.cli_ok(&["pair", "create", fs, "--remote", "site-b", "--wait", "--timeout", NORMAL_WAIT_S, "--json"]));
+    let v = parse(&a.cli_ok(&[
+        "pair",
+        "create",
+        fs,
+        "--remote",
+        "site-b",
+        "--wait",
+        "--timeout",
+        NORMAL_WAIT_S,
+        "--json",
+    ]));
     assert_eq!(v["state"], "Normal", "{v:#}");
     assert_eq!(v["serving"], "site-a");
     v["id"].as_str().expect("id").to_owned()
@@ -101,34 +116,59 @@ fn every_read_command_on_a_pair() {
     assert_eq!(sb["pairs"][0]["role"], "Secondary");
 
     let d = p.a.cli_ok(&["domain"]);
-    assert!(d.contains("domain it") && d.contains("site-b") && d.contains("PREFERRED"), "{d}");
+    assert!(
+        d.contains("domain it") && d.contains("site-b") && d.contains("PREFERRED"),
+        "{d}"
+    );
     let dj = parse(&p.a.cli_ok(&["domain", "--json"]));
     assert_eq!(dj["preferred_site"], "site-a");
     let arrays = p.a.cli_ok(&["arrays"]);
     let lines: Vec<&str> = arrays.lines().collect();
     assert_eq!(lines.len(), 3, "{arrays}");
-    assert!(lines[1].starts_with("site-a") && lines[1].contains("this") && lines[1].contains(" p "), "{arrays}");
-    assert!(lines[2].starts_with("site-b") && lines[2].contains("peer"), "{arrays}");
+    assert!(
+        lines[1].starts_with("site-a") && lines[1].contains("this") && lines[1].contains(" p "),
+        "{arrays}"
+    );
+    assert!(
+        lines[2].starts_with("site-b") && lines[2].contains("peer"),
+        "{arrays}"
+    );
     let h = parse(&p.a.cli_ok(&["health", "--json"]));
     assert_eq!(h["link"], "Up");
-    assert!(h["token_file"].as_str().expect("token file").ends_with("api.token"));
+    assert!(h["token_file"]
+        .as_str()
+        .expect("token file")
+        .ends_with("api.token"));
     assert!(p.b.cli_ok(&["health"]).contains("site-b is up"));
 
     let ex = p.a.cli_ok(&["export", "list"]);
-    assert!(ex.contains("/p") && ex.contains("127.0.0.0/8") && ex.contains("no_squash"), "{ex}");
+    assert!(
+        ex.contains("/p") && ex.contains("127.0.0.0/8") && ex.contains("no_squash"),
+        "{ex}"
+    );
     let e = parse(&p.a.cli_ok(&["export", "show", "p", "--json"]));
     assert_eq!(e["path"], "/p");
     let detail = p.a.cli_ok(&["pair", "show", &id]);
-    for want in ["state:          Normal", "serving:        site-a", "arbitration:    ", "state since:"] {
+    for want in [
+        "state:          Normal",
+        "serving:        site-a",
+        "arbitration:    ",
+        "state since:",
+    ] {
         assert!(detail.contains(want), "{want:?} not in\n{detail}");
     }
     // `--wait` on a Normal pair returns at once.
-    assert!(p.a.cli_ok(&["pair", "show", &id, "--wait"]).contains("state:          Normal"));
+    assert!(p
+        .a
+        .cli_ok(&["pair", "show", &id, "--wait"])
+        .contains("state:          Normal"));
     assert!(p.a.cli_ok(&["pair", "list"]).contains(&id));
 
     let m = p.a.cli_ok(&["metrics"]);
     assert!(
-        m.contains(&format!("metrofs_pair_state{{pair=\"{id}\",fs=\"p\",state=\"Normal\"}} 1")),
+        m.contains(&format!(
+            "metrofs_pair_state{{pair=\"{id}\",fs=\"p\",state=\"Normal\"}} 1"
+        )),
         "{m}"
     );
     assert!(m.contains("metrofs_link_up{peer=\"site-b\"} 1"), "{m}");
@@ -139,15 +179,28 @@ fn every_read_command_on_a_pair() {
     let ev = events(&p.a);
     let created = ev
         .iter()
-        .find(|e| e["text"].as_str().is_some_and(|t| t.starts_with("created pair")))
+        .find(|e| {
+            e["text"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("created pair"))
+        })
         .unwrap_or_else(|| panic!("no pair creation event: {ev:#?}"));
     assert_eq!(created["kind"], "operator");
     assert_eq!(created["pair"], id.as_str());
     let actor = created["actor"].as_str().expect("actor");
-    assert!(actor.starts_with("cli:") && actor.ends_with("@127.0.0.1"), "{actor}");
-    assert!(ev.iter().any(|e| e["text"] == "created file system p"), "{ev:#?}");
+    assert!(
+        actor.starts_with("cli:") && actor.ends_with("@127.0.0.1"),
+        "{actor}"
+    );
+    assert!(
+        ev.iter().any(|e| e["text"] == "created file system p"),
+        "{ev:#?}"
+    );
     let table = p.a.cli_ok(&["events"]);
-    assert!(table.starts_with("ID") && table.contains("created file system p"), "{table}");
+    assert!(
+        table.starts_with("ID") && table.contains("created file system p"),
+        "{table}"
+    );
     let two = parse(&p.a.cli_ok(&["events", "--limit", "2", "--json"]));
     assert_eq!(two.as_array().expect("array").len(), 2);
 }
@@ -160,7 +213,10 @@ fn pair_actions_in_wrong_states_change_nothing_then_work() {
 
     // Wrong state: resume of a Normal pair.
     let e = fails(&p.a, &["pair", "resume", &id], 1);
-    assert!(e.contains("the pair is Normal") && e.contains("hint:"), "{e}");
+    assert!(
+        e.contains("the pair is Normal") && e.contains("hint:"),
+        "{e}"
+    );
     // Force start: not confirmed, nothing sent; confirmed but the peer is reachable: refused.
     let e = fails(&p.a, &["pair", "force-start", &id], 2);
     assert!(e.contains("--yes") && e.contains("nothing was sent"), "{e}");
@@ -171,9 +227,8 @@ fn pair_actions_in_wrong_states_change_nothing_then_work() {
     let e = fails(&p.a, &["pair", "force-start", &id, "--yes"], 1);
     assert!(e.contains("reachable"), "{e}");
     assert!(
-        events(&p.a)
-            .iter()
-            .any(|x| x["kind"] == "force_start" && x["text"].as_str().is_some_and(|t| t.contains("refused"))),
+        events(&p.a).iter().any(|x| x["kind"] == "force_start"
+            && x["text"].as_str().is_some_and(|t| t.contains("refused"))),
         "the refused force start is not in the event log"
     );
     // Wrong input.
@@ -196,26 +251,45 @@ fn pair_actions_in_wrong_states_change_nothing_then_work() {
     let out = p.a.cli_ok(&["pair", "pause", &id]);
     assert!(out.contains("is Paused"), "{out}");
     let e = fails(&p.a, &["pair", "swap", &id], 1);
-    assert!(e.contains("Paused") && e.contains("swap needs Normal"), "{e}");
+    assert!(
+        e.contains("Paused") && e.contains("swap needs Normal"),
+        "{e}"
+    );
     assert_eq!(show(&p.a, &id)["serving"], "site-a");
     let alarm = format!("not_normal:{id}");
-    eventually("the not-Normal alarm", 10_000, || alarm_ids(&p.a).contains(&alarm));
+    eventually("the not-Normal alarm", 10_000, || {
+        alarm_ids(&p.a).contains(&alarm)
+    });
     let human = p.a.cli_ok(&["alarms"]);
-    assert!(human.contains("has been Paused for") && human.contains("hint: resume"), "{human}");
+    assert!(
+        human.contains("has been Paused for") && human.contains("hint: resume"),
+        "{human}"
+    );
     assert!(p.a.cli_ok(&["status"]).contains("has been Paused for"));
 
     // Resume with a progress wait; the alarm clears by itself.
-    let out = p.a.cli_ok(&["pair", "resume", &id, "--wait", "--timeout", NORMAL_WAIT_S]);
+    let out =
+        p.a.cli_ok(&["pair", "resume", &id, "--wait", "--timeout", NORMAL_WAIT_S]);
     assert!(out.contains("is Normal"), "{out}");
-    eventually("the alarm cleared", 10_000, || !alarm_ids(&p.a).contains(&alarm));
+    eventually("the alarm cleared", 10_000, || {
+        !alarm_ids(&p.a).contains(&alarm)
+    });
     let ev = events(&p.a);
-    for want in ["alarm raised (warning): pair", "alarm cleared (warning): pair"] {
+    for want in [
+        "alarm raised (warning): pair",
+        "alarm cleared (warning): pair",
+    ] {
         assert!(
-            ev.iter().any(|e| e["kind"] == "alarm" && e["text"].as_str().is_some_and(|t| t.starts_with(want))),
+            ev.iter()
+                .any(|e| e["kind"] == "alarm"
+                    && e["text"].as_str().is_some_and(|t| t.starts_with(want))),
             "{want:?} not in {ev:#?}"
         );
     }
-    assert!(ev.iter().any(|e| e["text"].as_str().is_some_and(|t| t.starts_with("pause of pair")) && e["kind"] == "operator"));
+    assert!(ev.iter().any(|e| e["text"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("pause of pair"))
+        && e["kind"] == "operator"));
 
     // Verify; swap to site-b and back (asked on the secondary, it is forwarded).
     let out = p.a.cli_ok(&["pair", "verify", &id]);
@@ -224,7 +298,9 @@ fn pair_actions_in_wrong_states_change_nothing_then_work() {
     assert_eq!(show(&p.b, &id)["serving"], "site-b", "after swap: {v:#}");
     assert!(events(&p.a).iter().any(|e| e["kind"] == "swap"));
     p.a.cli_ok(&["pair", "swap", &id]);
-    eventually("site-a serving again", 20_000, || show(&p.a, &id)["serving"] == "site-a");
+    eventually("site-a serving again", 20_000, || {
+        show(&p.a, &id)["serving"] == "site-a"
+    });
 
     // Delete on the serving side.
     let out = p.a.cli_ok(&["pair", "delete", &id]);
@@ -239,7 +315,11 @@ fn the_token_rules() {
     assert_eq!(token.len(), 64);
     let mode = {
         use std::os::unix::fs::PermissionsExt as _;
-        std::fs::metadata(a.data_dir.join("api.token")).expect("meta").permissions().mode() & 0o777
+        std::fs::metadata(a.data_dir.join("api.token"))
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777
     };
     assert_eq!(mode, 0o600);
 
@@ -249,7 +329,12 @@ fn the_token_rules() {
     let e = parse(&body);
     assert_eq!(e["code"], "unauthorized");
     assert!(e["hint"].as_str().expect("hint").contains("api.token"));
-    let (s, _) = a.call_with("POST", "/api/fs", Some(r#"{"name":"x"}"#), Some("0123456789abcdef0123456789"));
+    let (s, _) = a.call_with(
+        "POST",
+        "/api/fs",
+        Some(r#"{"name":"x"}"#),
+        Some("0123456789abcdef0123456789"),
+    );
     assert_eq!(s, 401);
     let (s, _) = a.call_with("DELETE", "/api/fs/x", None, None);
     assert_eq!(s, 401);
@@ -261,8 +346,26 @@ fn the_token_rules() {
     std::fs::write(&wrong, "not-the-token-at-all\n").expect("write");
     let missing = a.tmp.path().join("missing.token");
     for (args, want) in [
-        (vec!["fs", "create", "x", "--token-file", missing.to_str().expect("utf8")], "cannot read --token-file"),
-        (vec!["fs", "create", "x", "--token-file", wrong.to_str().expect("utf8")], "wrong API token"),
+        (
+            vec![
+                "fs",
+                "create",
+                "x",
+                "--token-file",
+                missing.to_str().expect("utf8"),
+            ],
+            "cannot read --token-file",
+        ),
+        (
+            vec![
+                "fs",
+                "create",
+                "x",
+                "--token-file",
+                wrong.to_str().expect("utf8"),
+            ],
+            "wrong API token",
+        ),
     ] {
         let e = fails(&a, &args, 4);
         assert!(e.contains(want), "{e}");
