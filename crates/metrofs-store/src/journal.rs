@@ -17,7 +17,10 @@
 //! - A durable redb commit *seals* the journal: under the transaction and cache locks it writes
 //!   back every dirty attribute and records, in the same commit, the LSN of the last record
 //!   appended so far (`META["journal_lsn"]`); appends after the seal go to the other of the two
-//!   journal files. Once the commit is durable, the sealed file is cut to nothing.
+//!   journal files. Once the commit is durable, the sealed file is written again from its
+//!   start at the next rotation (what is left past the new records is covered, so skipped).
+//! - Files grow in steps of `GROW_BYTES`, so an append never changes a file's size (on ext4 a
+//!   size change is a metadata transaction).
 //! - At open, the records after the durable `journal_lsn` are replayed in LSN order, as long as
 //!   the LSNs follow each other (a torn or missing record ends the replay: only a record whose
 //!   change was never answered, or — after a power loss — a suffix, can be missing). Replay
@@ -48,6 +51,9 @@ pub(crate) const JOURNAL_BYTES_MAX: u64 = 64 << 20;
 /// symlink target 4 KiB, a resync range 64 KiB); a larger length read back is a torn record.
 const PAYLOAD_MAX_BYTES: usize = 4 << 20;
 const HEADER_BYTES: usize = 4 + 8 + 8;
+/// A journal file grows by this much at once (`set_len`), so an append does not change the
+/// file's size: on ext4 with a journal a size change costs a metadata transaction per write.
+const GROW_BYTES: u64 = 4 << 20;
 /// The two journal files, used in turn.
 const FILE_NAMES: [&str; 2] = ["journal.0", "journal.1"];
 
@@ -110,8 +116,10 @@ pub(crate) struct Seal {
 }
 
 struct State {
-    /// Bytes in each file.
+    /// Bytes of records in each file (where the next append to it goes).
     len: [u64; 2],
+    /// Each file's size (records, then zeros or records a durable commit covered).
+    size: [u64; 2],
     /// The file appends go to.
     cur: usize,
     /// LSN of the last record appended (or, while replaying, replayed).
@@ -184,13 +192,11 @@ impl Journal {
         };
         let files = [open(&paths[0])?, open(&paths[1])?];
         let mut all = Vec::new();
-        let mut len = [0u64; 2];
-        for (i, p) in paths.iter().enumerate() {
+        for p in &paths {
             let b = std::fs::read(p).map_err(|source| StoreError::Io {
                 context: format!("reading {}", p.display()),
                 source,
             })?;
-            len[i] = b.len() as u64;
             all.extend(records(&b));
         }
         all.retain(|(lsn, _)| *lsn > durable_lsn);
@@ -205,7 +211,8 @@ impl Journal {
             files,
             paths,
             state: Mutex::new(State {
-                len,
+                len: [0, 0],
+                size: [0, 0],
                 cur: 0,
                 last: durable_lsn,
             }),
@@ -231,6 +238,7 @@ impl Journal {
             f.set_len(0).map_err(|e| io("cutting", p, &e))?;
         }
         st.len = [0, 0];
+        st.size = [0, 0];
         st.cur = 0;
         self.replaying.store(false, Ordering::Release);
         Ok(())
@@ -254,6 +262,14 @@ impl Journal {
         rec.extend_from_slice(&checksum(lsn, payload).to_le_bytes());
         rec.extend_from_slice(payload);
         let cur = st.cur;
+        let end = st.len[cur] + rec.len() as u64;
+        if end > st.size[cur] {
+            let size = end.max(st.size[cur] + GROW_BYTES);
+            self.files[cur]
+                .set_len(size)
+                .map_err(|e| io("growing", &self.paths[cur], &e))?;
+            st.size[cur] = size;
+        }
         self.files[cur]
             .write_all_at(&rec, st.len[cur])
             .map_err(|e| io("appending to", &self.paths[cur], &e))?;
@@ -280,12 +296,12 @@ impl Journal {
             };
         }
         let old = st.cur;
-        // The other file was cut by the previous seal's release (durable commits run one at a
+        // The other file was released by the previous seal (durable commits run one at a
         // time, under the transaction lock).
         assert_eq!(
             st.len[1 - old],
             0,
-            "journal file {} not cut before reuse",
+            "journal file {} not released before reuse",
             1 - old
         );
         st.cur = 1 - old;
@@ -295,14 +311,14 @@ impl Journal {
         }
     }
 
-    /// The sealed commit is durable: its file is cut to nothing. Called under the transaction
-    /// lock, before the next seal.
+    /// The sealed commit is durable: its file is reused from the start by the appends after
+    /// the next seal. Called under the transaction lock, before the next seal.
+    ///
+    /// It is not cut (an ext4 truncate of pages being written back waits for them): what it
+    /// holds past the new records is records the durable commit covers (LSNs at or below the
+    /// durable one, which replay skips) or a torn one (where replay stops reading the file).
     pub fn release(&self, seal: &Seal) -> Result<(), FsError> {
         let Some(old) = seal.old else { return Ok(()) };
-        // Appends go to the other file: this one is nobody's but ours until the next seal.
-        self.files[old]
-            .set_len(0)
-            .map_err(|e| io("cutting", &self.paths[old], &e))?;
         lock(&self.state).len[old] = 0;
         Ok(())
     }
@@ -472,12 +488,11 @@ mod tests {
         let (_, replay) = Journal::open(dir.path(), 12).expect("reopen");
         assert_eq!(replay.iter().map(|r| r.0).collect::<Vec<_>>(), vec![13, 14]);
         let p = dir.path().join(FILE_NAMES[0]);
-        let len = std::fs::metadata(&p).expect("stat").len();
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)
-            .expect("open");
-        f.set_len(len - 1).expect("cut");
+        let end: usize = payloads.iter().map(|p| HEADER_BYTES + p.len()).sum();
+        let mut b = std::fs::read(&p).expect("read");
+        // A record torn by the kill: its last byte never written.
+        b[end - 1] ^= 0x5a;
+        std::fs::write(&p, &b).expect("write");
         let (_, replay) = Journal::open(dir.path(), 10).expect("reopen");
         assert_eq!(replay.len(), 3, "the torn record is left out");
         // A damaged byte in the middle ends the replay there.
@@ -490,27 +505,52 @@ mod tests {
     }
 
     #[test]
-    fn seal_rotates_and_release_cuts_the_sealed_file() {
+    fn seal_rotates_and_a_released_file_is_reused_from_its_start() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (j, _) = Journal::open(dir.path(), 0).expect("open");
         j.finish_replay().expect("finish");
         let payload = RecRef::FreeOrphans { fs: FsId(1) }.encode().expect("enc");
-        j.append(&payload).expect("append");
-        j.append(&payload).expect("append");
+        let rec = (HEADER_BYTES + payload.len()) as u64;
+        for _ in 0..5 {
+            j.append(&payload).expect("append");
+        }
         let seal = j.seal();
-        assert_eq!(seal.lsn, 2);
+        assert_eq!(seal.lsn, 5);
         // Appended during the durable commit: the other file.
         j.append(&payload).expect("append");
         j.release(&seal).expect("release");
-        assert_eq!(j.bytes(), (HEADER_BYTES + payload.len()) as u64);
+        assert_eq!(j.bytes(), rec);
+        // Files grew in steps: the appends did not change their size.
+        let size = |i: usize| {
+            std::fs::metadata(dir.path().join(FILE_NAMES[i]))
+                .expect("stat")
+                .len()
+        };
+        assert_eq!((size(0), size(1)), (GROW_BYTES, GROW_BYTES));
+        // The next seal goes back to file 0, which is written from its start again: the
+        // records 1..=5 past the new one are covered ones.
+        let seal = j.seal();
+        assert_eq!(seal.lsn, 6);
+        j.append(&payload).expect("append");
+        j.append(&b"a longer payload than the others"[..])
+            .expect("append");
+        j.release(&seal).expect("release");
         drop(j);
-        let (_, replay) = Journal::open(dir.path(), 2).expect("reopen");
-        assert_eq!(replay.iter().map(|r| r.0).collect::<Vec<_>>(), vec![3]);
+        // A crash now: the durable commit covered 6.
+        let (_, replay) = Journal::open(dir.path(), 6).expect("reopen");
+        assert_eq!(replay.iter().map(|r| r.0).collect::<Vec<_>>(), vec![7, 8]);
+        // Or only 5 (the second seal's commit was not durable): 6, 7, 8 follow.
+        let (_, replay) = Journal::open(dir.path(), 5).expect("reopen");
+        assert_eq!(
+            replay.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![6, 7, 8]
+        );
         // A seal with nothing appended since rotates nothing.
-        let (j, _) = Journal::open(dir.path(), 3).expect("reopen");
+        let (j, _) = Journal::open(dir.path(), 8).expect("reopen");
         j.finish_replay().expect("finish");
         let s = j.seal();
-        assert_eq!(s.lsn, 3);
+        assert_eq!(s.lsn, 8);
+        assert!(s.old.is_none());
         j.release(&s).expect("release");
     }
 }
