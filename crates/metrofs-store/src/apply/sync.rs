@@ -1,12 +1,12 @@
 //! `Store::apply_sync`: the steps of a resync ([`SyncOp`]), and the reads resync and `pair
-//! verify` take from the source side (`inode`, `inodes`, `entries`, `read_segments`,
-//! `digests`).
+//! verify` take from the source side (`sync_inode`, `sync_dir`, `sync_allocator`, `inode`,
+//! `inodes`, `entries`, `read_segments`, `digests`).
 //!
 //! A `SyncOp` copies state *as it is* on the serving side; it sets no time of its own and
-//! invents nothing. PutInode, Link and Unlink run through the same metadata transaction as
-//! `apply` (a [`Ctx`], non-durable commit, trash for dropped data, durable shrink); PutData
-//! writes the data file like an UNSTABLE WRITE. So `Store::sync` makes every step durable and
-//! crash recovery needs nothing new.
+//! invents nothing. Every step but PutData runs through the same metadata transaction as
+//! `apply` (a [`Ctx`], non-durable commit, journal record, trash for dropped data, durable
+//! shrink); PutData writes the data file like an UNSTABLE WRITE. So a step survives a `kill -9`
+//! once applied, `Store::sync` makes every step durable, and crash recovery needs nothing new.
 //!
 //! # Phases and orphans
 //! Resync sends the steps of one round in phases (see `SyncOp`'s docs): PutInode for the
@@ -971,7 +971,8 @@ impl Store {
     ///   free there, or live at or above the mark.
     /// - Verifier: a regular file's exclusive-create verifier (STALE if the generation differs).
     ///
-    /// Durability: like `apply`'s cache level; [`Store::sync`] makes it durable.
+    /// Durability: like `apply`'s cache level (journaled when it returns, so it survives a
+    /// `kill -9`); [`Store::sync`] makes it durable.
     pub fn apply_sync(&self, fs: FsId, op: &SyncOp) -> Result<(), FsError> {
         self.check_fatal()?;
         self.check_fs(fs)?;
