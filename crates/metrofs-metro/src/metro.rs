@@ -796,6 +796,13 @@ impl Metro {
         let recent = lock(&pair.moved).is_some_and(|(at, _)| at.elapsed() < Duration::from_millis(MOVED_DROP_WINDOW_MS));
         if recent {
             tokio::time::sleep(Duration::from_millis(250)).await;
+            // Also the connections opened since the service moved (this one may be): closed
+            // now, and the answer below is then never written.
+            let hook = lock(&self.on_service_lost).clone();
+            if let Some(h) = hook {
+                h();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         e
     }
