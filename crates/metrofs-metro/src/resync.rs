@@ -362,6 +362,7 @@ fn account(
     let mut p = lock(progress);
     p.done_bytes += done;
     p.sent_bytes += sent;
+    metrofs_core::metrics::get().resync_bytes(sent);
     p.total_bytes = p.total_bytes.max(p.done_bytes);
     p.percent = if p.total_bytes == 0 { 100.0 } else { p.done_bytes as f64 * 100.0 / p.total_bytes as f64 };
     let secs = started.elapsed().as_secs_f64().max(1e-3);
