@@ -7,7 +7,7 @@
 # address; a request without an answer is resent on a new connection after 1.5 s. Default
 # arbitration settings (heartbeats, head start, claim timeout) and one quorum server.
 #
-# The measurements are the ignored tests of crates/metrofs/tests/it/failover_bench.rs; this
+# The measurements are the tests of crates/metrofs/tests/it/failover_bench.rs; this
 # script runs them and writes the section "## Failover (issue 4)" of docs/BENCHMARKS.md
 # (replaced if present, appended otherwise; the hand-written part between the
 # failover-analysis markers is kept).
@@ -44,7 +44,7 @@ cargo test -q -p metrofs --test it --no-run 2>"$RES/build.log" || { cat "$RES/bu
 
 for t in measure_rto_of_a_killed_serving_array measure_rto_of_a_lost_serving_site measure_planned_swap_pause; do
     log "$t ($RUNS runs)"
-    if ! METROFS_FAILOVER_RUNS=$RUNS cargo test -q -p metrofs --test it "failover_bench::$t" -- --ignored --nocapture --test-threads 1 >"$RES/$t.log" 2>&1; then
+    if ! METROFS_FAILOVER_RUNS=$RUNS cargo test -q -p metrofs --test it "failover_bench::$t" -- --nocapture --test-threads 1 >"$RES/$t.log" 2>&1; then
         tail -50 "$RES/$t.log" >&2
         log "$t failed (log: $RES/$t.log)"
         exit 1
@@ -106,9 +106,9 @@ sec=$(mktemp)
     echo '```sh'
     echo "$CMDLINE"
     echo "# which runs, one after the other, as root:"
-    echo "METROFS_FAILOVER_RUNS=$RUNS cargo test -p metrofs --test it failover_bench::measure_rto_of_a_killed_serving_array -- --ignored --nocapture --test-threads 1"
-    echo "METROFS_FAILOVER_RUNS=$RUNS cargo test -p metrofs --test it failover_bench::measure_rto_of_a_lost_serving_site -- --ignored --nocapture --test-threads 1"
-    echo "METROFS_FAILOVER_RUNS=$RUNS cargo test -p metrofs --test it failover_bench::measure_planned_swap_pause -- --ignored --nocapture --test-threads 1"
+    echo "METROFS_FAILOVER_RUNS=$RUNS cargo test -p metrofs --test it failover_bench::measure_rto_of_a_killed_serving_array -- --nocapture --test-threads 1"
+    echo "METROFS_FAILOVER_RUNS=$RUNS cargo test -p metrofs --test it failover_bench::measure_rto_of_a_lost_serving_site -- --nocapture --test-threads 1"
+    echo "METROFS_FAILOVER_RUNS=$RUNS cargo test -p metrofs --test it failover_bench::measure_planned_swap_pause -- --nocapture --test-threads 1"
     echo '```'
     echo
 } >"$sec"

@@ -1,8 +1,8 @@
 //! The `METROFS_FAILPOINT=kill-before-reply:PROC:NAME` test hook, in a child process: the
 //! change is applied, the process dies by SIGKILL, the client gets no reply.
 //!
-//! The child is this test binary run again on one ignored test, [`failpoint_child_server`],
-//! which serves an existing store until the failpoint kills it.
+//! The child is this test binary run again on this same test with [`CHILD_STORE`] set: it
+//! then serves the existing store until the failpoint kills it.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
@@ -26,36 +26,32 @@ const CHILD_STORE: &str = "METROFS_TEST_FAILPOINT_CHILD_STORE";
 /// Longest the child serves before giving up by itself (the failpoint should kill it first).
 const CHILD_LIFETIME: Duration = Duration::from_secs(60);
 
-/// Run only as the child of the test below.
-#[test]
-#[ignore = "the child process of kill_before_reply_crashes_after_the_change"]
-fn failpoint_child_server() {
-    let Ok(dir) = std::env::var(CHILD_STORE) else {
-        return;
-    };
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    rt.block_on(async {
-        let store = Store::open(std::path::Path::new(&dir)).expect("open store");
-        let array = Array::new(Arc::new(store), Arc::new(SystemClock));
-        let mut spy = Spy::new(array);
-        // What is applied must be found after the kill (the metro module of a pair makes
-        // namespace changes durable before answering too).
-        spy.durable = true;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        // Before serving: the failpoint is read (and checked) when the server is made.
-        let server = NfsServer::new(Arc::new(spy));
-        println!("PORT {port}");
-        server
-            .serve(listener, tokio::time::sleep(CHILD_LIFETIME))
-            .await;
-    });
+/// The child's part: serves the store in `dir` with the failpoint armed.
+async fn serve_as_child(dir: String) {
+    let store = Store::open(std::path::Path::new(&dir)).expect("open store");
+    let array = Array::new(Arc::new(store), Arc::new(SystemClock));
+    let mut spy = Spy::new(array);
+    // What is applied must be found after the kill (the metro module of a pair makes
+    // namespace changes durable before answering too).
+    spy.durable = true;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // Before serving: the failpoint is read (and checked) when the server is made.
+    let server = NfsServer::new(Arc::new(spy));
+    println!("PORT {port}");
+    server
+        .serve(listener, tokio::time::sleep(CHILD_LIFETIME))
+        .await;
 }
 
 #[tokio::test]
 async fn kill_before_reply_crashes_after_the_change() {
+    if let Ok(dir) = std::env::var(CHILD_STORE) {
+        serve_as_child(dir).await;
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let fs = {
         let store = Store::open(dir.path()).expect("open store");
@@ -68,8 +64,7 @@ async fn kill_before_reply_crashes_after_the_change() {
     let mut child = tokio::process::Command::new(exe)
         .args([
             "--exact",
-            "failpoint::failpoint_child_server",
-            "--ignored",
+            "failpoint::kill_before_reply_crashes_after_the_change",
             "--nocapture",
             "--test-threads=1",
         ])
