@@ -143,7 +143,10 @@ fn link_cut_in_network_namespaces_resyncs_only_the_dcl() {
     /// nothing to them.
     const FILE: usize = 256 << 10;
     /// Written before the pair exists: what a full resync would send again.
-    const PREFILL: usize = 24 << 20;
+    const PREFILL: usize = 48 << 20;
+    /// The writer starts a file at most this often, so a slow heal on a loaded machine
+    /// (CI once saw ~140 files inside the cut) cannot push the bound past the prefill.
+    const PACE: Duration = Duration::from_millis(120);
     const LINK_PORT: u16 = 7411;
 
     let net = Netns::create();
@@ -207,6 +210,7 @@ fn link_cut_in_network_namespaces_resyncs_only_the_dcl() {
                 }
                 copies.lock().expect("copies").push(Copy { n, start, end: Instant::now() });
                 n += 1;
+                std::thread::sleep(PACE.saturating_sub(start.elapsed()));
             }
             Ok(())
         })
