@@ -28,7 +28,7 @@ use crate::engine::{Command, DataStatus, Engine, Event, PairState, Refused, Role
 use crate::locks::{RangeGuard, RangeLocks, WHOLE};
 use crate::log::{ActivityLog, LogKey, LOG_REGION_BYTES};
 use crate::proto::{self, PairId, PairRecord, Request, Response};
-use crate::resync::{Progress, ResyncHandle};
+use crate::resync::{Progress, ResyncHandle, VerifyProgress};
 
 /// pair id → JSON `PairRecord`.
 const PAIRS: TableDefinition<u64, &[u8]> = TableDefinition::new("pairs");
@@ -130,6 +130,8 @@ pub struct PairView {
     pub dcl_chunks: usize,
     pub dcl_full: bool,
     pub sync: Option<Progress>,
+    /// The running `pair verify`, or the last one (status Done / Failed) since the start.
+    pub verify: Option<VerifyProgress>,
     pub alarms: Vec<String>,
     pub events: Vec<String>,
     /// Whether this side acknowledges changes now: Open (serving), Deciding (an arbitration
@@ -228,6 +230,8 @@ pub(crate) struct PairRt {
     alarms: Mutex<Vec<String>>,
     events: Mutex<VecDeque<String>>,
     pub(crate) resync: Mutex<Option<ResyncHandle>>,
+    /// `pair verify`'s progress (running or last).
+    pub(crate) verify: Arc<Mutex<Option<VerifyProgress>>>,
     phase: tokio::sync::watch::Sender<Phase>,
     /// Changes hold it shared; a planned swap takes it exclusively to drain them.
     gate: tokio::sync::RwLock<()>,
@@ -264,6 +268,7 @@ impl PairRt {
             alarms: Mutex::new(Vec::new()),
             events: Mutex::new(VecDeque::new()),
             resync: Mutex::new(None),
+            verify: Arc::default(),
         }
     }
 
@@ -1963,6 +1968,7 @@ impl Metro {
             dcl_chunks: chunks,
             dcl_full: full,
             sync: lock(&p.resync).as_ref().map(ResyncHandle::progress),
+            verify: lock(&p.verify).clone(),
             alarms: lock(&p.alarms).clone(),
             events: lock(&p.events).iter().rev().take(20).cloned().collect(),
             phase: p.phase(),

@@ -76,6 +76,21 @@ pub struct Progress {
     pub sent_bytes: u64,
 }
 
+/// What a running (or the last) `pair verify` shows.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerifyProgress {
+    /// Busy, Done, `Done: N differences`, or `Failed: reason`.
+    pub status: String,
+    pub inodes_total: u64,
+    pub inodes_done: u64,
+    /// Bytes of this side's files to compare, and compared so far.
+    pub total_bytes: u64,
+    pub done_bytes: u64,
+    pub percent: f64,
+    pub bytes_per_s: u64,
+    pub eta_s: Option<u64>,
+}
+
 /// A running resync worker.
 pub struct ResyncHandle {
     task: tokio::task::JoinHandle<()>,
@@ -375,6 +390,48 @@ fn account(
 /// directory entries, symlink targets and data digests. Each object is compared under its
 /// lock, so a change in flight does not show as a difference.
 pub(crate) async fn verify(metro: Arc<Metro>, pair: Arc<PairRt>) -> Result<VerifyReport, MetroError> {
+    {
+        let mut v = lock(&pair.verify);
+        if v.as_ref().is_some_and(|p| p.status == "Busy") {
+            return Err(MetroError::NotNow(format!(
+                "a verify of pair {} is running already; watch it with `metrofs pair show {}`",
+                pair.id(),
+                pair.id()
+            )));
+        }
+        *v = Some(VerifyProgress { status: "Busy".into(), ..VerifyProgress::default() });
+    }
+    let r = verify_inner(&metro, &pair).await;
+    if let Some(p) = lock(&pair.verify).as_mut() {
+        p.status = match &r {
+            Ok(report) if report.differences.is_empty() => "Done".into(),
+            Ok(report) => format!("Done: {} differences", report.differences.len()),
+            Err(e) => format!("Failed: {e}"),
+        };
+        p.eta_s = None;
+    }
+    r
+}
+
+/// Updates verify's progress after one more inode (and `bytes` of data) compared.
+fn verify_step(pair: &PairRt, started: tokio::time::Instant, inodes: u64, bytes: u64) {
+    let mut v = lock(&pair.verify);
+    let Some(p) = v.as_mut() else { return };
+    p.inodes_done += inodes;
+    p.done_bytes += bytes;
+    p.total_bytes = p.total_bytes.max(p.done_bytes);
+    // Bytes weigh most; a tree of empty files still moves the bar by its inodes.
+    p.percent = if p.total_bytes == 0 {
+        (p.inodes_done as f64 * 100.0 / p.inodes_total.max(1) as f64).min(100.0)
+    } else {
+        p.done_bytes as f64 * 100.0 / p.total_bytes as f64
+    };
+    let secs = started.elapsed().as_secs_f64().max(1e-3);
+    p.bytes_per_s = (p.done_bytes as f64 / secs) as u64;
+    p.eta_s = if p.percent > 0.0 { Some((secs * (100.0 - p.percent) / p.percent) as u64) } else { None };
+}
+
+async fn verify_inner(metro: &Arc<Metro>, pair: &Arc<PairRt>) -> Result<VerifyReport, MetroError> {
     let fs: FsId = pair.fs();
     let store = metro.array().store().clone();
     let link = metro.current_link().ok_or_else(|| MetroError::LinkDown("peer".into()))?;
@@ -394,7 +451,24 @@ pub(crate) async fn verify(metro: Arc<Metro>, pair: Arc<PairRt>) -> Result<Verif
         let side = if local.contains(ino) { "only here" } else { "only on the peer" };
         diff(&mut report, format!("inode {ino}: {side}"));
     }
-    for ino in local.intersection(&remote) {
+    // What the bar counts: every inode of both sides, and the bytes of this side's files.
+    let both: Vec<Ino> = local.intersection(&remote).copied().collect();
+    let total_bytes: u64 = both
+        .iter()
+        .filter_map(|ino| store.inode(fs, *ino).ok().flatten())
+        .filter(|(a, _)| a.ftype == FileType::Regular)
+        .map(|(a, _)| a.size)
+        .sum();
+    let started = tokio::time::Instant::now();
+    if let Some(p) = lock(&pair.verify).as_mut() {
+        p.total_bytes = total_bytes;
+        p.inodes_total = both.len() as u64;
+    }
+    for ino in &both {
+        let bytes_before = report.bytes_compared;
+        if report.inodes_compared > 0 {
+            verify_step(pair, started, 1, 0);
+        }
         let _g = metro.locks.lock(fs, *ino, WHOLE).await;
         report.inodes_compared += 1;
         let here = store.inode(fs, *ino).map_err(|e| MetroError::Storage(e.to_string()))?;
@@ -442,6 +516,7 @@ pub(crate) async fn verify(metro: Arc<Metro>, pair: Arc<PairRt>) -> Result<Verif
                     other => return Err(MetroError::Link(format!("unexpected answer {other:?}"))),
                 };
                 report.bytes_compared += attr.size;
+                verify_step(pair, started, 0, report.bytes_compared - bytes_before);
                 for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
                     if x != y {
                         diff(&mut report, format!("file {ino}: bytes differ in [{}, {})", i as u64 * VERIFY_CHUNK_BYTES, (i as u64 + 1) * VERIFY_CHUNK_BYTES));
@@ -454,6 +529,7 @@ pub(crate) async fn verify(metro: Arc<Metro>, pair: Arc<PairRt>) -> Result<Verif
             FileType::Symlink => {}
         }
     }
+    verify_step(pair, started, u64::from(report.inodes_compared > 0), 0);
     pair.event(format!("verify: {} inodes, {} bytes compared, {} differences", report.inodes_compared, report.bytes_compared, report.differences.len()));
     Ok(report)
 }
