@@ -245,6 +245,76 @@ impl Link {
     /// in-flight slot included) or `Remote` (the peer could not run its handler).
     pub async fn call(&self, header: Bytes, body: Bytes) -> Result<(Bytes, Bytes), LinkError> {
         let shared = &*self.handle.shared;
+        check_sizes(&header, &body)?;
+        match tokio::time::timeout(
+            shared.config.call_timeout(),
+            call_inner(shared, header, body),
+        )
+        .await
+        {
+            Ok(reply) => reply,
+            Err(_) => Err(LinkError::CallTimeout {
+                peer: shared.peer.name.clone(),
+                ms: shared.config.call_timeout_ms,
+            }),
+        }
+    }
+
+    /// Queues a call on the link and returns once its request is in the link's send queue,
+    /// with the reply still to come ([`PendingCall::reply`]). Calls started one after another
+    /// by one task leave in that order (the send queue is FIFO) and each holds its in-flight
+    /// slot from here on, so a sequence numbered by the caller arrives in sequence. The call's
+    /// timeout (`call_timeout_ms`) counts from here.
+    pub async fn start_call(&self, header: Bytes, body: Bytes) -> Result<PendingCall, LinkError> {
+        let shared = &self.handle.shared;
+        check_sizes(&header, &body)?;
+        let deadline = tokio::time::Instant::now() + shared.config.call_timeout();
+        let timeout = || LinkError::CallTimeout {
+            peer: shared.peer.name.clone(),
+            ms: shared.config.call_timeout_ms,
+        };
+        tokio::time::timeout_at(deadline, shared.calls.acquire())
+            .await
+            .map_err(|_| timeout())?
+            .map_err(|_| shared.down_error())?
+            // Given back by the PendingCall's drop.
+            .forget();
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        let call = PendingCall {
+            handle: self.handle.clone(),
+            id,
+            rx,
+            deadline,
+        };
+        {
+            let mut pending = shared.pending();
+            if shared.down.borrow().is_some() {
+                return Err(shared.down_error());
+            }
+            pending.insert(id, tx);
+        }
+        let frame = Frame::new(Kind::Request, id, header, body)
+            .unwrap_or_else(|_| unreachable!("sizes were checked above"));
+        tokio::time::timeout_at(deadline, shared.out.send(frame))
+            .await
+            .map_err(|_| timeout())?
+            .map_err(|_| shared.down_error())?;
+        Ok(call)
+    }
+
+    /// [`Link::start_call`] with a typed header (postcard).
+    pub async fn start_call_typed<Req: Serialize + ?Sized>(
+        &self,
+        req: &Req,
+        body: Bytes,
+    ) -> Result<PendingCall, LinkError> {
+        self.start_call(encode_header(req)?, body).await
+    }
+}
+
+fn check_sizes(header: &Bytes, body: &Bytes) -> Result<(), LinkError> {
+    {
         if header.len() > HEADER_MAX_BYTES {
             return Err(LinkError::TooLarge {
                 what: "request header",
@@ -259,19 +329,48 @@ impl Link {
                 max: BODY_MAX_BYTES,
             });
         }
-        match tokio::time::timeout(
-            shared.config.call_timeout(),
-            call_inner(shared, header, body),
-        )
-        .await
-        {
-            Ok(reply) => reply,
+        Ok(())
+    }
+}
+
+/// A call queued by [`Link::start_call`]; dropping it abandons the reply.
+pub struct PendingCall {
+    handle: Arc<Handle>,
+    id: u64,
+    rx: oneshot::Receiver<Reply>,
+    deadline: tokio::time::Instant,
+}
+
+impl PendingCall {
+    /// Waits for the reply, until the call's deadline.
+    pub async fn reply(mut self) -> Result<(Bytes, Bytes), LinkError> {
+        let shared = &self.handle.shared;
+        match tokio::time::timeout_at(self.deadline, &mut self.rx).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => Err(shared.down_error()),
             Err(_) => Err(LinkError::CallTimeout {
                 peer: shared.peer.name.clone(),
                 ms: shared.config.call_timeout_ms,
             }),
         }
     }
+
+    /// [`PendingCall::reply`] decoded (postcard header, raw body).
+    pub async fn reply_typed<Resp: DeserializeOwned>(self) -> Result<(Resp, Bytes), LinkError> {
+        let (h, b) = self.reply().await?;
+        Ok((decode_header(&h)?, b))
+    }
+}
+
+impl Drop for PendingCall {
+    fn drop(&mut self) {
+        let shared = &self.handle.shared;
+        shared.pending().remove(&self.id);
+        shared.calls.add_permits(1);
+    }
+}
+
+impl Link {
 
     /// [`Link::call`] with a typed header (postcard), the body passed through raw.
     pub async fn call_typed<Req, Resp>(

@@ -33,7 +33,7 @@ pub mod tcp;
 pub use auth::{random_nonce, Identity, Peer, Secret, Side, PROTOCOL_VERSION};
 pub use config::LinkConfig;
 pub use connection::{
-    decode_header, encode_header, establish, establish_with, Handler, Link, NoRequests,
+    decode_header, encode_header, establish, establish_with, Handler, Link, NoRequests, PendingCall,
 };
 pub use error::{DownReason, LinkError};
 pub use tcp::{accept, accept_stream, accept_stream_with, connect};

@@ -17,12 +17,15 @@
 //! - Records are fixed-size with a checksum; a torn tail (crash mid-append) is ignored.
 //! - The file is rewritten with just the resident set when it grows past
 //!   `LOG_FILE_RECORDS_MAX` records.
+//! - Flushes are group commits: the `fdatasync` runs outside the lock that `enter` takes (so a
+//!   flush never holds up the changes being entered meanwhile), one at a time, and a flush whose
+//!   records another flush already covered returns at once. Call it from a blocking thread.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use metrofs_core::{FsId, Ino};
 
@@ -82,6 +85,11 @@ impl LogKey {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked holding it; the value is intact.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[derive(Debug)]
 struct Slot {
     /// Changes in flight that touch this key.
@@ -94,10 +102,11 @@ struct Slot {
 
 #[derive(Debug)]
 struct Inner {
-    file: File,
+    /// Shared with a flush in progress, which syncs it without holding this lock.
+    file: Arc<File>,
     records: u64,
-    /// Appended since the last fdatasync.
-    dirty: bool,
+    /// Appends so far (a counter): a flush makes every append up to its value durable.
+    appended: u64,
     resident: HashMap<(FsId, LogKey), Slot>,
     tick: u64,
 }
@@ -107,6 +116,10 @@ struct Inner {
 pub struct ActivityLog {
     path: PathBuf,
     inner: Mutex<Inner>,
+    /// The `appended` value known durable. Lock order: `inner` before `durable`.
+    durable: Mutex<u64>,
+    /// One fdatasync at a time; flushes that wait for it are usually covered by it.
+    syncing: Mutex<()>,
 }
 
 impl ActivityLog {
@@ -133,13 +146,15 @@ impl ActivityLog {
         let records = file.metadata()?.len() / RECORD_BYTES as u64;
         let log = Self {
             path: path.to_owned(),
-            inner: Mutex::new(Inner { file, records, dirty: false, resident: HashMap::new(), tick: 0 }),
+            inner: Mutex::new(Inner { file: Arc::new(file), records, appended: 0, resident: HashMap::new(), tick: 0 }),
+            durable: Mutex::new(0),
+            syncing: Mutex::new(()),
         };
         Ok((log, left))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.inner)
     }
 
     /// Empties the file: call only once what [`ActivityLog::open`] returned is durable in the DCL.
@@ -165,7 +180,7 @@ impl ActivityLog {
             slot.at = now;
         }
         if !new.is_empty() {
-            if let Err(e) = g.file.write_all(&new) {
+            if let Err(e) = (&*g.file).write_all(&new) {
                 // Undo the activity: the change will not be sent.
                 for &k in keys {
                     if let Some(s) = g.resident.get_mut(&(fs, k)) {
@@ -175,7 +190,7 @@ impl ActivityLog {
                 return Err(e);
             }
             g.records += (new.len() / RECORD_BYTES) as u64;
-            g.dirty = true;
+            g.appended += 1;
         }
         Ok(())
     }
@@ -206,13 +221,26 @@ impl ActivityLog {
         }
     }
 
-    /// Makes every appended record durable (fdatasync), if any is not yet.
+    /// Makes every record appended before the call durable (fdatasync), if one is not yet.
+    /// Blocks for the disk: call it from a blocking thread.
     pub fn flush(&self) -> std::io::Result<()> {
-        let mut g = self.lock();
-        if g.dirty {
-            g.file.sync_data()?;
-            g.dirty = false;
+        let target = self.lock().appended;
+        if *lock(&self.durable) >= target {
+            return Ok(());
         }
+        let _one = lock(&self.syncing);
+        // The flush that held `syncing` may have covered this one.
+        if *lock(&self.durable) >= target {
+            return Ok(());
+        }
+        // Everything appended until now goes in this sync (later flushes need not sync again).
+        let (upto, file) = {
+            let g = self.lock();
+            (g.appended, g.file.clone())
+        };
+        file.sync_data()?;
+        let mut d = lock(&self.durable);
+        *d = (*d).max(upto);
         Ok(())
     }
 
@@ -249,9 +277,11 @@ impl ActivityLog {
         if let Some(dir) = self.path.parent() {
             File::open(dir)?.sync_all()?;
         }
-        g.file = OpenOptions::new().append(true).open(&self.path)?;
+        g.file = Arc::new(OpenOptions::new().append(true).open(&self.path)?);
         g.records = g.resident.len() as u64;
-        g.dirty = false;
+        // Every resident key is durable in the new file; evicted ones need not be.
+        let mut d = lock(&self.durable);
+        *d = (*d).max(g.appended);
         Ok(())
     }
 }

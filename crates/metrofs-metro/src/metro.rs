@@ -347,7 +347,7 @@ pub struct Metro {
     array: Arc<Array>,
     config: MetroConfig,
     db: Arc<Database>,
-    log: ActivityLog,
+    log: Arc<ActivityLog>,
     pub(crate) dcl: Arc<Dcl>,
     pub(crate) locks: Arc<RangeLocks>,
     pairs: RwLock<HashMap<FsId, Arc<PairRt>>>,
@@ -437,7 +437,7 @@ impl Metro {
             array,
             config,
             db,
-            log,
+            log: Arc::new(log),
             dcl,
             locks: Arc::new(RangeLocks::default()),
             pairs: RwLock::new(pairs),
@@ -651,7 +651,12 @@ impl Metro {
         if waits_for_disk {
             // Durability order: the LOG record naming this change must be on disk before the
             // change itself can be (it is flushed here, before the local fsync below).
-            self.log.flush().map_err(|e| FsError::Io(format!("LOG flush failed: {e}")))?;
+            // A group commit on a blocking thread: the runtime goes on meanwhile.
+            let log = self.log.clone();
+            tokio::task::spawn_blocking(move || log.flush())
+                .await
+                .map_err(|e| FsError::Io(format!("LOG flush task failed: {e}")))?
+                .map_err(|e| FsError::Io(format!("LOG flush failed: {e}")))?;
         }
         let state = pair.state();
         let used_session = self.current_link().map(|_| self.link_session.load(Ordering::Acquire));

@@ -498,3 +498,56 @@ async fn queued_small_requests_share_writes() {
     // 64 requests queued at once (plus perhaps a heartbeat): a handful of writes, not 64.
     assert!(used <= 8, "64 queued 4 KiB requests took {used} writes");
 }
+
+/// Records the order requests reach the handler in (their header is a number).
+#[derive(Default)]
+struct Arrivals(std::sync::Mutex<Vec<u64>>);
+
+impl Handler for Arrivals {
+    async fn handle(&self, header: Bytes, _body: Bytes) -> (Bytes, Bytes) {
+        let n = u64::from_be_bytes(header[..8].try_into().expect("8 bytes"));
+        self.0.lock().expect("arrivals").push(n);
+        (header, Bytes::new())
+    }
+}
+
+/// `start_call` returns once the request is queued, with the reply to await later (in any
+/// order, from any task); a started call that is dropped gives its in-flight slot back (with
+/// max_in_flight 8, a leak would stall the next start), and every request reaches the peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_calls_are_all_delivered_and_give_their_slots_back() {
+    let arrivals = Arc::new(Arrivals::default());
+    let (a, b) = tcp_pair(&fast_config(), &site_a(), &site_b(), NoRequests, arrivals.clone()).await;
+    let (a, _b) = (a.expect("a"), b.expect("b"));
+    let header = |n: u64| Bytes::from(n.to_be_bytes().to_vec());
+    // Eight abandoned calls: every slot of fast_config's max_in_flight.
+    for n in 0..8u64 {
+        drop(a.start_call(header(n), Bytes::new()).await.expect("queued"));
+    }
+    // Then 200 more, at most 8 pending, replies awaited oldest-first from spawned tasks.
+    let mut window: std::collections::VecDeque<(u64, tokio::task::JoinHandle<Result<(Bytes, Bytes), LinkError>>)> = std::collections::VecDeque::new();
+    for n in 8..208u64 {
+        if window.len() == 8 {
+            let (m, t) = window.pop_front().expect("pending");
+            let (h, _) = t.await.expect("task").expect("reply");
+            assert_eq!(h, header(m), "reply of call {m}");
+        }
+        // Bodies of mixed sizes: a large one must not let a later small one overtake it.
+        let body = if n % 7 == 0 { body(n) } else { Bytes::from_static(b"x") };
+        let p = a.start_call(header(n), body).await.expect("queued (a slot leaked?)");
+        window.push_back((n, tokio::spawn(p.reply())));
+    }
+    for (m, t) in window {
+        let (h, _) = t.await.expect("task").expect("reply");
+        assert_eq!(h, header(m), "reply of call {m}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while arrivals.0.lock().expect("arrivals").len() < 208 {
+        assert!(std::time::Instant::now() < deadline, "an abandoned call never arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut got = arrivals.0.lock().expect("arrivals").clone();
+    got.sort_unstable();
+    assert_eq!(got, (0..208).collect::<Vec<_>>());
+    assert_eq!(a.in_flight(), 0, "every slot came back");
+}
