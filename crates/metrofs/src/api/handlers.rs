@@ -638,7 +638,8 @@ pub async fn create_pair(
 }
 
 /// One pair: state (and resync progress), data status, link, DCL, epoch, who serves, quorum,
-/// last arbitration, alarms, recent events.
+/// last arbitration, the running verify's progress (or the last verify's result), alarms,
+/// recent events.
 #[utoipa::path(get, path = "/api/pairs/{id}", tag = "pairs",
     params(("id" = String, Path, description = "the pair's id (16 hex digits)", pattern = r"^[0-9a-fA-F]{16}$")),
     responses(
@@ -787,13 +788,15 @@ pub async fn force_start_pair(
 }
 
 /// Compare both sides (inodes, attributes, entries, chunk digests) and list every difference.
+/// Answers when the comparison is done; meanwhile `GET /api/pairs/{id}` shows its progress
+/// (`verify`: inodes and bytes compared, percent, rate, ETA). One verify of a pair at a time.
 #[utoipa::path(post, path = "/api/pairs/{id}/verify", tag = "pairs",
     params(("id" = String, Path, description = "the pair's id (16 hex digits)", pattern = r"^[0-9a-fA-F]{16}$")),
     responses(
         (status = 200, description = "what the comparison found", body = VerifyView),
         (status = 400, description = "not a pair id", body = ErrorBody),
         (status = 404, description = "no such pair", body = ErrorBody),
-        (status = 409, description = "not possible now", body = ErrorBody),
+        (status = 409, description = "not possible now (e.g. a verify of this pair runs already)", body = ErrorBody),
         (status = 502, description = "the link failed during the comparison", body = ErrorBody),
         (status = 503, description = "the link to the peer is down", body = ErrorBody),
     ))]

@@ -239,11 +239,22 @@ mod tests {
             "StatusView",
             "EventView",
             "AlarmView",
+            "VerifyProgressView",
         ] {
             assert!(
                 v["components"]["schemas"][schema].is_object(),
                 "{schema} missing"
             );
         }
+        // The pair view carries the verify's progress, and it is optional.
+        let pair = &v["components"]["schemas"]["PairView"];
+        assert!(pair["properties"]["verify"].is_object(), "{pair:#}");
+        assert!(
+            !pair["required"]
+                .as_array()
+                .expect("required")
+                .contains(&serde_json::json!("verify")),
+            "{pair:#}"
+        );
     }
 }

@@ -169,6 +169,11 @@ pub struct PairView {
     pub dcl: DclView,
     /// The running resync, if any.
     pub sync: Option<SyncView>,
+    /// The running `pair verify` with its progress, or the last one since the answering array
+    /// started (its result: `Done`, `Done: N differences` or `Failed: why`); absent when no
+    /// verify ran there since.
+    #[serde(default)]
+    pub verify: Option<VerifyProgressView>,
     /// Raised when the pair left Normal; cleared when it is Normal again.
     pub alarms: Vec<String>,
     /// The latest events of this pair, newest first.
@@ -248,6 +253,40 @@ pub struct SyncView {
     pub sent_bytes: u64,
 }
 
+/// Progress of a running `pair verify` (on the array that runs it), or the last one's result.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
+pub struct VerifyProgressView {
+    /// `Busy` while it runs, then `Done`, `Done: N differences` or `Failed: why`.
+    pub status: String,
+    /// Inodes present on both sides, and those compared so far.
+    pub inodes_total: u64,
+    pub inodes_done: u64,
+    /// Bytes of this side's files to compare, and compared so far.
+    pub total_bytes: u64,
+    pub done_bytes: u64,
+    /// 0 to 100: by bytes, or by inodes when there are no file bytes.
+    pub percent: f64,
+    /// Comparison rate so far, bytes per second.
+    pub bytes_per_s: u64,
+    /// Seconds left at the current rate, while it runs and when known.
+    pub eta_s: Option<u64>,
+}
+
+impl From<&metrofs_metro::resync::VerifyProgress> for VerifyProgressView {
+    fn from(v: &metrofs_metro::resync::VerifyProgress) -> Self {
+        Self {
+            status: v.status.clone(),
+            inodes_total: v.inodes_total,
+            inodes_done: v.inodes_done,
+            total_bytes: v.total_bytes,
+            done_bytes: v.done_bytes,
+            percent: v.percent,
+            bytes_per_s: v.bytes_per_s,
+            eta_s: v.eta_s,
+        }
+    }
+}
+
 fn data_word(d: DataStatus) -> String {
     match d {
         DataStatus::Consistent => "Consistent",
@@ -306,6 +345,7 @@ impl PairView {
                 eta_s: s.eta_s,
                 sent_bytes: s.sent_bytes,
             }),
+            verify: p.verify.as_ref().map(VerifyProgressView::from),
             alarms: p.alarms.clone(),
             events: p.events.clone(),
             phase: format!("{:?}", p.phase),

@@ -73,8 +73,15 @@ pub enum PairCmd {
     /// Unpair: both copies stay, as independent file systems.
     Delete { id: String },
     /// Compare both sides (inodes, attributes, entries, chunk digests) and list every
-    /// difference; exits 1 when there is one.
-    Verify { id: String },
+    /// difference; exits 1 when there is one. On a terminal a progress bar (inodes, bytes,
+    /// rate, ETA) runs on stderr meanwhile; `pair show ID` shows the progress from elsewhere.
+    Verify {
+        id: String,
+        /// Without a terminal on stderr: print a progress line each second on stderr, and the
+        /// result line at the end (stdout, also with --json, is unchanged).
+        #[arg(long)]
+        progress: bool,
+    },
 }
 
 fn path(id: &str) -> String {
@@ -235,12 +242,15 @@ pub fn run_pair(cmd: PairCmd, api: &ApiArg) -> ExitCode {
                     println!("deleted pair {id}: both copies are independent file systems now");
                 }
             }
-            PairCmd::Verify { id } => {
-                let spin = progress::spinner(format!("verifying pair {id}: comparing both sides"));
-                let r: Result<VerifyView, ClientError> =
-                    c.post_empty(&format!("{}/verify", path(&id)));
-                spin.finish_and_clear();
-                let r = r?;
+            PairCmd::Verify { id, progress } => {
+                // The POST answers when the comparison is done; meanwhile another client
+                // polls the pair view, where the array reports the verify's progress.
+                let r: VerifyView = progress::while_verifying(
+                    api.client()?,
+                    &id,
+                    progress::VerifyDisplay::choose(progress),
+                    || c.post_empty(&format!("{}/verify", path(&id))),
+                )?;
                 if j {
                     println!("{}", json(&r));
                 } else {
@@ -413,6 +423,14 @@ pub fn pair_detail(p: &PairView) -> String {
     let _ = writeln!(o, "epoch:          {}", p.epoch);
     let _ = writeln!(o, "DCL:            {}", dcl_text(p));
     let _ = writeln!(o, "arbitration:    {}", quorum_text(p));
+    let _ = writeln!(
+        o,
+        "verify:         {}",
+        p.verify.as_ref().map_or_else(
+            || "none since this array started".to_owned(),
+            progress::verify_text
+        )
+    );
     if let Some(a) = &p.last_arbitration {
         let _ = writeln!(
             o,
@@ -464,7 +482,9 @@ fn verify_text(r: &VerifyView) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::model::{ArbitrationInfo, DclView, QuorumServerView, SideData, SyncView};
+    use crate::api::model::{
+        ArbitrationInfo, DclView, QuorumServerView, SideData, SyncView, VerifyProgressView,
+    };
 
     fn view() -> PairView {
         PairView {
@@ -508,6 +528,16 @@ mod tests {
                 eta_s: Some(2),
                 sent_bytes: 1 << 20,
             }),
+            verify: Some(VerifyProgressView {
+                status: "Busy".into(),
+                inodes_total: 40,
+                inodes_done: 12,
+                total_bytes: 3 << 20,
+                done_bytes: 1 << 20,
+                percent: 33.3,
+                bytes_per_s: 1 << 20,
+                eta_s: Some(2),
+            }),
             alarms: vec!["replication link down".into()],
             events: vec!["pair state ToBeSynchronized -> Synchronizing".into()],
             state_since: 1_700_000_000,
@@ -546,6 +576,7 @@ mod tests {
             "this array:     site-a (Primary, acknowledges changes)",
             "  - replication link down",
             "  pair state ToBeSynchronized -> Synchronizing",
+            "verify:         Busy 33.3 % (12 of 40 inodes, 1.0 MiB of 3.0 MiB, 1.0 MiB/s, ETA 2 s)\n",
         ] {
             assert!(t.contains(want), "{want:?} not in\n{t}");
         }
@@ -554,10 +585,12 @@ mod tests {
         normal.sync = None;
         normal.link = "Down".into();
         normal.alarms.clear();
+        normal.verify = None;
         let t = pair_detail(&normal);
         assert!(
             t.contains("state:          Normal\n")
                 && t.contains("link:           Down\n")
+                && t.contains("verify:         none since this array started\n")
                 && t.contains("alarms:         none"),
             "{t}"
         );

@@ -1,22 +1,28 @@
 //! Progress on the terminal (indicatif, on stderr so `--json` stdout stays clean): a bar with
-//! rate and ETA while a pair synchronises (`--wait`), a spinner while a verify runs. Without a
-//! terminal on stderr the bar is hidden and one plain line is printed every
-//! [`PLAIN_EVERY_MS`] instead, so logs still show progress.
+//! rate and ETA while a pair synchronises (`--wait`) and while `pair verify` runs. Without a
+//! terminal on stderr the sync bar is hidden and one plain line is printed every
+//! [`PLAIN_EVERY_MS`] instead, so logs still show progress; the verify bar is hidden unless
+//! `--progress` asks for plain lines.
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::client::{segment, ApiClient, ClientError};
 use super::table::bytes;
-use crate::api::model::PairView;
+use crate::api::model::{PairView, VerifyProgressView};
 
 /// Between two looks at the pair.
 const POLL_MS: u64 = 500;
 /// Between two plain progress lines when stderr is not a terminal.
 const PLAIN_EVERY_MS: u64 = 5_000;
+/// Between two looks at a running verify (the POST that runs it is in flight meanwhile).
+const VERIFY_POLL_MS: u64 = 300;
+/// Between two plain verify lines (`--progress` without a terminal).
+const VERIFY_PLAIN_EVERY_MS: u64 = 1_000;
 
 fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -141,16 +147,201 @@ pub fn report(w: Waited, json: bool) -> ExitCode {
     }
 }
 
-/// A spinner with the elapsed time, for a call whose progress the API does not report.
+/// `12 of 40 inodes, 1.0 MiB of 3.0 MiB, 1.0 MiB/s, ETA 2 s`: a running verify's numbers.
+fn verify_numbers(v: &VerifyProgressView) -> String {
+    let eta = v
+        .eta_s
+        .map_or_else(|| "ETA unknown".to_owned(), |e| format!("ETA {e} s"));
+    format!(
+        "{} of {} inodes, {} of {}, {}/s, {eta}",
+        v.inodes_done,
+        v.inodes_total,
+        bytes(v.done_bytes),
+        bytes(v.total_bytes),
+        bytes(v.bytes_per_s)
+    )
+}
+
+/// `Busy 42.0 % (12 of 40 inodes, 1.0 MiB of 3.0 MiB, 1.0 MiB/s, ETA 2 s)`, or the result of the
+/// last verify: `Done (40 of 40 inodes, 3.0 MiB compared)`.
 #[must_use]
-pub fn spinner(what: String) -> ProgressBar {
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new_spinner()
+pub fn verify_text(v: &VerifyProgressView) -> String {
+    if v.status == "Busy" {
+        format!("Busy {:.1} % ({})", v.percent, verify_numbers(v))
+    } else {
+        format!(
+            "{} ({} of {} inodes, {} compared)",
+            v.status,
+            v.inodes_done,
+            v.inodes_total,
+            bytes(v.done_bytes)
+        )
+    }
+}
+
+/// How `pair verify` shows its progress on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyDisplay {
+    /// A bar with percent, inodes, bytes, rate and ETA (stderr is a terminal).
+    Bar,
+    /// A plain line at most every [`VERIFY_PLAIN_EVERY_MS`] and the result at the end
+    /// (`--progress` without a terminal).
+    Lines,
+    /// Nothing (no terminal, not asked).
+    Off,
+}
+
+impl VerifyDisplay {
+    /// A bar on a terminal; plain lines when `asked` without one; else nothing.
+    #[must_use]
+    pub fn choose(asked: bool) -> Self {
+        if std::io::stderr().is_terminal() {
+            Self::Bar
+        } else if asked {
+            Self::Lines
+        } else {
+            Self::Off
+        }
+    }
+}
+
+/// The verify POST: still in flight, answered, or failed.
+const RUNNING: u8 = 0;
+const ANSWERED: u8 = 1;
+const FAILED: u8 = 2;
+
+/// Runs `post` (the blocking `POST /api/pairs/{id}/verify`) while another thread polls the
+/// pair with `poller` and shows the verify's progress as `display` says. Only a `Busy` view
+/// moves the bar: the result of an earlier verify, kept in the pair view, is not this one's.
+/// With [`VerifyDisplay::Lines`], once `post` succeeded, the result line (`Done ...`) is
+/// printed from the pair view.
+pub fn while_verifying<T, E>(
+    poller: ApiClient,
+    id: &str,
+    display: VerifyDisplay,
+    post: impl FnOnce() -> Result<T, E>,
+) -> Result<T, E> {
+    if display == VerifyDisplay::Off {
+        return post();
+    }
+    let state = AtomicU8::new(RUNNING);
+    std::thread::scope(|scope| {
+        let state = &state;
+        scope.spawn(move || show_verify(&poller, id, display, state));
+        let r = post();
+        state.store(if r.is_ok() { ANSWERED } else { FAILED }, Ordering::SeqCst);
+        r
+    })
+}
+
+fn show_verify(c: &ApiClient, id: &str, display: VerifyDisplay, state: &AtomicU8) {
+    let path = format!("/api/pairs/{}", segment(id));
+    let bar = if display == VerifyDisplay::Bar {
+        ProgressBar::new(1000)
     } else {
         ProgressBar::hidden()
     };
-    bar.set_style(style("{spinner:.green} {msg} ({elapsed})"));
-    bar.set_message(what);
+    bar.set_style(style(
+        "{spinner:.green} {prefix} [{bar:30.cyan/blue}] {percent:>3}% {msg}",
+    ));
+    bar.set_prefix(format!("verify pair {id}"));
+    bar.set_message("comparing both sides");
     bar.enable_steady_tick(Duration::from_millis(120));
-    bar
+    let mut last_line: Option<Instant> = None;
+    let mut next_poll = Instant::now() + Duration::from_millis(VERIFY_POLL_MS);
+    loop {
+        match state.load(Ordering::SeqCst) {
+            RUNNING => {}
+            ANSWERED => {
+                bar.finish_and_clear();
+                if display == VerifyDisplay::Lines {
+                    if let Ok(Some(v)) = c.get::<PairView>(&path).map(|p| p.verify) {
+                        eprintln!("pair {id}: verify {}", verify_text(&v));
+                    }
+                }
+                return;
+            }
+            _ => {
+                bar.finish_and_clear();
+                return;
+            }
+        }
+        if Instant::now() >= next_poll {
+            next_poll = Instant::now() + Duration::from_millis(VERIFY_POLL_MS);
+            // A failed look is not the verify's failure: the POST's answer says that.
+            if let Ok(Some(v)) = c.get::<PairView>(&path).map(|p| p.verify) {
+                if v.status == "Busy" {
+                    bar.set_position((v.percent.clamp(0.0, 100.0) * 10.0) as u64);
+                    bar.set_message(verify_numbers(&v));
+                    if display == VerifyDisplay::Lines
+                        && last_line.is_none_or(|t| {
+                            t.elapsed() >= Duration::from_millis(VERIFY_PLAIN_EVERY_MS)
+                        })
+                    {
+                        last_line = Some(Instant::now());
+                        eprintln!("pair {id}: verify {}", verify_text(&v));
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn busy() -> VerifyProgressView {
+        VerifyProgressView {
+            status: "Busy".into(),
+            inodes_total: 40,
+            inodes_done: 12,
+            total_bytes: 3 << 20,
+            done_bytes: 1 << 20,
+            percent: 33.3,
+            bytes_per_s: 1 << 20,
+            eta_s: Some(2),
+        }
+    }
+
+    #[test]
+    fn verify_text_shows_progress_then_the_result() {
+        assert_eq!(
+            verify_text(&busy()),
+            "Busy 33.3 % (12 of 40 inodes, 1.0 MiB of 3.0 MiB, 1.0 MiB/s, ETA 2 s)"
+        );
+        let done = VerifyProgressView {
+            status: "Done: 2 differences".into(),
+            inodes_done: 40,
+            done_bytes: 3 << 20,
+            percent: 100.0,
+            eta_s: None,
+            ..busy()
+        };
+        assert_eq!(
+            verify_text(&done),
+            "Done: 2 differences (40 of 40 inodes, 3.0 MiB compared)"
+        );
+        assert!(verify_text(&VerifyProgressView {
+            eta_s: None,
+            ..busy()
+        })
+        .ends_with("ETA unknown)"));
+    }
+
+    #[test]
+    fn no_display_runs_the_call_without_looking() {
+        // An address nobody listens on: with Off, the poller is never used.
+        let c = ApiClient::new("http://127.0.0.1:9").expect("client");
+        let r: Result<u8, ()> =
+            while_verifying(c, "00000000000000ab", VerifyDisplay::Off, || Ok(7));
+        assert_eq!(r, Ok(7));
+        let c = ApiClient::new("http://127.0.0.1:9").expect("client");
+        let r: Result<u8, &str> =
+            while_verifying(c, "00000000000000ab", VerifyDisplay::Lines, || {
+                Err("refused")
+            });
+        assert_eq!(r, Err("refused"));
+    }
 }

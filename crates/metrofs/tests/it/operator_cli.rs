@@ -291,9 +291,54 @@ fn pair_actions_in_wrong_states_change_nothing_then_work() {
         .is_some_and(|t| t.starts_with("pause of pair"))
         && e["kind"] == "operator"));
 
-    // Verify; swap to site-b and back (asked on the secondary, it is forwarded).
+    // Verify, with files to compare; the pair view shows its progress (here its result).
+    assert!(
+        show(&p.a, &id)["verify"].is_null(),
+        "no verify ran yet on site-a"
+    );
+    let tmp = tempfile::tempdir().expect("tmp");
+    for (name, len) in [("big", 3 << 20), ("small", 70_000)] {
+        let local = tmp.path().join(name);
+        std::fs::write(&local, crate::tools::pattern(len as u64, len)).expect("write");
+        crate::tools::run_ok("nfs-cp", &[&local.to_string_lossy(), &p.a.url("w", name)]);
+    }
     let out = p.a.cli_ok(&["pair", "verify", &id]);
     assert!(out.contains("both sides are identical"), "{out}");
+    // --progress without a terminal: progress on stderr, stdout stays one JSON document.
+    let out = p.a.cli(&["pair", "verify", &id, "--progress", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let r = parse(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(r["differences"], serde_json::json!([]), "{r:#}");
+    assert_eq!(r["inodes_compared"], 3, "root and two files: {r:#}");
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "pair {id}: verify Done (3 of 3 inodes, 3.1 MiB compared)"
+        )),
+        "no result line on stderr: {err}"
+    );
+    let v = show(&p.a, &id)["verify"].clone();
+    assert_eq!(v["status"], "Done", "{v:#}");
+    assert_eq!(v["inodes_total"], 3, "{v:#}");
+    assert_eq!(v["inodes_done"], v["inodes_total"], "{v:#}");
+    assert_eq!(v["done_bytes"], v["total_bytes"], "{v:#}");
+    assert_eq!(v["total_bytes"], (3 << 20) + 70_000, "{v:#}");
+    assert_eq!(v["percent"], 100.0, "{v:#}");
+    assert!(v["eta_s"].is_null(), "{v:#}");
+    let human = p.a.cli_ok(&["pair", "show", &id]);
+    assert!(
+        human.contains("verify:         Done (3 of 3 inodes, 3.1 MiB compared)"),
+        "{human}"
+    );
+    // Without a terminal and without --progress, nothing but the answer.
+    let out = p.a.cli(&["pair", "verify", &id, "--json"]);
+    assert!(
+        out.status.success() && stderr(&out).is_empty(),
+        "{}",
+        text(&out)
+    );
+
+    // Swap to site-b and back (asked on the secondary, it is forwarded).
     let v = parse(&p.a.cli_ok(&["pair", "swap", &id, "--json"]));
     assert_eq!(show(&p.b, &id)["serving"], "site-b", "after swap: {v:#}");
     assert!(events(&p.a).iter().any(|e| e["kind"] == "swap"));

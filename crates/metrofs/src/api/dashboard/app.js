@@ -191,8 +191,19 @@ function drawPairs(st) {
       sync.appendChild(bar);
       sync.appendChild(el('span', { class: 'muted' }, ' ' + p.sync.percent.toFixed(1) + ' %' +
         (p.sync.eta_s != null ? ', ETA ' + p.sync.eta_s + ' s' : '')));
-    } else {
+    } else if (!(p.verify && p.verify.status === 'Busy')) {
       sync.textContent = '–';
+    }
+    if (p.verify && p.verify.status === 'Busy') {
+      const v = p.verify;
+      if (sync.childNodes.length > 0) sync.appendChild(el('br'));
+      const bar = el('span', { class: 'progress' });
+      const fill = el('div');
+      fill.style.width = Math.max(0, Math.min(100, v.percent)).toFixed(1) + '%';
+      bar.appendChild(fill);
+      sync.appendChild(bar);
+      sync.appendChild(el('span', { class: 'muted' }, ' verify ' + v.percent.toFixed(1) + ' %' +
+        (v.eta_s != null ? ', ETA ' + v.eta_s + ' s' : '')));
     }
     tr.appendChild(sync);
     tr.appendChild(el('td', {}, String(p.epoch)));
