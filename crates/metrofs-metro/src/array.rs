@@ -6,9 +6,11 @@
 //! The store then applies the op as given; the pair issue sends the same op to the twin.
 //!
 //! Ordering: namespace ops of one fs (create, mkdir, symlink, remove, rmdir, rename, link) are
-//! serialised by a per-fs lock held from "determined" to "applied", which also makes the
-//! `next_inode` peek and the apply that consumes it atomic. Data and attribute ops run in
-//! parallel; the store orders them per inode.
+//! serialised by a per-fs lock ([`NamespaceLock::order`]) held from "determined" to "applied",
+//! which also makes the `next_inode` peek and the apply that consumes it atomic. Data and
+//! attribute ops run in parallel; the store orders them per inode. A paired fs holds the
+//! order lock only until the local apply and the op's place in the twin's order are fixed;
+//! [`NamespaceLock::in_flight`] then tells who needs both sides at rest when that is.
 //!
 //! Retransmissions: a change that carries a [`ReplyKey`] (the front end names non-idempotent
 //! NFS requests so) has its result recorded in the array's [`ReplyBook`] when it is applied
@@ -28,6 +30,28 @@ use metrofs_store::{FsInfo, Store};
 use crate::replies::ReplyBook;
 use crate::ArrayError;
 
+/// The namespace lock of one fs (see the module doc).
+#[derive(Debug, Default)]
+pub struct NamespaceLock {
+    /// Held from `determine` to the local apply of a namespace op (paired: and until the op
+    /// has its place in the twin's order, see `Metro::dual_change`).
+    pub order: tokio::sync::Mutex<()>,
+    /// Held shared by a paired fs's ordered op until both sides answered. Who needs the
+    /// namespace at rest on both sides (resync's directory phase, verify of a directory) takes
+    /// `order`, then this exclusively ([`NamespaceLock::quiet`]).
+    pub in_flight: tokio::sync::RwLock<()>,
+}
+
+impl NamespaceLock {
+    /// Waits until no namespace change is being made or is on its way to the twin, and keeps
+    /// it so while the guards live.
+    pub async fn quiet(&self) -> (tokio::sync::MutexGuard<'_, ()>, tokio::sync::RwLockWriteGuard<'_, ()>) {
+        let order = self.order.lock().await;
+        let in_flight = self.in_flight.write().await;
+        (order, in_flight)
+    }
+}
+
 pub struct Array {
     store: Arc<Store>,
     clock: Arc<dyn Clock>,
@@ -37,7 +61,7 @@ pub struct Array {
     /// Last time handed to an op, in ns: times only move forward.
     last_time_ns: AtomicU64,
     /// Per-fs namespace lock (see module doc).
-    namespace: Mutex<HashMap<FsId, Arc<tokio::sync::Mutex<()>>>>,
+    namespace: Mutex<HashMap<FsId, Arc<NamespaceLock>>>,
     /// Results of keyed changes applied here, for retransmissions (module doc).
     replies: ReplyBook,
 }
@@ -158,7 +182,7 @@ impl Array {
         }
     }
 
-    fn lock_map(&self) -> std::sync::MutexGuard<'_, HashMap<FsId, Arc<tokio::sync::Mutex<()>>>> {
+    fn lock_map(&self) -> std::sync::MutexGuard<'_, HashMap<FsId, Arc<NamespaceLock>>> {
         // A poisoned map only means another thread panicked while inserting; the map itself
         // is still a valid map of locks.
         self.namespace.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -166,7 +190,7 @@ impl Array {
 
     /// The per-fs namespace lock (see module doc). Hold it from `determine` to the end of the
     /// apply(s) of a namespace op.
-    pub fn namespace_lock(&self, fs: FsId) -> Arc<tokio::sync::Mutex<()>> {
+    pub fn namespace_lock(&self, fs: FsId) -> Arc<NamespaceLock> {
         self.lock_map().entry(fs).or_default().clone()
     }
 
@@ -262,7 +286,7 @@ impl Backend for Array {
         let kind = body.kind();
         let result = if namespace {
             let lock = self.namespace_lock(fs);
-            let _held = lock.lock().await;
+            let _held = lock.order.lock().await;
             let op = self.determine(fs, body)?;
             self.apply_keyed(op, caller.reply_key).await
         } else {
@@ -319,7 +343,7 @@ mod tests {
         let (a, fs, _dir) = array();
         let op = {
             let lock = a.namespace_lock(fs);
-            let _held = lock.lock().await;
+            let _held = lock.order.lock().await;
             a.determine(fs, create("victim.txt")).expect("determine")
         };
         let applied = a.apply_keyed(op.clone(), Some(key(7))).await;

@@ -232,6 +232,11 @@ pub(crate) struct PairRt {
     pub(crate) resync: Mutex<Option<ResyncHandle>>,
     /// `pair verify`'s progress (running or last).
     pub(crate) verify: Arc<Mutex<Option<VerifyProgress>>>,
+    /// Serving side: the number the next namespace op gets (see [`proto::Order`]).
+    next_order: Mutex<proto::Order>,
+    /// Receiving side: the namespace op whose turn it is.
+    turns: Mutex<Turns>,
+    turn_changed: tokio::sync::Notify,
     phase: tokio::sync::watch::Sender<Phase>,
     /// Changes hold it shared; a planned swap takes it exclusively to drain them.
     gate: tokio::sync::RwLock<()>,
@@ -243,6 +248,34 @@ pub(crate) struct PairRt {
     /// connections of a host that still came here (see [`Metro::not_serving`]).
     moved: Mutex<Option<(Instant, Instant)>>,
 }
+
+/// Receiving side: which namespace op of which sender run and link session may be applied.
+#[derive(Debug, Default)]
+struct Turns {
+    session: u64,
+    link: u64,
+    next: u64,
+}
+
+/// A namespace op's turn to be applied; the next one's turn when dropped.
+struct Turn<'a> {
+    pair: &'a PairRt,
+    session: u64,
+    order: proto::Order,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut t = lock(&self.pair.turns);
+        if (t.session, t.link, t.next) == (self.session, self.order.link, self.order.n) {
+            t.next += 1;
+        }
+        self.pair.turn_changed.notify_waiters();
+    }
+}
+
+/// How long a namespace op waits on the receiving side for the ones numbered before it.
+const ORDER_WAIT_MS: u64 = 5_000;
 
 /// Where pair events go durably (set once by the daemon).
 type EventSink = Arc<std::sync::OnceLock<Arc<crate::events::EventLog>>>;
@@ -269,6 +302,64 @@ impl PairRt {
             events: Mutex::new(VecDeque::new()),
             resync: Mutex::new(None),
             verify: Arc::default(),
+            next_order: Mutex::new(proto::Order { link: 0, n: 0 }),
+            turns: Mutex::new(Turns::default()),
+            turn_changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// The number of the next namespace op sent on link session `link` (call under the
+    /// namespace order lock).
+    fn next_order(&self, link: u64) -> proto::Order {
+        let mut o = lock(&self.next_order);
+        if o.link != link {
+            *o = proto::Order { link, n: 0 };
+        }
+        let this = *o;
+        o.n += 1;
+        this
+    }
+
+    /// Receiving side: waits until namespace op `order` of sender run `session` may be
+    /// applied (every one numbered before it on its link session was handled). The returned
+    /// turn passes to the next number when dropped, whether the op was applied or refused.
+    async fn wait_turn(&self, session: u64, order: proto::Order) -> Result<Turn<'_>, String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ORDER_WAIT_MS);
+        loop {
+            let changed = self.turn_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut t = lock(&self.turns);
+                if (t.session, t.link) != (session, order.link) {
+                    if t.session == session && order.link < t.link {
+                        return Err(format!("namespace op {} of an old link session ({} < {}) refused", order.n, order.link, t.link));
+                    }
+                    // A new link (or a new sender run): its numbers start at 0.
+                    *t = Turns { session, link: order.link, next: 0 };
+                    self.turn_changed.notify_waiters();
+                }
+                match t.next.cmp(&order.n) {
+                    std::cmp::Ordering::Equal => return Ok(Turn { pair: self, session, order }),
+                    std::cmp::Ordering::Greater => return Err(format!("namespace op {} of link session {} came after its turn", order.n, order.link)),
+                    std::cmp::Ordering::Less => {}
+                }
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                // The ones before it never came (the sender's link broke while it sent them):
+                // this op is refused and the order goes on after it, so the sender sees the
+                // failure, records the difference in its DCL and arbitrates.
+                let mut t = lock(&self.turns);
+                if (t.session, t.link) == (session, order.link) && t.next <= order.n {
+                    let missing = t.next;
+                    t.next = order.n + 1;
+                    self.turn_changed.notify_waiters();
+                    return Err(format!(
+                        "namespace op {} waited {ORDER_WAIT_MS} ms for op {missing} of link session {}, which never came",
+                        order.n, order.link
+                    ));
+                }
+            }
         }
     }
 
@@ -615,10 +706,13 @@ impl Metro {
         if pair.role() != Role::Primary || pair.phase() == Phase::Stopped {
             return Err(self.refuse(pair).await);
         }
-        // Step 2: order and determine.
-        let ns = Array::is_namespace(&body);
-        let ns_lock = self.array.namespace_lock(fs);
-        let _ns_guard = if ns { Some(ns_lock.lock().await) } else { None };
+        // Step 2: order and determine. A namespace op takes the fs's order lock: its local
+        // apply and its number in the twin's order happen under it, in the same order; the
+        // round trip to the twin happens after it is released, so namespace ops pipeline.
+        let ordered = Array::is_namespace(&body);
+        let ns = self.array.namespace_lock(fs);
+        let order = if ordered { Some(ns.order.lock().await) } else { None };
+        let _in_flight = if ordered { Some(ns.in_flight.read().await) } else { None };
         let (_ranges, touched) = self.range_locks(fs, &body).await?;
         let op = self.array.determine(fs, body)?;
         let mut log_keys = log_keys(&op);
@@ -627,10 +721,10 @@ impl Metro {
         log_keys.dedup();
         self.log.enter(fs, &log_keys).map_err(|e| FsError::Io(format!("LOG append failed: {e}")))?;
         let waits_for_disk = matches!(op.body, OpBody::Commit { .. } | OpBody::Write { stable: Stability::FileSync | Stability::DataSync, .. });
-        let result = self.dual_apply(pair, fs, op, key, &touched, waits_for_disk).await;
+        let result = self.dual_apply(pair, fs, op, key, &touched, waits_for_disk, order).await;
         // Both sides have it in order: the next change may go.
         drop(_ranges);
-        drop(_ns_guard);
+        drop(_in_flight);
         // This side is the resync source when it restarts after a crash, so a change it
         // acknowledges must survive its own `kill -9`: the store's op journal does that (every
         // applied op is appended with one write() before apply returns, and replayed at
@@ -639,6 +733,9 @@ impl Metro {
         result
     }
 
+    /// Steps 3–7 of [`Metro::dual_change`]. `order` is the namespace order lock of a namespace
+    /// op: released as soon as the local apply is done and the op is queued on the link.
+    #[allow(clippy::too_many_arguments)]
     async fn dual_apply(
         self: &Arc<Self>,
         pair: &Arc<PairRt>,
@@ -647,6 +744,7 @@ impl Metro {
         key: Option<ReplyKey>,
         touched: &[Ino],
         waits_for_disk: bool,
+        order: Option<tokio::sync::MutexGuard<'_, ()>>,
     ) -> Result<OpReply, FsError> {
         if waits_for_disk {
             // Durability order: the LOG record naming this change must be on disk before the
@@ -659,26 +757,43 @@ impl Metro {
                 .map_err(|e| FsError::Io(format!("LOG flush failed: {e}")))?;
         }
         let state = pair.state();
-        let used_session = self.current_link().map(|_| self.link_session.load(Ordering::Acquire));
-        let (local, remote) = if state.replicates() {
-            // Step 3: both at once.
-            let started = Instant::now();
-            let local = async {
-                let r = self.array.apply_keyed(op.clone(), key).await;
-                (r, started.elapsed())
-            };
-            let remote = async {
-                let r = self.replicate(pair, &op, key).await;
-                (r, started.elapsed())
-            };
-            let ((l, local_took), (r, remote_took)) = tokio::join!(local, remote);
-            metrofs_core::metrics::get().dual_write(local_took, Some(remote_took), started.elapsed());
-            (l, Some(r))
-        } else {
-            let started = Instant::now();
-            let l = self.array.apply_keyed(op.clone(), key).await;
-            metrofs_core::metrics::get().dual_write(started.elapsed(), None, started.elapsed());
-            (l, None)
+        // The link read before its session: a session read later is never older than the link.
+        let link = self.current_link();
+        let used_session = link.as_ref().map(|_| self.link_session.load(Ordering::Acquire));
+        let (local, remote) = match (state.replicates(), link, used_session) {
+            (true, Some(link), Some(session)) => {
+                // Step 3: both at once. The request is queued on the link first (a namespace
+                // op under the order lock, with its number), then the local store applies it.
+                let started = Instant::now();
+                let number = order.as_ref().map(|_| pair.next_order(session));
+                let sent = self.send_replica(pair, &op, key, number, &link).await;
+                let local = self.array.apply_keyed(op.clone(), key).await;
+                let local_took = started.elapsed();
+                drop(order);
+                let remote = match sent {
+                    Ok(call) => match call.reply_typed::<Response>().await {
+                        Ok((Response::Applied(r), _)) => Ok(r),
+                        Ok((Response::Refused(why), _)) => Err(format!("the peer refused the change: {why}")),
+                        Ok((other, _)) => Err(format!("unexpected answer from the peer: {other:?}")),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    Err(e) => Err(e),
+                };
+                metrofs_core::metrics::get().dual_write(local_took, Some(started.elapsed()), started.elapsed());
+                (local, Some(remote))
+            }
+            (true, _, _) => {
+                let local = self.array.apply_keyed(op.clone(), key).await;
+                drop(order);
+                (local, Some(Err("the link to the peer is down".to_owned())))
+            }
+            (false, _, _) => {
+                let started = Instant::now();
+                let local = self.array.apply_keyed(op.clone(), key).await;
+                drop(order);
+                metrofs_core::metrics::get().dual_write(started.elapsed(), None, started.elapsed());
+                (local, None)
+            }
         };
         // Steps 6–7.
         // Writes to disjoint ranges of one file (and COMMITs) run concurrently, so the
@@ -721,14 +836,16 @@ impl Metro {
     }
 
     /// Range locks for a change: its byte range for a write; the whole inode(s) for what
-    /// changes attributes or names (the inodes a namespace op touches are looked up under
-    /// the namespace lock, which keeps them stable). Also returns the inodes touched.
+    /// changes attributes or names, the directories a namespace op changes shared (see
+    /// `locks.rs`; the entries it names are looked up under the namespace order lock, which
+    /// keeps them stable). Also returns the inodes touched.
     async fn range_locks(&self, fs: FsId, body: &OpBody) -> Result<(Vec<RangeGuard>, Vec<Ino>), FsError> {
-        let mut inos: Vec<Ino> = Vec::new();
+        // (inode, shared)
+        let mut inos: Vec<(Ino, bool)> = Vec::new();
         let store = self.array.store();
-        let add_entry = |dir: Ino, name: &[u8], inos: &mut Vec<Ino>| {
+        let add_entry = |dir: Ino, name: &[u8], inos: &mut Vec<(Ino, bool)>| {
             if let Ok(a) = store.lookup(fs, dir, name) {
-                inos.push(a.ino);
+                inos.push((a.ino, false));
             }
         };
         match body {
@@ -737,39 +854,38 @@ impl Metro {
                 return Ok((vec![self.locks.lock(fs, *ino, (*offset, end)).await], Vec::new()));
             }
             OpBody::Commit { .. } => return Ok((Vec::new(), Vec::new())),
-            OpBody::SetAttr { ino, .. } => inos.push(*ino),
+            OpBody::SetAttr { ino, .. } => inos.push((*ino, false)),
             OpBody::Create { dir, name, .. } => {
-                inos.push(*dir);
+                inos.push((*dir, true));
                 add_entry(*dir, name, &mut inos);
             }
-            OpBody::Mkdir { dir, .. } | OpBody::Symlink { dir, .. } => inos.push(*dir),
+            OpBody::Mkdir { dir, .. } | OpBody::Symlink { dir, .. } => inos.push((*dir, true)),
             OpBody::Remove { dir, name } | OpBody::Rmdir { dir, name } => {
-                inos.push(*dir);
+                inos.push((*dir, true));
                 add_entry(*dir, name, &mut inos);
             }
             OpBody::Rename { from_dir, from_name, to_dir, to_name } => {
-                inos.push(*from_dir);
-                inos.push(*to_dir);
+                inos.push((*from_dir, true));
+                inos.push((*to_dir, true));
                 add_entry(*from_dir, from_name, &mut inos);
                 add_entry(*to_dir, to_name, &mut inos);
             }
             OpBody::Link { ino, dir, .. } => {
-                inos.push(*ino);
-                inos.push(*dir);
+                inos.push((*ino, false));
+                inos.push((*dir, true));
             }
         }
-        // One order for everyone: no two changes wait for each other's locks.
+        // One order for everyone: no two changes wait for each other's locks. An inode held
+        // both ways (a directory renamed within itself, say) is held exclusively.
         inos.sort_unstable();
-        inos.dedup();
+        inos.dedup_by_key(|(i, _)| *i);
         let mut guards = Vec::with_capacity(inos.len());
-        for ino in &inos {
-            guards.push(self.locks.lock(fs, *ino, WHOLE).await);
+        for (ino, shared) in &inos {
+            guards.push(if *shared { self.locks.lock_shared(fs, *ino).await } else { self.locks.lock(fs, *ino, WHOLE).await });
         }
-        Ok((guards, inos))
+        Ok((guards, inos.into_iter().map(|(i, _)| i).collect()))
     }
 
-    /// Step 3, remote half: the op over the link. `Err` is a transport failure or a refusal
-    /// (the remote store never answered for it).
     /// After a remote apply failed: waits until the loss of the link it used has been
     /// arbitrated. True when this side won (it serves and may acknowledge).
     async fn wait_decided(&self, pair: &PairRt, used: Option<u64>, reason: &str) -> bool {
@@ -843,8 +959,9 @@ impl Metro {
         }
     }
 
-    async fn replicate(&self, pair: &PairRt, op: &FsOp, reply_key: Option<ReplyKey>) -> Result<Result<OpReply, FsError>, String> {
-        let link = self.current_link().ok_or_else(|| "the link to the peer is down".to_owned())?;
+    /// Step 3, remote half: queues the op on `link` (returns once it is queued; the answer is
+    /// awaited on the returned call). `Err` is a transport failure.
+    async fn send_replica(&self, pair: &PairRt, op: &FsOp, reply_key: Option<ReplyKey>, order: Option<proto::Order>, link: &Link) -> Result<metrofs_link::PendingCall, String> {
         let (head, data) = proto::split_data(op.clone());
         let req = Request::Replicate {
             pair: pair.id(),
@@ -853,13 +970,9 @@ impl Metro {
             seq: Seq(pair.seq.fetch_add(1, Ordering::Relaxed)),
             op: head,
             reply_key,
+            order,
         };
-        match link.call_typed::<Request, Response>(&req, data).await {
-            Ok((Response::Applied(r), _)) => Ok(r),
-            Ok((Response::Refused(why), _)) => Err(format!("the peer refused the change: {why}")),
-            Ok((other, _)) => Err(format!("unexpected answer from the peer: {other:?}")),
-            Err(e) => Err(e.to_string()),
-        }
+        link.start_call_typed(&req, data).await.map_err(|e| e.to_string())
     }
 
     // ---------------------------------------------------------------- the receiving side
@@ -925,7 +1038,13 @@ impl Metro {
                 self.adopt_records(&pair.primary.clone(), vec![pair]);
                 Ok(Response::Done)
             }
-            Request::Replicate { pair, epoch, session, seq, op, reply_key } => {
+            Request::Replicate { pair, epoch, session, seq, op, reply_key, order } => {
+                // A namespace op waits for its turn: they are applied in the sender's order.
+                let rt = self.pair_by_id(pair);
+                let _turn = match (&rt, order) {
+                    (Some(rt), Some(order)) => Some(rt.wait_turn(session, order).await?),
+                    _ => None,
+                };
                 let p = self.secondary_pair(pair, Some(epoch))?;
                 if op.fs != p.fs() {
                     return Err(format!("op for fs {} sent under pair {pair} of fs {}", op.fs, p.fs()));

@@ -49,6 +49,16 @@ pub struct PairRecord {
     pub forced: bool,
 }
 
+/// The place of a namespace op in its pair's order on one link session of its sender: the
+/// serving side numbers them 0, 1, 2 … under its namespace order lock (the order of its local
+/// applies) and the twin applies them in that order, so they can be in flight together.
+/// `link` is the sender's link session: a new link starts again at 0.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub link: u64,
+    pub n: u64,
+}
+
 /// Requests from one metro module to the other.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
@@ -61,8 +71,9 @@ pub enum Request {
     /// Step 3 of the write I/O process, remote half: apply this op. `session` + `seq` make
     /// it idempotent; `epoch` fences an old primary. A WRITE's data is in the body.
     /// `reply_key` names the host request it answers (the replica keeps its result under it,
-    /// so a retransmission after a failover gets the same answer).
-    Replicate { pair: PairId, epoch: Epoch, session: u64, seq: Seq, op: FsOp, reply_key: Option<ReplyKey> },
+    /// so a retransmission after a failover gets the same answer). `order` numbers a
+    /// namespace op: the receiver applies them in that order (see [`Order`]).
+    Replicate { pair: PairId, epoch: Epoch, session: u64, seq: Seq, op: FsOp, reply_key: Option<ReplyKey>, order: Option<Order> },
     /// Resync steps, applied in order. `PutData` segments are in the body, in order.
     Sync { pair: PairId, epoch: Epoch, ops: Vec<SyncOp> },
     /// Make everything applied so far durable.

@@ -287,7 +287,7 @@ async fn run(metro: &Arc<Metro>, pair: &Arc<PairRt>, progress: &Arc<Mutex<Progre
         lock(progress).phase = "directories".into();
         {
             let ns = metro.array().namespace_lock(fs);
-            let _ns = ns.lock().await;
+            let _ns = ns.quiet().await;
             for d in &dirs {
                 let ops = match store.sync_dir(fs, *d, RESYNC_RANGE_BYTES_MAX) {
                     Ok(ops) => ops,
@@ -469,7 +469,7 @@ async fn verify_inner(metro: &Arc<Metro>, pair: &Arc<PairRt>) -> Result<VerifyRe
         if report.inodes_compared > 0 {
             verify_step(pair, started, 1, 0);
         }
-        let _g = metro.locks.lock(fs, *ino, WHOLE).await;
+        let inode_lock = metro.locks.lock(fs, *ino, WHOLE).await;
         report.inodes_compared += 1;
         let here = store.inode(fs, *ino).map_err(|e| MetroError::Storage(e.to_string()))?;
         let there = match call(&link, Request::GetInode { pair: pair.id(), ino: *ino }).await.map_err(err)? {
@@ -491,8 +491,12 @@ async fn verify_inner(metro: &Arc<Metro>, pair: &Arc<PairRt>) -> Result<VerifyRe
         let Some((attr, _)) = here else { continue };
         match attr.ftype {
             FileType::Directory => {
+                // Entries change only by ordered ops, which `quiet` waits out on both sides.
+                // The inode lock goes first: an ordered op takes inode locks while it holds
+                // the order lock, so taking them the other way round could deadlock.
+                drop(inode_lock);
                 let ns = metro.array().namespace_lock(fs);
-                let _ns = ns.lock().await;
+                let _ns = ns.quiet().await;
                 let mut a = store.entries(fs, *ino).map_err(|e| MetroError::Storage(e.to_string()))?;
                 let mut b = match call(&link, Request::ListDir { pair: pair.id(), dir: *ino }).await.map_err(err)? {
                     Response::Entries(e) => e,

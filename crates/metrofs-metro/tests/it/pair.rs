@@ -262,16 +262,80 @@ async fn the_secondary_refuses_stale_duplicate_and_misdirected_ops() {
         Response::Refused(why) => why,
         other => panic!("expected a refusal, got {other:?}"),
     };
-    let old = Request::Replicate { pair: id, epoch: Epoch(0), session: 1, seq: Seq(0), op: op("old"), reply_key: None };
+    let old = Request::Replicate { pair: id, epoch: Epoch(0), session: 1, seq: Seq(0), op: op("old"), reply_key: None, order: None };
     assert!(refused(b.metro.handle(old, Bytes::new()).await).contains("epoch"));
-    let unknown = Request::Replicate { pair: PairId(12345), epoch: Epoch(1), session: 1, seq: Seq(0), op: op("u"), reply_key: None };
+    let unknown = Request::Replicate { pair: PairId(12345), epoch: Epoch(1), session: 1, seq: Seq(0), op: op("u"), reply_key: None, order: None };
     assert!(refused(b.metro.handle(unknown, Bytes::new()).await).contains("unknown"));
-    let to_primary = Request::Replicate { pair: id, epoch: Epoch(1), session: 1, seq: Seq(0), op: op("p"), reply_key: None };
+    let to_primary = Request::Replicate { pair: id, epoch: Epoch(1), session: 1, seq: Seq(0), op: op("p"), reply_key: None, order: None };
     assert!(refused(a.metro.handle(to_primary, Bytes::new()).await).contains("serves"));
     assert_eq!(visible(b.metro.array().store(), fs), before, "nothing applied");
     // The same (session, seq) twice: applied once.
-    let first = Request::Replicate { pair: id, epoch: Epoch(1), session: 77, seq: Seq(5), op: op("once"), reply_key: None };
+    let first = Request::Replicate { pair: id, epoch: Epoch(1), session: 77, seq: Seq(5), op: op("once"), reply_key: None, order: None };
     let applied = b.metro.handle(first.clone(), Bytes::new()).await;
     assert!(matches!(applied, Response::Applied(Ok(_))), "{applied:?}");
     assert!(refused(b.metro.handle(first, Bytes::new()).await).contains("already applied"));
+}
+
+/// Namespace ops are numbered by the serving side and applied in that order on the twin, even
+/// when they arrive out of order; a refused op passes the turn on; an op of an older link
+/// session is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_ops_are_applied_in_their_order_on_the_twin() {
+    use metrofs_core::{Epoch, FsOp, Seq, Time};
+    use metrofs_metro::proto::{Order, PairId, Request, Response};
+    let (a, b) = pair_of_sites().await;
+    let fs = a.metro.array().create_fs("o", ExportRules::default()).expect("fs").id;
+    let view = a.metro.create_pair("o", "site-b").await.expect("pair");
+    wait_state(&a.metro, PairState::Normal).await;
+    let id: PairId = view.id.parse().expect("id");
+    let epoch = Epoch(view.epoch);
+    let next = b.metro.array().store().next_inode(fs).expect("next inode");
+    let at = Time::new(2_000_000_000, 0);
+    let mkdir = FsOp { fs, time: at, new_inode: Some(next), body: OpBody::Mkdir { dir: ROOT_INO, name: "x".into(), mode: 0o755, uid: 0, gid: 0 } };
+    let rename = FsOp {
+        fs,
+        time: at,
+        new_inode: None,
+        body: OpBody::Rename { from_dir: ROOT_INO, from_name: "x".into(), to_dir: ROOT_INO, to_name: "y".into() },
+    };
+    // A link session far above the ones the real link used.
+    let link = 1_000;
+    let req = |seq: u64, op: FsOp, n: u64, epoch: Epoch| Request::Replicate {
+        pair: id,
+        epoch,
+        session: 99,
+        seq: Seq(seq),
+        op,
+        reply_key: None,
+        order: Some(Order { link, n }),
+    };
+    // Number 1 (the rename) arrives first: it waits for number 0 (the mkdir it renames).
+    let m = b.metro.clone();
+    let second = tokio::spawn({
+        let r = req(1, rename, 1, epoch);
+        async move { m.handle(r, Bytes::new()).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!second.is_finished(), "op 1 must wait for op 0");
+    let first = b.metro.handle(req(0, mkdir, 0, epoch), Bytes::new()).await;
+    assert!(matches!(first, Response::Applied(Ok(_))), "{first:?}");
+    let second = second.await.expect("join");
+    assert!(matches!(second, Response::Applied(Ok(_))), "the rename found what it renames: {second:?}");
+    let store = b.metro.array().store();
+    assert!(store.lookup(fs, ROOT_INO, b"y").is_ok() && store.lookup(fs, ROOT_INO, b"x").is_err());
+    // Number 2 is refused (old epoch): number 3 still gets its turn at once.
+    let stale = b.metro.handle(req(2, FsOp { fs, time: at, new_inode: None, body: OpBody::Remove { dir: ROOT_INO, name: "y".into() } }, 2, Epoch(0)), Bytes::new()).await;
+    assert!(matches!(&stale, Response::Refused(why) if why.contains("epoch")), "{stale:?}");
+    let rmdir = FsOp { fs, time: at, new_inode: None, body: OpBody::Rmdir { dir: ROOT_INO, name: "y".into() } };
+    let third = tokio::time::timeout(std::time::Duration::from_secs(2), b.metro.handle(req(3, rmdir.clone(), 3, epoch), Bytes::new()))
+        .await
+        .expect("a refused op passes its turn on");
+    assert!(matches!(third, Response::Applied(Ok(_))), "{third:?}");
+    // An older link session of the same sender run is over.
+    let mut old = req(4, rmdir, 0, epoch);
+    if let Request::Replicate { order, .. } = &mut old {
+        *order = Some(Order { link: link - 1, n: 0 });
+    }
+    let old = b.metro.handle(old, Bytes::new()).await;
+    assert!(matches!(&old, Response::Refused(why) if why.contains("old link session")), "{old:?}");
 }
