@@ -719,7 +719,10 @@ impl Metro {
         log_keys.extend(touched.iter().map(|i| LogKey::Object(*i)));
         log_keys.sort_unstable();
         log_keys.dedup();
-        self.log.enter(fs, &log_keys).map_err(|e| FsError::Io(format!("LOG append failed: {e}")))?;
+        self.log.enter(fs, &log_keys).map_err(|e| {
+            metrofs_core::metrics::get().error("log");
+            FsError::Io(format!("LOG append failed: {e}"))
+        })?;
         let waits_for_disk = matches!(op.body, OpBody::Commit { .. } | OpBody::Write { stable: Stability::FileSync | Stability::DataSync, .. });
         let result = self.dual_apply(pair, fs, op, key, &touched, waits_for_disk, order).await;
         // Both sides have it in order: the next change may go.
@@ -754,7 +757,10 @@ impl Metro {
             tokio::task::spawn_blocking(move || log.flush())
                 .await
                 .map_err(|e| FsError::Io(format!("LOG flush task failed: {e}")))?
-                .map_err(|e| FsError::Io(format!("LOG flush failed: {e}")))?;
+                .map_err(|e| {
+                    metrofs_core::metrics::get().error("log");
+                    FsError::Io(format!("LOG flush failed: {e}"))
+                })?;
         }
         let state = pair.state();
         // The link read before its session: a session read later is never older than the link.
@@ -812,10 +818,12 @@ impl Metro {
             keys.extend(touched.iter().map(|i| DclKey::Inode(*i)));
             // Durability order: the DCL must name this change before the host hears of it.
             if let Err(e) = self.dcl.mark(fs, keys).await {
+                metrofs_core::metrics::get().error("dcl");
                 return Err(FsError::Io(format!("DCL record failed: {e}")));
             }
         }
         if let Some(Err(reason)) = &remote {
+            metrofs_core::metrics::get().error("remote_apply");
             if let Err(e) = self.peer_lost_cache().await {
                 return Err(FsError::Io(format!("DCL record failed: {e}")));
             }
@@ -827,6 +835,7 @@ impl Metro {
         }
         match remote {
             Some(Ok(r)) if differs && state == PairState::Normal => {
+                metrofs_core::metrics::get().error("divergence");
                 let detail = format!("{} on inode {:?}: here {:?}, peer {:?}", op.body.kind(), target_ino(&op), brief(&local), brief(&r));
                 self.on_event(pair, Event::Diverged { detail });
             }
@@ -982,6 +991,7 @@ impl Metro {
         match self.handle_inner(req, body).await {
             Ok(r) => r,
             Err(why) => {
+                metrofs_core::metrics::get().error("peer_request_refused");
                 tracing::warn!(peer_request_refused = %why);
                 Response::Refused(why)
             }
@@ -1303,6 +1313,7 @@ impl Metro {
     /// The link was lost (or never came up): stop acknowledging where the other side may take
     /// over, and arbitrate (see `arbiter.rs`).
     fn on_link_lost(self: &Arc<Self>, reason: &str) {
+        metrofs_core::metrics::get().error("link_lost");
         let mut plans = Vec::new();
         for p in self.pair_list() {
             let plan = self.situation(&p).plan(self.config.arbitration.head_start);

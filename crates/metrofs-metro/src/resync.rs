@@ -133,6 +133,7 @@ pub(crate) fn start(metro: Arc<Metro>, pair: Arc<PairRt>) {
                 metro.on_event(&pr, Event::ResyncDone);
             }
             Err(reason) => {
+                metrofs_core::metrics::get().error("resync");
                 lock(&p).status = format!("Failed: {reason}");
                 metro.on_event(&pr, Event::ResyncFailed { reason });
             }

@@ -258,6 +258,13 @@ fn link_cut_in_network_namespaces_resyncs_only_the_dcl() {
     let (sent, runs) = resync_sent_since_cut(&v);
     assert!(runs >= 1, "a resync ran after the heal: {v:#}");
     assert_verified(&a.cli(&["pair", "verify", &id]), "after the heal");
+    // The loss is counted among the errors by kind in the metrics.
+    let metrics = a.cli_ok(&["metrics"]);
+    let lost = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("metrofs_errors_total{kind=\"link_lost\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(lost.is_some_and(|n| n >= 1.0), "no link_lost error counted:\n{metrics}");
 
     // The bound. Bytes changed while the pair was not Normal are at most the files whose
     // copy overlapped [cut, Normal] (whole files, an over-estimate at both ends). The DCL
