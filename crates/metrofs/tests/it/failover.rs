@@ -8,7 +8,10 @@
 //! functions below: no acknowledged write lost ([`no_ack_lost`]), never both sides
 //! acknowledging at once ([`one_side_acks_at_a_time`]), the DCL empty when Normal, and the
 //! two sides identical after the heal (`pair verify`, then both stopped data directories
-//! compared with `metrofs_store`, independently of the metro module).
+//! compared with `metrofs_store`, independently of the metro module). Every failover, swap,
+//! force start and arbitration is also checked in the durable event log of the array that
+//! serves after it ([`wait_event`]): an event of the right kind, naming it, stamped after the
+//! fault.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +36,9 @@ pub const REQ_TIMEOUT_MS: u64 = 1500;
 pub const TAKEOVER_MS: u64 = 20_000;
 /// How long a pair may take to be Normal again after a heal.
 pub const NORMAL_MS: u64 = 60_000;
+/// How long after the view shows a takeover its event may take to be in the event log (it is
+/// written, with an fsync, around the moment the view changes).
+pub const EVENT_MS: u64 = 5_000;
 
 /// One acknowledged WRITE.
 #[derive(Debug, Clone)]
@@ -460,6 +466,55 @@ pub fn copies_present(topo: &Topo, fs: &str, copied: &[(String, u64)]) -> Result
     Ok(())
 }
 
+/// Now, in milliseconds since the Unix epoch: the clock the arrays stamp their events with
+/// (`EventRecord::time_ms`; same machine, same clock).
+pub fn now_ms() -> u64 {
+    metrofs_core::Clock::now(&metrofs_core::SystemClock).as_nanos() / 1_000_000
+}
+
+/// Waits until the durable event log of `site` (`metrofs events --json`, through its API)
+/// holds an event of `kind` about pair `id`, stamped at or after `since_ms`, whose text holds
+/// every one of `words`; that event. Fails the test after [`EVENT_MS`] with what was there.
+pub fn wait_event(
+    d: &Domain,
+    site: Site,
+    id: &str,
+    since_ms: u64,
+    kind: &str,
+    words: &[&str],
+) -> Value {
+    let deadline = Instant::now() + Duration::from_millis(EVENT_MS);
+    loop {
+        let out = d.arr(site).cli(&["events", "--limit", "1000", "--json"]);
+        let events = if out.status.success() {
+            parse(&String::from_utf8_lossy(&out.stdout))
+        } else {
+            Value::Null
+        };
+        let list = events.as_array().cloned().unwrap_or_default();
+        if let Some(e) = list.iter().find(|e| {
+            e["kind"] == kind
+                && e["pair"] == id
+                && e["time_ms"].as_u64().is_some_and(|t| t >= since_ms)
+                && e["text"]
+                    .as_str()
+                    .is_some_and(|t| words.iter().all(|w| t.contains(w)))
+        }) {
+            return e.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}'s event log has no {kind} event of pair {id} with {words:?} after {since_ms}: {}\n{:#?}",
+            site.name(),
+            text(&out),
+            list.iter()
+                .filter(|e| e["time_ms"].as_u64().is_some_and(|t| t >= since_ms))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn eprint_timeline(what: &str, t0: Instant, log: &WriterLog) {
     let conns: Vec<String> = log
         .conns
@@ -492,6 +547,7 @@ fn kill9_of_the_serving_array_moves_service_and_automatic_recovery_brings_it_bac
     w.wait_acks(30, 30_000, "before the kill", &logs);
 
     let kill_at = Instant::now();
+    let kill_ms = now_ms();
     d.a.kill9();
     let v = d.wait_serving(Site::B, &id, TAKEOVER_MS);
     let served_at = Instant::now();
@@ -500,14 +556,28 @@ fn kill9_of_the_serving_array_moves_service_and_automatic_recovery_brings_it_bac
         v["epoch"].as_u64().unwrap_or(0) >= 2,
         "the takeover raised the epoch: {v:#}"
     );
+    // The survivor's event log tells it: the arbitration it won, and its takeover.
+    let epoch = format!("epoch {}", v["epoch"]);
+    wait_event(&d, Site::B, &id, kill_ms, "arbitration", &[&epoch]);
+    wait_event(&d, Site::B, &id, kill_ms, "failover", &["site-b", &epoch]);
     let n = w.acked();
     w.wait_acks(n + 30, 30_000, "after the takeover", &|| d.logs());
 
     // Failback: site-a returns as the secondary, is resynchronised, and (automatic recovery)
     // a planned swap gives the service back to the preferred site.
+    let restart_ms = now_ms();
     d.a.spawn();
     let back = d.wait_serving(Site::A, &id, NORMAL_MS + TAKEOVER_MS);
     let back_at = Instant::now();
+    // The automatic swap back, in the log of the array that serves again.
+    wait_event(
+        &d,
+        Site::A,
+        &id,
+        restart_ms,
+        "swap",
+        &["planned swap", "to site-a"],
+    );
     let n = w.acked();
     w.wait_acks(n + 20, 30_000, "after the failback", &|| d.logs());
     let copied_during = cp.copied();
@@ -546,6 +616,7 @@ fn link_only_cut_the_preferred_goes_on_the_other_stops() {
     w.wait_acks(20, 30_000, "before the cut", &|| d.logs());
 
     let cut_at = Instant::now();
+    let cut_ms = now_ms();
     d.topo.cut_link();
     // site-b notices, asks after its head start, loses: it stops; site-a wins and goes on.
     let vb = d.wait(Site::B, &id, "stopped as the loser", TAKEOVER_MS, |v| {
@@ -556,6 +627,24 @@ fn link_only_cut_the_preferred_goes_on_the_other_stops() {
     });
     assert_eq!(va["serving"], "site-a", "{va:#}");
     assert_eq!(va["last_arbitration"]["winner"], "site-a", "{va:#}");
+    // site-a's log: it won the next epoch and serves alone; site-b's: site-a holds it.
+    let epoch = format!("epoch {}", va["epoch"]);
+    wait_event(
+        &d,
+        Site::A,
+        &id,
+        cut_ms,
+        "arbitration",
+        &["link lost", "granted", &epoch],
+    );
+    wait_event(
+        &d,
+        Site::B,
+        &id,
+        cut_ms,
+        "arbitration",
+        &["link lost", "site-a", &epoch],
+    );
     let n = w.acked();
     w.wait_acks(n + 20, 30_000, "during the cut", &|| d.logs());
     // Never the service address on site-b.
@@ -597,10 +686,13 @@ fn preferred_isolated_from_peer_and_quorum_stops_and_the_other_takes_over() {
     let wb = Writer::start(&d.topo, Site::B.addr(), "iso", "wb", 5);
 
     let cut_at = Instant::now();
+    let cut_ms = now_ms();
     d.topo.cut(Site::A, Peer::Site);
     d.topo.cut(Site::A, Peer::Quorum);
     let vb = d.wait_serving(Site::B, &id, TAKEOVER_MS);
     assert_eq!(vb["last_arbitration"]["winner"], "site-b", "{vb:#}");
+    let epoch = format!("epoch {}", vb["epoch"]);
+    wait_event(&d, Site::B, &id, cut_ms, "failover", &["site-b", &epoch]);
     // site-a: not serving, no service address, no acknowledgement.
     let va = d.wait(Site::A, &id, "stopped", TAKEOVER_MS, |v| {
         v["role"] == "Secondary" || v["phase"] == "Stopped"
@@ -678,6 +770,7 @@ fn quorum_down_then_link_cut_static_priority_keeps_the_preferred() {
     w.wait_acks(10, 30_000, "at start", &|| d.logs());
     d.q.as_mut().expect("quorum").kill9();
     wait_quorum_lost_on_both(&d, &id);
+    let cut_ms = now_ms();
     d.topo.cut_link();
     d.wait(Site::B, &id, "stopped", TAKEOVER_MS, |v| {
         v["link"] == "Down" && v["role"] == "Secondary"
@@ -685,6 +778,22 @@ fn quorum_down_then_link_cut_static_priority_keeps_the_preferred() {
     d.wait(Site::A, &id, "ToBeSynchronized", TAKEOVER_MS, |v| {
         v["state"] == "ToBeSynchronized" && v["serving"] == "site-a"
     });
+    wait_event(
+        &d,
+        Site::A,
+        &id,
+        cut_ms,
+        "arbitration",
+        &["static priority", "site-a"],
+    );
+    wait_event(
+        &d,
+        Site::B,
+        &id,
+        cut_ms,
+        "arbitration",
+        &["static priority", "stops"],
+    );
     let n = w.acked();
     w.wait_acks(
         n + 20,
@@ -713,11 +822,21 @@ fn quorum_down_then_link_cut_stop_stops_both() {
     d.q.as_mut().expect("quorum").kill9();
     wait_quorum_lost_on_both(&d, &id);
     let cut_at = Instant::now();
+    let cut_ms = now_ms();
     d.topo.cut_link();
     for s in [Site::A, Site::B] {
         d.wait(s, &id, "stopped", TAKEOVER_MS, |v| {
             v["link"] == "Down" && v["phase"] == "Stopped"
         });
+        // Nobody takes over: each log says why its side stopped.
+        wait_event(
+            &d,
+            s,
+            &id,
+            cut_ms,
+            "arbitration",
+            &["link lost", "on_quorum_loss"],
+        );
     }
     // Nobody acknowledges, nobody holds the service address.
     let after = w.acked_after(cut_at);
@@ -762,6 +881,7 @@ fn quorum_restarted_during_an_arbitration_still_one_winner() {
     w.wait_acks(10, 30_000, "at start", &|| d.logs());
     // Cut site-a from everything but the hosts: site-b will claim after its head start;
     // the quorum server dies and comes back while the claims are under way.
+    let cut_ms = now_ms();
     d.topo.cut(Site::A, Peer::Site);
     d.topo.cut(Site::A, Peer::Quorum);
     std::thread::sleep(Duration::from_millis(900));
@@ -792,6 +912,8 @@ fn quorum_restarted_during_an_arbitration_still_one_winner() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let vb = d.wait_serving(Site::B, &id, TAKEOVER_MS);
+    let epoch = format!("epoch {}", vb["epoch"]);
+    wait_event(&d, Site::B, &id, cut_ms, "failover", &["site-b", &epoch]);
     d.topo.heal_all();
     let n = w.acked();
     w.wait_acks(n + 10, 60_000, "after the heal", &|| d.logs());
@@ -816,6 +938,7 @@ fn swap_under_load_no_client_error_and_a_short_pause() {
     for (from, to) in [(Site::A, Site::B), (Site::B, Site::A)] {
         eprintln!("swap {from:?} -> {to:?} at {:?}", t0.elapsed());
         let at = Instant::now();
+        let at_ms = now_ms();
         let out = d.arr(from).cli(&["pair", "swap", &id]);
         assert!(
             out.status.success(),
@@ -825,6 +948,11 @@ fn swap_under_load_no_client_error_and_a_short_pause() {
             d.logs()
         );
         d.wait_serving(to, &id, TAKEOVER_MS);
+        // Both logs have the swap: the side that serves now, and the one that handed over.
+        let moved = format!("from {} to {}", from.name(), to.name());
+        for s in [to, from] {
+            wait_event(&d, s, &id, at_ms, "swap", &["planned swap", &moved]);
+        }
         let n = w.acked();
         w.wait_acks(n + 30, 30_000, "after the swap", &|| d.logs());
         pauses.push(longest_gap(&w.log.lock().expect("log").acks, at));
@@ -890,6 +1018,7 @@ fn force_start_serves_the_fenced_side_and_keeps_the_other_sides_changes_aside() 
         "force-start without --yes and no terminal must refuse: {}",
         text(&refused)
     );
+    let forced_ms = now_ms();
     let out = d.b.cli(&["pair", "force-start", &id, "--yes"]);
     assert!(
         out.status.success(),
@@ -900,6 +1029,17 @@ fn force_start_serves_the_fenced_side_and_keeps_the_other_sides_changes_aside() 
     let vb = d.wait(Site::B, &id, "serving", TAKEOVER_MS, |v| {
         v["serving"] == "site-b" && v["role"] == "Primary"
     });
+    // site-b's log: the force start (the epoch it took) and the takeover it made.
+    let epoch = format!("epoch {}", vb["epoch"]);
+    wait_event(
+        &d,
+        Site::B,
+        &id,
+        forced_ms,
+        "force_start",
+        &["force start", "operator"],
+    );
+    wait_event(&d, Site::B, &id, forced_ms, "failover", &["site-b", &epoch]);
     let only_b = tools::pattern(78, 50_000);
     std::fs::write(tmp.path().join("b"), &only_b).expect("src");
     let deadline = Instant::now() + Duration::from_millis(TAKEOVER_MS);
