@@ -12,7 +12,8 @@
 //!   needs it.
 //!
 //! The middleware also names the caller for the event log ([`Actor`]): the client's word from
-//! the `x-metrofs-client` header (`cli:USER`, `dashboard`; `api` when absent) and its address.
+//! the `x-metrofs-client` header (`cli:USER`, `dashboard`; `api` when absent) and its address,
+//! and the reason the caller gives for a change (`x-metrofs-reason`, `metrofs ... --reason`).
 
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr};
@@ -37,6 +38,10 @@ const TOKEN_RANDOM_BYTES: usize = 32;
 const CLIENT_WORD_MAX: usize = 64;
 /// The header a client names itself with.
 pub const CLIENT_HEADER: &str = "x-metrofs-client";
+/// The header a client gives the reason of a change with; recorded with the action.
+pub const REASON_HEADER: &str = "x-metrofs-reason";
+/// Longest reason kept, in characters (a longer one is cut).
+pub const REASON_CHARS_MAX: usize = 200;
 
 /// The access rules of one array.
 pub struct Auth {
@@ -55,9 +60,14 @@ impl std::fmt::Debug for Auth {
     }
 }
 
-/// Who made a request, for the event log: `cli:root@127.0.0.1`, `api@10.0.0.7`.
+/// Who made a request, and why, for the event log.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Actor(pub String);
+pub struct Actor {
+    /// `cli:root@127.0.0.1`, `dashboard@10.0.0.7`, `api@10.0.0.7`.
+    pub who: String,
+    /// What the caller gave as the reason (header `x-metrofs-reason`), if anything.
+    pub reason: Option<String>,
+}
 
 impl Auth {
     /// Reads the token of `token_file`, making the file first (random, mode 600) when it does
@@ -181,12 +191,30 @@ pub async fn layer(State(s): State<AppState>, mut req: Request, next: Next) -> R
         .map(clean_word)
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "api".to_owned());
-    let actor = match peer {
+    let who = match peer {
         Some(p) => format!("{client}@{}", p.ip()),
         None => client,
     };
-    req.extensions_mut().insert(Actor(actor));
+    let reason = req
+        .headers()
+        .get(REASON_HEADER)
+        .and_then(|v| clean_reason(&String::from_utf8_lossy(v.as_bytes())));
+    req.extensions_mut().insert(Actor { who, reason });
     next.run(req).await
+}
+
+/// A reason as it is recorded: control characters as spaces, runs of spaces as one, at most
+/// [`REASON_CHARS_MAX`] characters; `None` when nothing is left.
+#[must_use]
+pub fn clean_reason(s: &str) -> Option<String> {
+    let spaced: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let words: Vec<&str> = spaced.split_whitespace().collect();
+    let joined = words.join(" ");
+    let cut: String = joined.chars().take(REASON_CHARS_MAX).collect();
+    (!cut.is_empty()).then_some(cut)
 }
 
 /// Keeps what is safe to print of a client's word.
@@ -318,6 +346,21 @@ mod tests {
             .is_err());
         assert!(closed.decide(&Method::GET, "/metrics", lo, &ok).is_ok());
         assert_eq!(clean_word("cli:root\n<script>"), "cli:rootscript");
+    }
+
+    #[test]
+    fn reasons_are_cleaned_and_cut() {
+        assert_eq!(
+            clean_reason("  peer\tmaintenance\r\n CHG-42 "),
+            Some("peer maintenance CHG-42".into())
+        );
+        assert_eq!(clean_reason(" \t\n"), None);
+        assert_eq!(clean_reason("réparation"), Some("réparation".into()));
+        let long = "x".repeat(REASON_CHARS_MAX + 50);
+        assert_eq!(
+            clean_reason(&long).map(|r| r.chars().count()),
+            Some(REASON_CHARS_MAX)
+        );
     }
 
     #[test]

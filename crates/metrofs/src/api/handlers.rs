@@ -5,6 +5,10 @@
 //! Catalog calls into the array touch the store (redb, fsync), so they run on blocking threads
 //! ([`blocking`]). Handlers stay thin: check the request, call the array (or its metro module,
 //! for pairs), record operator actions in the event log, shape the answer.
+//!
+//! Each operator action (done or refused) is recorded once, here, as an `operator` event with
+//! the caller as its actor and the reason they gave; what it made happen (state changes,
+//! swaps, takeovers) the metro module records as the array's own events.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -134,10 +138,15 @@ impl AppState {
         })
     }
 
-    /// Records an operator action. A failure to record is logged and counted, and does not
-    /// undo or fail the action, which is done already.
+    /// Records an operator action: who asked (the event's actor) and, when they gave one,
+    /// why (`; reason: ...` at the end of the text). A failure to record is logged and
+    /// counted, and does not undo or fail the action, which is done already.
     async fn record(&self, kind: EventKind, pair: Option<String>, actor: &Actor, text: String) {
-        let ev = EventRecord::now(&*self.clock, kind, pair, actor.0.clone(), text);
+        let text = match &actor.reason {
+            Some(r) => format!("{text}; reason: {r}"),
+            None => text,
+        };
+        let ev = EventRecord::now(&*self.clock, kind, pair, actor.who.clone(), text);
         if let Err(e) = self.events.record_async(ev).await {
             metrofs_core::metrics::get().error("event_log");
             tracing::error!(error = %e, "cannot record an operator action in the event log");
@@ -655,11 +664,14 @@ pub async fn get_pair(
     Ok(Json(PairView::from_metro(&p, &s.name)))
 }
 
-/// What a pair action's outcome is recorded as.
+/// Records a pair action, done or refused: the one `operator` event of the action, with who
+/// asked and why. What the action made happen is the metro module's to record (actor
+/// `metro`): the state change, the swap (kind `swap`, on both arrays), the force start's new
+/// epoch (`force_start`) and the takeover (`failover`); the action itself is not recorded
+/// again under those kinds.
 async fn record_action(
     s: &AppState,
     actor: &Actor,
-    kind: EventKind,
     id: PairId,
     what: &str,
     outcome: &Result<PairView, ApiError>,
@@ -673,7 +685,8 @@ async fn record_action(
         Err(ApiError::Metro(MetroError::NoPair(_))) => return,
         Err(e) => format!("{what} of pair {id} refused: {e}"),
     };
-    s.record(kind, Some(id.to_string()), actor, text).await;
+    s.record(EventKind::Operator, Some(id.to_string()), actor, text)
+        .await;
 }
 
 /// Runs a pair action that persists the pair record (redb, fsync) on a blocking thread.
@@ -706,7 +719,7 @@ pub async fn pause_pair(
 ) -> Result<Json<PairView>, ApiError> {
     let id = pair_id(&id)?;
     let r = blocking_pair_action(&s, id, |m, id| m.pause(id)).await;
-    record_action(&s, &actor, EventKind::Operator, id, "pause", &r).await;
+    record_action(&s, &actor, id, "pause", &r).await;
     r.map(Json)
 }
 
@@ -727,7 +740,7 @@ pub async fn resume_pair(
 ) -> Result<Json<PairView>, ApiError> {
     let id = pair_id(&id)?;
     let r = blocking_pair_action(&s, id, |m, id| m.resume(id)).await;
-    record_action(&s, &actor, EventKind::Operator, id, "resume", &r).await;
+    record_action(&s, &actor, id, "resume", &r).await;
     r.map(Json)
 }
 
@@ -756,7 +769,7 @@ pub async fn swap_pair(
         .await
         .map(|p| PairView::from_metro(&p, &s.name))
         .map_err(ApiError::from);
-    record_action(&s, &actor, EventKind::Swap, id, "swap", &r).await;
+    record_action(&s, &actor, id, "swap", &r).await;
     r.map(Json)
 }
 
@@ -783,7 +796,7 @@ pub async fn force_start_pair(
         .await
         .map(|p| PairView::from_metro(&p, &s.name))
         .map_err(ApiError::from);
-    record_action(&s, &actor, EventKind::ForceStart, id, "force start", &r).await;
+    record_action(&s, &actor, id, "force start", &r).await;
     r.map(Json)
 }
 

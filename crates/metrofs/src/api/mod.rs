@@ -29,8 +29,10 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{Content, OpenApi as OpenApiDoc, Ref, ResponseBuilder};
+use utoipa::openapi::{Content, OpenApi as OpenApiDoc, Ref, Required, ResponseBuilder};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -90,8 +92,23 @@ fn described() -> (Router<AppState>, OpenApiDoc) {
     (router, doc)
 }
 
+/// The optional `x-metrofs-reason` header of changing calls.
+fn reason_header() -> Parameter {
+    ParameterBuilder::new()
+        .name(auth::REASON_HEADER)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(format!(
+            "why the caller makes this change, recorded with the action in the event log (control characters become spaces; cut at {} characters)",
+            auth::REASON_CHARS_MAX
+        )))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build()
+}
+
 /// Adds the bearer scheme, each operation's requirement (changing calls: the token; reads:
-/// none, or the token from outside `read_open_to`) and its 401 answer.
+/// none, or the token from outside `read_open_to`), its 401 answer, and the reason header of
+/// changing calls.
 fn secure(doc: &mut OpenApiDoc) {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -127,6 +144,9 @@ fn secure(doc: &mut OpenApiDoc) {
             op.security = Some(if read {
                 vec![SecurityRequirement::default(), token]
             } else {
+                op.parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(reason_header().into());
                 vec![token]
             });
             op.responses
@@ -222,10 +242,20 @@ mod tests {
                 assert!(op.is_object(), "{m} {path} missing");
                 assert!(op["responses"]["401"].is_object(), "{m} {path}: no 401");
                 let sec = op["security"].as_array().expect("security");
+                let reason = op["parameters"].as_array().and_then(|ps| {
+                    ps.iter()
+                        .find(|p| p["name"] == "x-metrofs-reason" && p["in"] == "header")
+                });
                 if *m == "get" {
                     assert_eq!(sec.len(), 2, "{m} {path}: optional token");
+                    assert!(reason.is_none(), "{m} {path}: a read has no reason");
                 } else {
                     assert_eq!(sec, &vec![serde_json::json!({"bearer": []})], "{m} {path}");
+                    assert_eq!(
+                        reason.map(|r| &r["required"]),
+                        Some(&serde_json::json!(false)),
+                        "{m} {path}: optional reason header"
+                    );
                 }
             }
         }

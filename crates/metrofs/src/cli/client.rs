@@ -2,7 +2,8 @@
 //!
 //! Every request names the client (`x-metrofs-client: cli:USER`, for the event log) and
 //! carries the bearer token when one is known ([`super::auth::TokenSource`]): changing calls
-//! need it, reads need it from outside the array's `read_open_to` networks.
+//! need it, reads need it from outside the array's `read_open_to` networks. Changing calls
+//! carry the operator's `--reason` (`x-metrofs-reason`), recorded with the action.
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -42,6 +43,8 @@ pub struct ApiClient {
     /// The token once looked for: found, or why not.
     token: RefCell<Option<Result<String, String>>>,
     client: String,
+    /// `--reason`, sent with changing calls.
+    reason: Option<String>,
 }
 
 impl ApiClient {
@@ -74,7 +77,15 @@ impl ApiClient {
             tokens: super::auth::TokenSource::default(),
             token: RefCell::new(None),
             client: format!("cli:{}", super::auth::user_name()),
+            reason: None,
         })
+    }
+
+    /// The reason sent with changing calls (`--reason`).
+    #[must_use]
+    pub fn with_reason(mut self, reason: Option<String>) -> Self {
+        self.reason = reason;
+        self
     }
 
     /// Where this client takes its token from.
@@ -122,6 +133,9 @@ impl ApiClient {
             _ => self.agent.get(url).force_send_body(),
         };
         b = b.header(crate::api::auth::CLIENT_HEADER, self.client.as_str());
+        if let (Some(r), true) = (&self.reason, method != "GET") {
+            b = b.header(crate::api::auth::REASON_HEADER, r.as_str());
+        }
         if let Some(t) = token {
             b = b.header("authorization", format!("Bearer {t}"));
         }

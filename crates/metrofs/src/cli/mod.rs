@@ -60,13 +60,28 @@ pub struct ApiArg {
     /// Print the API's answer as JSON instead of a table or text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Why you make this change (a ticket, "peer maintenance"...): recorded with the action
+    /// in the array's event log, next to who made it. Changing commands only; at most 200
+    /// characters.
+    #[arg(long, global = true, value_name = "TEXT", value_parser = parse_reason)]
+    pub reason: Option<String>,
 }
 
 impl ApiArg {
     /// A client of the API these arguments name.
     pub fn client(&self) -> Result<ApiClient, ClientError> {
-        Ok(ApiClient::new(&self.api)?.with_tokens(auth::TokenSource::new(self.token_file.clone())))
+        Ok(ApiClient::new(&self.api)?
+            .with_tokens(auth::TokenSource::new(self.token_file.clone()))
+            .with_reason(self.reason.clone()))
     }
+}
+
+fn parse_reason(s: &str) -> Result<String, String> {
+    let max = crate::api::auth::REASON_CHARS_MAX;
+    if s.chars().count() > max {
+        return Err(format!("at most {max} characters"));
+    }
+    crate::api::auth::clean_reason(s).ok_or_else(|| "empty".to_owned())
 }
 
 #[derive(Subcommand, Debug)]

@@ -221,16 +221,44 @@ fn pair_actions_in_wrong_states_change_nothing_then_work() {
     let e = fails(&p.a, &["pair", "force-start", &id], 2);
     assert!(e.contains("--yes") && e.contains("nothing was sent"), "{e}");
     assert!(
-        !events(&p.a).iter().any(|x| x["kind"] == "force_start"),
+        !events(&p.a).iter().any(|x| x["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("force start"))),
         "an unconfirmed force start reached the array"
     );
-    let e = fails(&p.a, &["pair", "force-start", &id, "--yes"], 1);
-    assert!(e.contains("reachable"), "{e}");
-    assert!(
-        events(&p.a).iter().any(|x| x["kind"] == "force_start"
-            && x["text"].as_str().is_some_and(|t| t.contains("refused"))),
-        "the refused force start is not in the event log"
+    let e = fails(
+        &p.a,
+        &["pair", "force-start", &id, "--yes", "--reason", "drill"],
+        1,
     );
+    assert!(e.contains("reachable"), "{e}");
+    // Refused, it is recorded once, as the operator's action, with who and why.
+    let refused: Vec<Value> = events(&p.a)
+        .into_iter()
+        .filter(|x| {
+            x["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("force start"))
+        })
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:#?}");
+    assert_eq!(refused[0]["kind"], "operator", "{refused:#?}");
+    let t = refused[0]["text"].as_str().expect("text");
+    assert!(
+        t.starts_with(&format!("force start of pair {id} refused: "))
+            && t.ends_with("; reason: drill"),
+        "{t}"
+    );
+    assert!(
+        refused[0]["actor"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("cli:")),
+        "{refused:#?}"
+    );
+    // A reason that is too long is a wrong command line: nothing is sent.
+    let long = "x".repeat(201);
+    let e = fails(&p.a, &["pair", "pause", &id, "--reason", &long], 2);
+    assert!(e.contains("at most 200 characters"), "{e}");
     // Wrong input.
     let e = fails(&p.a, &["pair", "show", "not-hex"], 1);
     assert!(e.contains("not a pair id"), "{e}");
@@ -248,8 +276,28 @@ fn pair_actions_in_wrong_states_change_nothing_then_work() {
     }
 
     // Pause; swap is refused while Paused; the not-Normal alarm comes within seconds.
-    let out = p.a.cli_ok(&["pair", "pause", &id]);
+    let out =
+        p.a.cli_ok(&["pair", "pause", &id, "--reason", "peer maintenance\tCHG-7"]);
     assert!(out.contains("is Paused"), "{out}");
+    let paused: Vec<Value> = events(&p.a)
+        .into_iter()
+        .filter(|x| {
+            x["actor"].as_str().is_some_and(|a| a.starts_with("cli:"))
+                && x["text"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with(&format!("pause of pair {id}")))
+        })
+        .collect();
+    assert_eq!(paused.len(), 1, "the pause is recorded once: {paused:#?}");
+    assert_eq!(paused[0]["kind"], "operator");
+    assert_eq!(paused[0]["pair"], id.as_str());
+    assert!(
+        paused[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("done, state Paused")
+                && t.ends_with("; reason: peer maintenance CHG-7")),
+        "{paused:#?}"
+    );
     let e = fails(&p.a, &["pair", "swap", &id], 1);
     assert!(
         e.contains("Paused") && e.contains("swap needs Normal"),
@@ -339,9 +387,40 @@ fn pair_actions_in_wrong_states_change_nothing_then_work() {
     );
 
     // Swap to site-b and back (asked on the secondary, it is forwarded).
+    let before = events(&p.a)
+        .last()
+        .and_then(|e| e["id"].as_u64())
+        .expect("events");
     let v = parse(&p.a.cli_ok(&["pair", "swap", &id, "--json"]));
     assert_eq!(show(&p.b, &id)["serving"], "site-b", "after swap: {v:#}");
-    assert!(events(&p.a).iter().any(|e| e["kind"] == "swap"));
+    // The swap itself is the array's event (kind swap, actor metro), on each array; the
+    // operator's action is one operator event, by the CLI.
+    let new: Vec<Value> = events(&p.a)
+        .into_iter()
+        .filter(|e| e["id"].as_u64().is_some_and(|i| i > before))
+        .collect();
+    let swaps: Vec<&Value> = new.iter().filter(|e| e["kind"] == "swap").collect();
+    assert_eq!(swaps.len(), 1, "{new:#?}");
+    assert_eq!(swaps[0]["actor"], "metro", "{new:#?}");
+    assert!(
+        swaps[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("planned swap") && t.contains("site-b")),
+        "{new:#?}"
+    );
+    let asked: Vec<&Value> = new
+        .iter()
+        .filter(|e| {
+            e["kind"] == "operator" && e["actor"].as_str().is_some_and(|a| a.starts_with("cli:"))
+        })
+        .collect();
+    assert_eq!(asked.len(), 1, "{new:#?}");
+    assert!(
+        asked[0]["text"].as_str().is_some_and(
+            |t| t.starts_with(&format!("swap of pair {id}")) && t.contains("site-b serves")
+        ),
+        "{new:#?}"
+    );
     p.a.cli_ok(&["pair", "swap", &id]);
     eventually("site-a serving again", 20_000, || {
         show(&p.a, &id)["serving"] == "site-a"
