@@ -274,6 +274,25 @@ impl Drop for Turn<'_> {
     }
 }
 
+/// What a listing answer (entries, inode numbers) may take of a link header, estimated.
+const LIST_PAGE_BYTES: usize = 32 << 10;
+const _: () = assert!(LIST_PAGE_BYTES * 2 <= metrofs_link::frame::HEADER_MAX_BYTES);
+
+/// The first items of `all` whose estimated encoded size fits a listing page, and whether
+/// any are left.
+fn page<T: Clone>(all: &[T], size: impl Fn(&T) -> usize) -> (Vec<T>, bool) {
+    let mut used = 0;
+    let mut n = 0;
+    for item in all {
+        used += size(item);
+        if used > LIST_PAGE_BYTES && n > 0 {
+            break;
+        }
+        n += 1;
+    }
+    (all[..n].to_vec(), n < all.len())
+}
+
 /// How long a namespace op waits on the receiving side for the ones numbered before it.
 const ORDER_WAIT_MS: u64 = 5_000;
 
@@ -1073,7 +1092,11 @@ impl Metro {
                 let fs = p.fs();
                 tokio::task::spawn_blocking(move || {
                     for op in &ops {
-                        store.apply_sync(fs, op).map_err(|e| format!("{op:?}: {e}"))?;
+                        store.apply_sync(fs, op).map_err(|e| {
+                            // The op may carry data: its start names it, and the answer must fit a link header.
+                            let what: String = format!("{op:?}").chars().take(200).collect();
+                            format!("{what}…: {e}")
+                        })?;
                     }
                     Ok::<_, String>(())
                 })
@@ -1093,11 +1116,16 @@ impl Metro {
                 .map_err(|e| e.to_string())?;
                 Ok(Response::Done)
             }
-            Request::ListDir { pair, dir } => {
+            Request::ListDir { pair, dir, after } => {
                 let p = self.pair_by_id(pair).ok_or("unknown pair")?;
                 match store.entries(p.fs(), dir) {
-                    Ok(e) => Ok(Response::Entries(e)),
-                    Err(FsError::Stale | FsError::NoEnt | FsError::NotDir) => Ok(Response::Entries(Vec::new())),
+                    Ok(mut all) => {
+                        all.sort_unstable();
+                        let start = after.map_or(0, |a| all.partition_point(|(n, _)| *n <= a));
+                        let (entries, more) = page(&all[start..], |(name, _)| name.len() + 16);
+                        Ok(Response::Entries { entries, more })
+                    }
+                    Err(FsError::Stale | FsError::NoEnt | FsError::NotDir) => Ok(Response::Entries { entries: Vec::new(), more: false }),
                     Err(e) => Err(e.to_string()),
                 }
             }
@@ -1111,9 +1139,13 @@ impl Metro {
                 let d = tokio::task::spawn_blocking(move || store.digests(fs, ino, chunk_bytes)).await.map_err(|e| e.to_string())?;
                 Ok(Response::Digests(d.map_err(|e| e.to_string())?))
             }
-            Request::Inodes { pair } => {
+            Request::Inodes { pair, after } => {
                 let p = self.pair_by_id(pair).ok_or("unknown pair")?;
-                Ok(Response::Inodes(store.inodes(p.fs()).map_err(|e| e.to_string())?))
+                let mut all = store.inodes(p.fs()).map_err(|e| e.to_string())?;
+                all.sort_unstable();
+                let start = after.map_or(0, |a| all.partition_point(|i| *i <= a));
+                let (inodes, more) = page(&all[start..], |_| 10);
+                Ok(Response::Inodes { inodes, more })
             }
             Request::Delete { pair } => {
                 if let Some(p) = self.pair_by_id(pair) {

@@ -78,14 +78,14 @@ pub enum Request {
     Sync { pair: PairId, epoch: Epoch, ops: Vec<SyncOp> },
     /// Make everything applied so far durable.
     Flush { pair: PairId },
-    /// The entries of a directory.
-    ListDir { pair: PairId, dir: Ino },
+    /// The entries of a directory, by name, after `after` (a page that fits a header).
+    ListDir { pair: PairId, dir: Ino, after: Option<Vec<u8>> },
     /// An inode as resync compares it (attributes and symlink target).
     GetInode { pair: PairId, ino: Ino },
     /// Digests of `ino`'s data in `chunk_bytes` chunks (verify).
     Digests { pair: PairId, ino: Ino, chunk_bytes: u64 },
-    /// Every inode number in use (verify).
-    Inodes { pair: PairId },
+    /// The inode numbers in use above `after`, ascending (a page that fits a header; verify).
+    Inodes { pair: PairId, after: Option<Ino> },
     /// Unpair: the receiver forgets the pair and keeps its copy as an independent fs.
     Delete { pair: PairId },
     /// From a side that became the secondary: what it changed that the serving side may not
@@ -114,10 +114,12 @@ pub enum Response {
     Hello { array: String, pairs: Vec<PairRecord> },
     Done,
     Applied(Result<OpReply, FsError>),
-    Entries(Vec<(Vec<u8>, Ino)>),
+    /// A page of entries; `more`: ask again after the last one.
+    Entries { entries: Vec<(Vec<u8>, Ino)>, more: bool },
     Inode(Option<(Attr, Option<Vec<u8>>)>),
     Digests(Vec<u64>),
-    Inodes(Vec<Ino>),
+    /// A page of inode numbers; `more`: ask again after the last one.
+    Inodes { inodes: Vec<Ino>, more: bool },
     /// The request was refused (wrong epoch, unknown pair, not the secondary...), with why.
     Refused(String),
 }

@@ -444,10 +444,18 @@ async fn verify_inner(metro: &Arc<Metro>, pair: &Arc<PairRt>) -> Result<VerifyRe
         }
     };
     let local: BTreeSet<Ino> = store.inodes(fs).map_err(|e| MetroError::Storage(e.to_string()))?.into_iter().collect();
-    let remote: BTreeSet<Ino> = match call(&link, Request::Inodes { pair: pair.id() }).await.map_err(err)? {
-        Response::Inodes(v) => v.into_iter().collect(),
-        other => return Err(MetroError::Link(format!("unexpected answer {other:?}"))),
-    };
+    let mut remote: BTreeSet<Ino> = BTreeSet::new();
+    loop {
+        match call(&link, Request::Inodes { pair: pair.id(), after: remote.last().copied() }).await.map_err(err)? {
+            Response::Inodes { inodes, more } => {
+                remote.extend(inodes);
+                if !more {
+                    break;
+                }
+            }
+            other => return Err(MetroError::Link(format!("unexpected answer {other:?}"))),
+        }
+    }
     for ino in local.symmetric_difference(&remote) {
         let side = if local.contains(ino) { "only here" } else { "only on the peer" };
         diff(&mut report, format!("inode {ino}: {side}"));
@@ -499,10 +507,19 @@ async fn verify_inner(metro: &Arc<Metro>, pair: &Arc<PairRt>) -> Result<VerifyRe
                 let ns = metro.array().namespace_lock(fs);
                 let _ns = ns.quiet().await;
                 let mut a = store.entries(fs, *ino).map_err(|e| MetroError::Storage(e.to_string()))?;
-                let mut b = match call(&link, Request::ListDir { pair: pair.id(), dir: *ino }).await.map_err(err)? {
-                    Response::Entries(e) => e,
-                    other => return Err(MetroError::Link(format!("unexpected answer {other:?}"))),
-                };
+                let mut b: Vec<(Vec<u8>, Ino)> = Vec::new();
+                loop {
+                    let after = b.last().map(|(n, _)| n.clone());
+                    match call(&link, Request::ListDir { pair: pair.id(), dir: *ino, after }).await.map_err(err)? {
+                        Response::Entries { entries, more } => {
+                            b.extend(entries);
+                            if !more {
+                                break;
+                            }
+                        }
+                        other => return Err(MetroError::Link(format!("unexpected answer {other:?}"))),
+                    }
+                }
                 a.sort();
                 b.sort();
                 if a != b {
