@@ -99,6 +99,20 @@ pub async fn open_array(cfg: &Config) -> anyhow::Result<Arc<Array>> {
                 cfg.data_dir.display()
             )
         })?;
+    if let Some(r) = store.last_recovery() {
+        // After a crash: what came back from the op journal and what recovery tidied.
+        tracing::warn!(
+            journal_replayed = r.journal_replayed,
+            restored_from_trash = r.restored_from_trash,
+            trash_deleted = r.trash_deleted,
+            orphans_deleted = r.orphans_deleted,
+            truncated = r.truncated,
+            "the store was not closed cleanly; recovered"
+        );
+        for line in &r.journal_refused {
+            tracing::error!(record = %line, "a journal record could not be replayed (a change acknowledged before the crash may be missing; `metrofs pair verify` compares with the twin)");
+        }
+    }
     Ok(Array::new(Arc::new(store), Arc::new(SystemClock)))
 }
 
