@@ -628,12 +628,12 @@ impl Demo {
     }
 
     fn client(&self, site: usize) -> anyhow::Result<ApiClient> {
-        Ok(
-            ApiClient::new(&self.api_url(site))?.with_tokens(TokenSource {
+        Ok(ApiClient::new(&self.api_url(site))?
+            .with_tokens(TokenSource {
                 file: Some(self.dir.join(crate::config::api::DEFAULT_TOKEN_FILE)),
                 value: None,
-            }),
-        )
+            })
+            .with_reason(Some("metrofs demo set-up".into())))
     }
 
     /// Starts child `idx`: output appended to its log, its own process group, a thread
@@ -1267,9 +1267,19 @@ fn instructions(v: &View) -> String {
         "\n  file system: {fs}, served by {sn}{preferred}, twin on {tn}\n\
          \x20 pair:        {pair}, state {state}, epoch {epoch}\n\
          \n\
+         Watch it: the dashboard (topology with live colours, pair state and sync, latency,\n\
+         alarms, events; pause / resume / swap buttons) is served by {sn}'s API at\n\
+         \x20 http://{sapi}/\n\
+         ({tn}'s is http://{tapi}/), and the whole domain at a glance (arrays, link, quorum,\n\
+         who serves, alarms, recent events) is\n\
+         \x20 {exe} status{sf}\n\
+         \n\
          libnfs URLs (NFSv3 and MOUNT on one port):\n",
         sn = s.name,
         tn = t.name,
+        sapi = s.api,
+        tapi = t.api,
+        sf = api_flag(s),
         pair = v.pair,
         state = v.state,
         epoch = v.epoch,
@@ -1392,14 +1402,28 @@ mod tests {
             "  /bin/metrofs array --config /d/site-a.toml >>/d/site-a.log 2>&1 &\n",
             " pair show 00000000000000ab --api http://127.0.0.1:7050 --wait\n",
             "port=20495,mountport=20495",
+            "served by site-a's API at\n  http://127.0.0.1:7049/\n(site-b's is http://127.0.0.1:7050/)",
+            "\n  /bin/metrofs status\n",
         ] {
             assert!(t.contains(want), "missing {want:?} in\n{t}");
         }
-        // site-b serving (the wait ended before the swap back): the failover is the other way.
+        // The dashboard and status come before the commands to try.
+        let dashboard = t.find("  http://127.0.0.1:7049/\n").expect("dashboard URL");
+        assert!(dashboard < t.find("Try it").expect("Try it"), "{t}");
+        // site-b serving (the wait ended before the swap back): the failover is the other way,
+        // and the dashboard and status to look at are site-b's.
         let t = instructions(&view("site-b"));
         assert!(t.contains("kill -9 $(cat /d/site-b.pid)\n"), "{t}");
         assert!(t.contains(" pair show 00000000000000ab\n"), "{t}");
         assert!(t.contains("array --config /d/site-b.toml"), "{t}");
+        assert!(
+            t.contains("served by site-b's API at\n  http://127.0.0.1:7050/\n(site-a's is http://127.0.0.1:7049/)"),
+            "{t}"
+        );
+        assert!(
+            t.contains("\n  /bin/metrofs status --api http://127.0.0.1:7050\n"),
+            "{t}"
+        );
     }
 
     #[test]

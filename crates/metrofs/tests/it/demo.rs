@@ -304,6 +304,44 @@ fn demo_runs_three_processes_and_fails_over() {
         b"hello from the demo test\n"
     );
 
+    // The printed dashboard URL (site-a's API, `/`) serves the dashboard, and the printed
+    // `metrofs status` shows the domain as site-a sees it.
+    let dashboard = demo
+        .line("http://")
+        .split_whitespace()
+        .next()
+        .expect("URL")
+        .to_owned();
+    let api_a = demo
+        .line("site-a: pid ")
+        .split("API http://")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .expect("site-a's API")
+        .to_owned();
+    assert_eq!(
+        dashboard,
+        format!("http://{api_a}/"),
+        "{}",
+        demo.banner.join("\n")
+    );
+    let (code, page) =
+        crate::harness::http_get(api_a.parse().expect("address"), "/").expect("dashboard answers");
+    assert_eq!(code, 200);
+    assert!(page.contains("<html") && page.contains("metrofs"), "{page}");
+    let out = run_printed(&demo.command("metrofs status"));
+    assert!(out.status.success(), "{}", text(&out));
+    let st = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "metrofs status, as site-a sees it",
+        "domain demo",
+        "site-b",
+        "Normal",
+        "alarms:",
+    ] {
+        assert!(st.contains(want), "{want:?} not in\n{st}");
+    }
+
     // The printed verify command finds both sides identical.
     let out = run_printed(&demo.command(" pair verify "));
     assert!(out.status.success(), "{}", text(&out));
