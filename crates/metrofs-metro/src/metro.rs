@@ -430,6 +430,13 @@ impl PairRt {
         self.event_as(kind, text);
     }
 
+    /// An event for `pair show` and the log lines only: what the durable event log has from
+    /// elsewhere already (an operator's action is recorded there by the API that ran it).
+    pub(crate) fn note(&self, text: String) {
+        tracing::info!(pair = %self.id(), "{text}");
+        self.remember(text);
+    }
+
     pub(crate) fn event_as(&self, kind: crate::events::EventKind, text: String) {
         tracing::info!(pair = %self.id(), "{text}");
         if let Some(log) = self.sink.get() {
@@ -444,6 +451,11 @@ impl PairRt {
                 tracing::error!(error = %e, "cannot record an event");
             }
         }
+        self.remember(text);
+    }
+
+    /// Keeps `text` among the recent events `pair show` lists.
+    fn remember(&self, text: String) {
         let mut e = lock(&self.events);
         e.push_back(text);
         while e.len() > EVENTS_KEPT_MAX {
@@ -1783,7 +1795,8 @@ impl Metro {
         self.persist(&rec)?;
         let rt = Arc::new(PairRt::new(rec.clone(), &self.config.name, self.array.now(), self.sink.clone()));
         lock(&rt.engine).on(Event::LinkUp);
-        rt.event(format!("pair created: fs '{}' from {} to {}; initial full sync", rec.fs_name, rec.primary, rec.secondary));
+        // The operator's action itself is in the durable event log by the API that ran it.
+        rt.note(format!("pair created: fs '{}' from {} to {}; initial full sync", rec.fs_name, rec.primary, rec.secondary));
         self.pairs.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(info.id, rt.clone());
         crate::resync::start(self.clone(), rt.clone());
         Ok(self.view(&rt))
@@ -1798,7 +1811,7 @@ impl Metro {
         let p = self.pair_or_err(id)?;
         lock(&p.engine).check(&Event::Pause)?;
         self.on_event(&p, Event::Pause);
-        p.event("paused by the operator".into());
+        p.note("paused by the operator".into());
         Ok(self.view(&p))
     }
 
@@ -1806,7 +1819,7 @@ impl Metro {
     pub fn resume(self: &Arc<Self>, id: PairId) -> Result<PairView, MetroError> {
         let p = self.pair_or_err(id)?;
         lock(&p.engine).check(&Event::Resume)?;
-        p.event("resumed by the operator".into());
+        p.note("resumed by the operator".into());
         self.on_event(&p, Event::Resume);
         Ok(self.view(&p))
     }
