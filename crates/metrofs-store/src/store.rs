@@ -293,7 +293,8 @@ impl Store {
                         )))
                     }
                 }
-                clean = meta.get("clean").map_err(store_db_err)?.map(|v| v.value()) == Some(1);
+                // A store made just now has nothing to recover.
+                clean = version.is_none() || meta.get("clean").map_err(store_db_err)?.map(|v| v.value()) == Some(1);
                 durable_lsn = meta
                     .get(JOURNAL_LSN)
                     .map_err(store_db_err)?
