@@ -499,6 +499,9 @@ async fn queued_small_requests_share_writes() {
     assert!(used <= 8, "64 queued 4 KiB requests took {used} writes");
 }
 
+/// A started call's number and the task awaiting its reply.
+type PendingReply = (u64, tokio::task::JoinHandle<Result<(Bytes, Bytes), LinkError>>);
+
 /// Records the order requests reach the handler in (their header is a number).
 #[derive(Default)]
 struct Arrivals(std::sync::Mutex<Vec<u64>>);
@@ -525,7 +528,7 @@ async fn started_calls_are_all_delivered_and_give_their_slots_back() {
         drop(a.start_call(header(n), Bytes::new()).await.expect("queued"));
     }
     // Then 200 more, at most 8 pending, replies awaited oldest-first from spawned tasks.
-    let mut window: std::collections::VecDeque<(u64, tokio::task::JoinHandle<Result<(Bytes, Bytes), LinkError>>)> = std::collections::VecDeque::new();
+    let mut window: std::collections::VecDeque<PendingReply> = std::collections::VecDeque::new();
     for n in 8..208u64 {
         if window.len() == 8 {
             let (m, t) = window.pop_front().expect("pending");
