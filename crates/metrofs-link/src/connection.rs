@@ -195,18 +195,6 @@ impl Shared {
     }
 }
 
-/// Removes a call's map entry however the call ends (reply, timeout, cancellation).
-struct PendingGuard<'a> {
-    shared: &'a Shared,
-    id: u64,
-}
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        self.shared.pending().remove(&self.id);
-    }
-}
-
 /// The user-facing side; the last one dropped closes the link.
 struct Handle {
     shared: Arc<Shared>,
@@ -244,20 +232,7 @@ impl Link {
     /// during the call), `CallTimeout` (no reply within `call_timeout_ms`, waiting for an
     /// in-flight slot included) or `Remote` (the peer could not run its handler).
     pub async fn call(&self, header: Bytes, body: Bytes) -> Result<(Bytes, Bytes), LinkError> {
-        let shared = &*self.handle.shared;
-        check_sizes(&header, &body)?;
-        match tokio::time::timeout(
-            shared.config.call_timeout(),
-            call_inner(shared, header, body),
-        )
-        .await
-        {
-            Ok(reply) => reply,
-            Err(_) => Err(LinkError::CallTimeout {
-                peer: shared.peer.name.clone(),
-                ms: shared.config.call_timeout_ms,
-            }),
-        }
+        self.start_call(header, body).await?.reply().await
     }
 
     /// Queues a call on the link and returns once its request is in the link's send queue,
@@ -314,26 +289,25 @@ impl Link {
 }
 
 fn check_sizes(header: &Bytes, body: &Bytes) -> Result<(), LinkError> {
-    {
-        if header.len() > HEADER_MAX_BYTES {
-            return Err(LinkError::TooLarge {
-                what: "request header",
-                len: header.len(),
-                max: HEADER_MAX_BYTES,
-            });
-        }
-        if body.len() > BODY_MAX_BYTES {
-            return Err(LinkError::TooLarge {
-                what: "request body",
-                len: body.len(),
-                max: BODY_MAX_BYTES,
-            });
-        }
-        Ok(())
+    if header.len() > HEADER_MAX_BYTES {
+        return Err(LinkError::TooLarge {
+            what: "request header",
+            len: header.len(),
+            max: HEADER_MAX_BYTES,
+        });
     }
+    if body.len() > BODY_MAX_BYTES {
+        return Err(LinkError::TooLarge {
+            what: "request body",
+            len: body.len(),
+            max: BODY_MAX_BYTES,
+        });
+    }
+    Ok(())
 }
 
-/// A call queued by [`Link::start_call`]; dropping it abandons the reply.
+/// A call queued by [`Link::start_call`]; dropping it (reply, timeout, cancellation)
+/// removes its map entry and gives its in-flight slot back.
 pub struct PendingCall {
     handle: Arc<Handle>,
     id: u64,
@@ -371,7 +345,6 @@ impl Drop for PendingCall {
 }
 
 impl Link {
-
     /// [`Link::call`] with a typed header (postcard), the body passed through raw.
     pub async fn call_typed<Req, Resp>(
         &self,
@@ -428,32 +401,6 @@ impl Link {
             .shared
             .close(DownReason::Closed(reason.to_owned()), reason);
     }
-}
-
-async fn call_inner(shared: &Shared, header: Bytes, body: Bytes) -> Reply {
-    let _permit = shared
-        .calls
-        .acquire()
-        .await
-        .map_err(|_| shared.down_error())?;
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let (tx, rx) = oneshot::channel();
-    {
-        let mut pending = shared.pending();
-        if shared.down.borrow().is_some() {
-            return Err(shared.down_error());
-        }
-        pending.insert(id, tx);
-    }
-    let _guard = PendingGuard { shared, id };
-    let frame = Frame::new(Kind::Request, id, header, body)
-        .unwrap_or_else(|_| unreachable!("sizes were checked by `call`"));
-    shared
-        .out
-        .send(frame)
-        .await
-        .map_err(|_| shared.down_error())?;
-    rx.await.map_err(|_| shared.down_error())?
 }
 
 /// Encodes a typed header (postcard).

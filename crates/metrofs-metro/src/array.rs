@@ -169,6 +169,13 @@ impl Array {
         )
     }
 
+    /// Whether applying `body` waits for the disk (COMMIT, FILE_SYNC and DATA_SYNC writes);
+    /// everything else reaches the page cache and redb's cache only.
+    #[must_use]
+    pub fn waits_for_disk(body: &OpBody) -> bool {
+        matches!(body, OpBody::Commit { .. } | OpBody::Write { stable: Stability::FileSync | Stability::DataSync, .. })
+    }
+
     /// The time for the next op: the clock, but never at or before the previous op's time.
     pub(crate) fn now(&self) -> Time {
         let wall = self.clock.now().as_nanos();
@@ -197,11 +204,7 @@ impl Array {
     /// Applies an op on a blocking thread when it waits for the disk, inline otherwise (an
     /// UNSTABLE write or a namespace change only reaches the page cache and redb's cache).
     pub async fn apply(&self, op: FsOp) -> Result<OpReply, FsError> {
-        let waits_for_disk = matches!(
-            op.body,
-            OpBody::Commit { .. } | OpBody::Write { stable: Stability::FileSync | Stability::DataSync, .. }
-        );
-        if waits_for_disk {
+        if Self::waits_for_disk(&op.body) {
             let store = self.store.clone();
             tokio::task::spawn_blocking(move || store.apply(&op))
                 .await

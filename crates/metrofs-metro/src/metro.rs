@@ -754,8 +754,7 @@ impl Metro {
             metrofs_core::metrics::get().error("log");
             FsError::Io(format!("LOG append failed: {e}"))
         })?;
-        let waits_for_disk = matches!(op.body, OpBody::Commit { .. } | OpBody::Write { stable: Stability::FileSync | Stability::DataSync, .. });
-        let result = self.dual_apply(pair, fs, op, key, &touched, waits_for_disk, order).await;
+        let result = self.dual_apply(pair, op, key, &touched, order).await;
         // Both sides have it in order: the next change may go.
         drop(_ranges);
         drop(_in_flight);
@@ -769,18 +768,15 @@ impl Metro {
 
     /// Steps 3–7 of [`Metro::dual_change`]. `order` is the namespace order lock of a namespace
     /// op: released as soon as the local apply is done and the op is queued on the link.
-    #[allow(clippy::too_many_arguments)]
     async fn dual_apply(
         self: &Arc<Self>,
         pair: &Arc<PairRt>,
-        fs: FsId,
         op: FsOp,
         key: Option<ReplyKey>,
         touched: &[Ino],
-        waits_for_disk: bool,
         order: Option<tokio::sync::MutexGuard<'_, ()>>,
     ) -> Result<OpReply, FsError> {
-        if waits_for_disk {
+        if Array::waits_for_disk(&op.body) {
             // Durability order: the LOG record naming this change must be on disk before the
             // change itself can be (it is flushed here, before the local fsync below).
             // A group commit on a blocking thread: the runtime goes on meanwhile.
@@ -852,7 +848,7 @@ impl Metro {
             // Every inode the change touched (a renamed or unlinked file's ctime and nlink).
             keys.extend(touched.iter().map(|i| DclKey::Inode(*i)));
             // Durability order: the DCL must name this change before the host hears of it.
-            if let Err(e) = self.dcl.mark(fs, keys).await {
+            if let Err(e) = self.dcl.mark(op.fs, keys).await {
                 metrofs_core::metrics::get().error("dcl");
                 return Err(FsError::Io(format!("DCL record failed: {e}")));
             }

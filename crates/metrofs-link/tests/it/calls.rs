@@ -500,7 +500,10 @@ async fn queued_small_requests_share_writes() {
 }
 
 /// A started call's number and the task awaiting its reply.
-type PendingReply = (u64, tokio::task::JoinHandle<Result<(Bytes, Bytes), LinkError>>);
+type PendingReply = (
+    u64,
+    tokio::task::JoinHandle<Result<(Bytes, Bytes), LinkError>>,
+);
 
 /// Records the order requests reach the handler in (their header is a number).
 #[derive(Default)]
@@ -520,7 +523,14 @@ impl Handler for Arrivals {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn started_calls_are_all_delivered_and_give_their_slots_back() {
     let arrivals = Arc::new(Arrivals::default());
-    let (a, b) = tcp_pair(&fast_config(), &site_a(), &site_b(), NoRequests, arrivals.clone()).await;
+    let (a, b) = tcp_pair(
+        &fast_config(),
+        &site_a(),
+        &site_b(),
+        NoRequests,
+        arrivals.clone(),
+    )
+    .await;
     let (a, _b) = (a.expect("a"), b.expect("b"));
     let header = |n: u64| Bytes::from(n.to_be_bytes().to_vec());
     // Eight abandoned calls: every slot of fast_config's max_in_flight.
@@ -536,8 +546,15 @@ async fn started_calls_are_all_delivered_and_give_their_slots_back() {
             assert_eq!(h, header(m), "reply of call {m}");
         }
         // Bodies of mixed sizes: a large one must not let a later small one overtake it.
-        let body = if n % 7 == 0 { body(n) } else { Bytes::from_static(b"x") };
-        let p = a.start_call(header(n), body).await.expect("queued (a slot leaked?)");
+        let body = if n % 7 == 0 {
+            body(n)
+        } else {
+            Bytes::from_static(b"x")
+        };
+        let p = a
+            .start_call(header(n), body)
+            .await
+            .expect("queued (a slot leaked?)");
         window.push_back((n, tokio::spawn(p.reply())));
     }
     for (m, t) in window {
@@ -546,7 +563,10 @@ async fn started_calls_are_all_delivered_and_give_their_slots_back() {
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while arrivals.0.lock().expect("arrivals").len() < 208 {
-        assert!(std::time::Instant::now() < deadline, "an abandoned call never arrived");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an abandoned call never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut got = arrivals.0.lock().expect("arrivals").clone();

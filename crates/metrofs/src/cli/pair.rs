@@ -483,7 +483,7 @@ fn verify_text(r: &VerifyView) -> String {
 mod tests {
     use super::*;
     use crate::api::model::{
-        ArbitrationInfo, DclView, QuorumServerView, SideData, SyncView, VerifyProgressView,
+        ArbitrationInfo, DclView, QuorumServerView, SideData, SyncView,
     };
 
     fn view() -> PairView {
@@ -528,16 +528,7 @@ mod tests {
                 eta_s: Some(2),
                 sent_bytes: 1 << 20,
             }),
-            verify: Some(VerifyProgressView {
-                status: "Busy".into(),
-                inodes_total: 40,
-                inodes_done: 12,
-                total_bytes: 3 << 20,
-                done_bytes: 1 << 20,
-                percent: 33.3,
-                bytes_per_s: 1 << 20,
-                eta_s: Some(2),
-            }),
+            verify: Some(crate::cli::progress::tests::busy()),
             alarms: vec!["replication link down".into()],
             events: vec!["pair state ToBeSynchronized -> Synchronizing".into()],
             state_since: 1_700_000_000,

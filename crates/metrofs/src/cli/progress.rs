@@ -289,10 +289,11 @@ fn show_verify(c: &ApiClient, id: &str, display: VerifyDisplay, state: &AtomicU8
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn busy() -> VerifyProgressView {
+    /// A verify a third of the way through (also the pair view tests' example).
+    pub(crate) fn busy() -> VerifyProgressView {
         VerifyProgressView {
             status: "Busy".into(),
             inodes_total: 40,

@@ -36,19 +36,7 @@ fn schemathesis_finds_no_server_error_and_no_schema_violation() {
     let p = PairProcs::start_with("");
     make_fs(&p.a, "p");
     make_fs(&p.a, "other");
-    let v: serde_json::Value = serde_json::from_str(&p.a.cli_ok(&[
-        "pair",
-        "create",
-        "p",
-        "--remote",
-        "site-b",
-        "--wait",
-        "--timeout",
-        "60",
-        "--json",
-    ]))
-    .expect("json");
-    let id = v["id"].as_str().expect("id");
+    let id: &str = &crate::pair_create_normal(&p.a, "p");
     let token = p.a.token().expect("token");
 
     let seed = std::env::var("SCHEMATHESIS_SEED").unwrap_or_else(|_| "1".into());

@@ -238,19 +238,7 @@ fn stroke_of(id: &str) -> String {
 fn dashboard_shows_the_pair_and_turns_red_when_the_peer_is_killed() {
     let mut p = PairProcs::start_with("");
     make_fs(&p.a, "dash");
-    let v: Value = serde_json::from_str(&p.a.cli_ok(&[
-        "pair",
-        "create",
-        "dash",
-        "--remote",
-        "site-b",
-        "--wait",
-        "--timeout",
-        "60",
-        "--json",
-    ]))
-    .expect("json");
-    let id = v["id"].as_str().expect("id").to_owned();
+    let id = crate::pair_create_normal(&p.a, "dash");
 
     let mut b = Browser::start();
     b.call(

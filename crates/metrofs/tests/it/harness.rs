@@ -271,25 +271,7 @@ pub fn http(
     path: &str,
     body: Option<&str>,
 ) -> Option<(u16, String)> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_millis(10_000)))
-        .build()
-        .into();
-    let url = format!("http://{addr}{path}");
-    let req = ureq::http::Request::builder().method(method).uri(&url);
-    let resp = match body {
-        Some(b) => agent.run(
-            req.header("content-type", "application/json")
-                .body(b.to_owned())
-                .ok()?,
-        ),
-        None => agent.run(req.body(()).ok()?),
-    };
-    let mut resp = resp.ok()?;
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
-    Some((status, text))
+    http_with(method, addr, path, body, None)
 }
 
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {

@@ -37,19 +37,7 @@ fn a_workload_fills_the_dual_write_histograms_and_the_gauges_follow_the_pair() {
     let p = PairProcs::start_with("");
     let tmp = tempfile::tempdir().expect("tmp");
     make_fs(&p.a, "m");
-    let v: serde_json::Value = serde_json::from_str(&p.a.cli_ok(&[
-        "pair",
-        "create",
-        "m",
-        "--remote",
-        "site-b",
-        "--wait",
-        "--timeout",
-        "60",
-        "--json",
-    ]))
-    .expect("json");
-    let id = v["id"].as_str().expect("id").to_owned();
+    let id = crate::pair_create_normal(&p.a, "m");
 
     // A workload: a few files written through NFS while the pair is Normal.
     for n in 0..4u64 {
