@@ -5,14 +5,20 @@
 //!   `Request` with a fresh id and waits for the `Response` (or `Fail`) with the same id. Many
 //!   calls are in flight at once, at most `max_in_flight`; more wait for a slot. A call fails
 //!   with `CallTimeout` after `call_timeout_ms` (the peer may still have executed it).
-//! - Each incoming `Request` runs the [`Handler`] in its own task, at most
-//!   `max_incoming_in_flight` at once; one more is answered with `Fail` ("busy") at once rather
+//! - Each incoming `Request` runs the [`Handler`], at most `max_incoming_in_flight` at once; one more is answered with `Fail` ("busy") at once rather
 //!   than stalling the reader (which would stall heartbeats too). A handler that panics is
 //!   answered with `Fail`.
-//! - One writer task per connection owns the write half. It takes every frame queued at the
-//!   moment and writes them with vectored writes: small frames are copied into one buffer,
-//!   bodies over `COPY_BODY_MAX_BYTES` are written from their own buffer (never copied). So
-//!   several queued 4 KiB ops cost one syscall, and a 1 MiB body costs no copy.
+//! - Requests with a small body are first run by the reader itself, up to their first wait
+//!   (most answer without one: a handler that only touches memory); a request that waits, or
+//!   one with a large body, goes on in its own task. So a small call costs no task hop on the
+//!   peer.
+//! - A frame is written by whoever sends it when the socket is idle (nothing queued, no write
+//!   in progress): one non-blocking vectored write, no task hop between a call and the wire.
+//!   What does not fit at once, and every frame that finds others waiting, goes to the writer
+//!   task, which takes everything queued at that moment and writes it with vectored writes:
+//!   small frames are copied into one buffer, bodies over `COPY_BODY_MAX_BYTES` are written
+//!   from their own buffer (never copied). So several queued 4 KiB ops cost one syscall, a
+//!   1 MiB body costs no copy, and frames leave in the order they were sent.
 //! - Each end sends a `Heartbeat` every `heartbeat_interval_ms`; the peer echoes it in a
 //!   `HeartbeatAck`, which gives [`Link::rtt`]. Any bytes from the peer prove it alive (so a
 //!   large frame arriving slowly counts); after `heartbeat_timeout_ms` without any, the link is
@@ -30,14 +36,14 @@ use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{oneshot, watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use crate::auth::{self, Identity, Me, Peer, Side, NONCE_BYTES};
@@ -54,8 +60,10 @@ const BATCH_MAX_BYTES: usize = 4 * 1024 * 1024;
 const BATCH_MAX_SEGMENTS: usize = 64;
 /// How long a closing link keeps trying to deliver its last frames.
 const CLOSE_LINGER: Duration = Duration::from_millis(500);
-/// Frames queued for the writer beyond the in-flight bounds (heartbeats, acks, fails, close).
-const OUT_QUEUE_SPARE: usize = 64;
+/// Requests with a body up to this size are first run by the reader (see the module doc);
+/// larger ones (a replicated 1 MiB write, resync data) start in their own task, so the
+/// reader goes on reading while they are applied.
+const INLINE_BODY_MAX_BYTES: usize = 64 * 1024;
 /// Initial size of the read buffer.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -105,7 +113,7 @@ struct Shared {
     config: LinkConfig,
     pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
     next_id: AtomicU64,
-    out: mpsc::Sender<Frame>,
+    out: Outbox,
     /// One permit per outgoing call in flight.
     calls: Semaphore,
     down: watch::Sender<Option<DownReason>>,
@@ -174,13 +182,27 @@ impl Shared {
         }
     }
 
-    /// Queues a `Close` (if there is room) and takes the link down; the writer sends the
-    /// `Close` before it ends.
+    /// Queues a `Close` and takes the link down; the writer sends the `Close` before it ends.
     fn close(&self, reason: DownReason, text: &str) {
         if self.down.borrow().is_none() {
-            let _ = self.out.try_send(Frame::text(Kind::Close, 0, text));
+            self.send(Frame::text(Kind::Close, 0, text));
         }
         self.shutdown(reason);
+    }
+
+    /// Sends a frame (see [`Outbox::send`]); `false` when the link is down or closing and the
+    /// frame was dropped. A write error takes the link down.
+    fn send(&self, f: Frame) -> bool {
+        if f.kind() != Kind::Close && self.down.borrow().is_some() {
+            return false;
+        }
+        match self.out.send(f) {
+            Ok(sent) => sent,
+            Err(e) => {
+                self.shutdown(DownReason::Io(e.to_string()));
+                false
+            }
+        }
     }
 
     fn complete(&self, id: u64, reply: Reply) {
@@ -271,10 +293,9 @@ impl Link {
         }
         let frame = Frame::new(Kind::Request, id, header, body)
             .unwrap_or_else(|_| unreachable!("sizes were checked above"));
-        tokio::time::timeout_at(deadline, shared.out.send(frame))
-            .await
-            .map_err(|_| timeout())?
-            .map_err(|_| shared.down_error())?;
+        if !shared.send(frame) {
+            return Err(shared.down_error());
+        }
         Ok(call)
     }
 
@@ -541,8 +562,7 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
-    let (out, out_rx) =
-        mpsc::channel(config.max_in_flight + config.max_incoming_in_flight + OUT_QUEUE_SPARE);
+    let out = Outbox::new(Box::new(w));
     let incoming = Arc::new(Semaphore::new(config.max_incoming_in_flight));
     let shared = Arc::new(Shared {
         peer,
@@ -556,7 +576,7 @@ where
         last_rx_ms: AtomicU64::new(0),
         rtt_us: AtomicU64::new(u64::MAX),
     });
-    tokio::spawn(writer_task(w, out_rx, shared.clone()));
+    tokio::spawn(writer_task(shared.clone()));
     tokio::spawn(reader_task(
         r,
         buf,
@@ -621,7 +641,7 @@ async fn reader_task<R, H>(
 }
 
 fn dispatch<H: Handler>(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     handler: &Arc<H>,
     incoming: &Arc<Semaphore>,
     f: Frame,
@@ -630,7 +650,7 @@ fn dispatch<H: Handler>(
     match f.kind() {
         Kind::Request => {
             if !handler.accepts_requests() {
-                let _ = shared.out.try_send(Frame::text(
+                shared.send(Frame::text(
                     Kind::Fail,
                     id,
                     "this end of the link accepts no requests",
@@ -642,18 +662,17 @@ fn dispatch<H: Handler>(
                     "busy: {} requests already in progress (max_incoming_in_flight)",
                     shared.config.max_incoming_in_flight
                 );
-                let _ = shared.out.try_send(Frame::text(Kind::Fail, id, &text));
+                shared.send(Frame::text(Kind::Fail, id, &text));
                 return Ok(());
             };
             let (header, body) = f.into_parts();
-            tokio::spawn(serve(
-                handler.clone(),
-                shared.out.clone(),
-                id,
-                header,
-                body,
-                permit,
-            ));
+            let inline = body.len() <= INLINE_BODY_MAX_BYTES;
+            let mut serving = Box::pin(serve(handler.clone(), shared.clone(), id, header, body, permit));
+            // Up to its first wait here (a noop waker: if it waits, its own task polls it
+            // again at once and registers a real one).
+            if !inline || serving.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending() {
+                tokio::spawn(serving);
+            }
         }
         Kind::Response => shared.complete(id, Ok(f.into_parts())),
         Kind::Fail => shared.complete(
@@ -665,7 +684,7 @@ fn dispatch<H: Handler>(
         ),
         Kind::Heartbeat => {
             let (header, _) = f.into_parts();
-            let _ = shared.out.try_send(
+            shared.send(
                 Frame::new(Kind::HeartbeatAck, id, header, Bytes::new())
                     .map_err(|e| DownReason::Protocol(format!("heartbeat too large: {e}")))?,
             );
@@ -698,10 +717,10 @@ fn dispatch<H: Handler>(
     Ok(())
 }
 
-/// Runs one request through the handler and queues the reply.
+/// Runs one request through the handler and sends the reply.
 async fn serve<H: Handler>(
     handler: Arc<H>,
-    out: mpsc::Sender<Frame>,
+    shared: Arc<Shared>,
     id: u64,
     header: Bytes,
     body: Bytes,
@@ -723,7 +742,7 @@ async fn serve<H: Handler>(
         }
     };
     // Fails only when the link is down: then nobody waits for the reply.
-    let _ = out.send(frame).await;
+    shared.send(frame);
     drop(permit);
 }
 
@@ -778,7 +797,125 @@ impl Batch {
     }
 }
 
-async fn write_segments<W: AsyncWrite + Unpin>(
+/// The write half, boxed so that [`Shared`] does not depend on the transport.
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// The write half and the frames waiting for it, shared by every sender and the writer task.
+struct Outbox {
+    state: Mutex<OutState>,
+    /// Tells the writer task there is something to write.
+    wake: Notify,
+}
+
+struct OutState {
+    /// `None` while the writer task writes (it holds the half then) and once it ended.
+    w: Option<WriteHalf>,
+    /// What a sender could not write at once of its frame; written before anything queued.
+    partial: VecDeque<Bytes>,
+    queue: VecDeque<Frame>,
+    /// A sender's flush did not complete: the writer task finishes it.
+    flush: bool,
+    /// A `Close` was sent or the writer ended: nothing more is accepted.
+    closed: bool,
+    /// A sender's encoding buffer (head, header and a small body), reused.
+    scratch: BytesMut,
+}
+
+impl Outbox {
+    fn new(w: WriteHalf) -> Outbox {
+        Outbox {
+            state: Mutex::new(OutState {
+                w: Some(w),
+                partial: VecDeque::new(),
+                queue: VecDeque::new(),
+                flush: false,
+                closed: false,
+                scratch: BytesMut::with_capacity(4 * 1024),
+            }),
+            wake: Notify::new(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, OutState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends `f`: writes it now when the socket is idle (one non-blocking attempt; the writer
+    /// task finishes what does not fit), queues it for the writer task otherwise. `Ok(false)`:
+    /// the outbox is closed and `f` was dropped. `Err`: the write failed (the link is broken).
+    fn send(&self, f: Frame) -> std::io::Result<bool> {
+        let mut st = self.state();
+        if st.closed {
+            return Ok(false);
+        }
+        let idle = st.queue.is_empty() && st.partial.is_empty() && !st.flush;
+        if f.kind() == Kind::Close || !idle || st.w.is_none() {
+            // A `Close` always goes through the writer: it ends the connection.
+            st.closed |= f.kind() == Kind::Close;
+            st.queue.push_back(f);
+            drop(st);
+            self.wake.notify_one();
+            return Ok(true);
+        }
+        let OutState { w: Some(w), scratch, partial, flush, .. } = &mut *st else {
+            unreachable!("checked above")
+        };
+        f.encode_head_and_header(scratch);
+        let copy_body = f.body().len() <= COPY_BODY_MAX_BYTES;
+        if copy_body {
+            scratch.extend_from_slice(f.body());
+        }
+        let mut segs = VecDeque::with_capacity(2);
+        segs.push_back(scratch.split().freeze());
+        if !copy_body {
+            segs.push_back(f.body().clone());
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let written = {
+            let iov: Vec<IoSlice<'_>> = segs.iter().map(|b| IoSlice::new(b)).collect();
+            match Pin::new(&mut *w).poll_write_vectored(&mut cx, &iov) {
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => 0,
+            }
+        };
+        advance(&mut segs, written);
+        let handoff = if segs.is_empty() {
+            match Pin::new(&mut *w).poll_flush(&mut cx) {
+                Poll::Ready(Ok(())) => false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {
+                    *flush = true;
+                    true
+                }
+            }
+        } else {
+            *partial = segs;
+            true
+        };
+        drop(st);
+        if handoff {
+            self.wake.notify_one();
+        }
+        Ok(true)
+    }
+}
+
+/// Drops the first `n` bytes of `segs`.
+fn advance(segs: &mut VecDeque<Bytes>, mut n: usize) {
+    while n > 0 {
+        let Some(front) = segs.front_mut() else { break };
+        if front.len() <= n {
+            n -= front.len();
+            segs.pop_front();
+        } else {
+            front.advance(n);
+            n = 0;
+        }
+    }
+}
+
+async fn write_segments<W: AsyncWrite + Unpin + ?Sized>(
     w: &mut W,
     segs: &mut VecDeque<Bytes>,
 ) -> std::io::Result<()> {
@@ -790,26 +927,15 @@ async fn write_segments<W: AsyncWrite + Unpin>(
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
-        let mut left = n;
-        while left > 0 {
-            let Some(front) = segs.front_mut() else { break };
-            if front.len() <= left {
-                left -= front.len();
-                segs.pop_front();
-            } else {
-                front.advance(left);
-                left = 0;
-            }
-        }
+        advance(segs, n);
     }
     w.flush().await
 }
 
-async fn writer_task<W: AsyncWrite + Unpin>(
-    mut w: W,
-    mut rx: mpsc::Receiver<Frame>,
-    shared: Arc<Shared>,
-) {
+/// Writes what the senders left to it (see [`Outbox`]); ends after a `Close`, or when the
+/// link is down and nothing is left, shutting the write half down unless the connection
+/// broke.
+async fn writer_task(shared: Arc<Shared>) {
     let mut down = shared.down.subscribe();
     let mut batch = Batch {
         segs: VecDeque::new(),
@@ -818,40 +944,64 @@ async fn writer_task<W: AsyncWrite + Unpin>(
         has_close: false,
     };
     loop {
-        let first = tokio::select! {
-            biased;
-            f = rx.recv() => f,
-            _ = wait_down(&mut down) => None,
-        };
-        let Some(first) = first else { break };
-        batch.push(&first);
-        // Everything queued now goes in the same write.
-        while !batch.full() {
-            match rx.try_recv() {
-                Ok(f) => batch.push(&f),
-                Err(_) => break,
+        let taken = {
+            let mut st = shared.out.state();
+            let work = !st.partial.is_empty() || !st.queue.is_empty() || st.flush;
+            match st.w.take() {
+                Some(w) if work => {
+                    // Everything queued now goes in the same write (a sender's partial frame
+                    // first).
+                    batch.segs.extend(st.partial.drain(..));
+                    st.flush = false;
+                    while !batch.full() {
+                        let Some(f) = st.queue.pop_front() else { break };
+                        batch.push(&f);
+                    }
+                    Some(w)
+                }
+                w => {
+                    st.w = w;
+                    None
+                }
             }
-        }
+        };
+        let Some(mut w) = taken else {
+            if shared.down_reason().is_some() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                () = shared.out.wake.notified() => {}
+                _ = wait_down(&mut down) => {}
+            }
+            continue;
+        };
         batch.seal();
         let res = {
-            let write = write_segments(&mut w, &mut batch.segs);
+            let write = write_segments(&mut *w, &mut batch.segs);
             tokio::pin!(write);
             tokio::select! {
                 res = &mut write => res,
                 reason = wait_down(&mut down) => {
                     if reason.is_none_or(|d| d.is_fatal()) {
                         // Dropped mid-frame: nothing more may be written.
+                        shared.out.state().closed = true;
                         return;
                     }
                     // Orderly close: finish this write if the peer takes it soon.
                     match tokio::time::timeout(CLOSE_LINGER, write).await {
                         Ok(res) => res,
-                        Err(_) => return,
+                        Err(_) => {
+                            shared.out.state().closed = true;
+                            return;
+                        }
                     }
                 }
             }
         };
+        shared.out.state().w = Some(w);
         if let Err(e) = res {
+            shared.out.state().closed = true;
             return shared.shutdown(DownReason::Io(e.to_string()));
         }
         batch.bytes = 0;
@@ -859,8 +1009,17 @@ async fn writer_task<W: AsyncWrite + Unpin>(
             break;
         }
     }
-    if !shared.down_reason().is_some_and(|d| d.is_fatal()) {
-        let _ = tokio::time::timeout(CLOSE_LINGER, w.shutdown()).await;
+    let w = {
+        let mut st = shared.out.state();
+        st.closed = true;
+        st.queue.clear();
+        st.partial.clear();
+        st.w.take()
+    };
+    if let Some(mut w) = w {
+        if !shared.down_reason().is_some_and(|d| d.is_fatal()) {
+            let _ = tokio::time::timeout(CLOSE_LINGER, w.shutdown()).await;
+        }
     }
 }
 
@@ -922,8 +1081,7 @@ async fn heartbeat_task(shared: Arc<Shared>) {
                     Bytes::new(),
                 )
                 .unwrap_or_else(|_| unreachable!("8 bytes"));
-                // A full queue means frames are flowing anyway; the peer sees those.
-                let _ = shared.out.try_send(hb);
+                shared.send(hb);
             }
         }
     }

@@ -400,10 +400,32 @@ async fn typed_calls_round_trip() {
     assert!(matches!(e, LinkError::Decode(_)), "{e:?}");
 }
 
-/// A stream that counts the writes that reach it.
+/// A stream that counts the writes that reach it, and whose writes wait while its gate is
+/// shut (a socket whose send buffer is full).
 struct CountingStream<S> {
     inner: S,
     writes: Arc<AtomicUsize>,
+    gate: Arc<WriteGate>,
+}
+
+/// Open unless shut; opening wakes the writer that found it shut.
+#[derive(Default)]
+struct WriteGate {
+    shut: std::sync::atomic::AtomicBool,
+    waiting: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl WriteGate {
+    fn shut(&self) {
+        self.shut.store(true, Ordering::SeqCst);
+    }
+
+    fn open(&self) {
+        self.shut.store(false, Ordering::SeqCst);
+        if let Some(w) = self.waiting.lock().expect("gate lock").take() {
+            w.wake();
+        }
+    }
 }
 
 impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountingStream<S> {
@@ -422,6 +444,10 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingStream<
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.gate.shut.load(Ordering::SeqCst) {
+            *self.gate.waiting.lock().expect("gate lock") = Some(cx.waker().clone());
+            return std::task::Poll::Pending;
+        }
         let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, std::task::Poll::Ready(Ok(_))) {
             self.writes.fetch_add(1, Ordering::SeqCst);
@@ -444,13 +470,17 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingStream<
     }
 }
 
+/// A call on an idle link is written by its caller at once; calls that find the socket busy
+/// are queued and leave together.
 #[tokio::test]
 async fn queued_small_requests_share_writes() {
     let writes = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(WriteGate::default());
     let (sa, sb) = tokio::io::duplex(4 * MIB);
     let sa = CountingStream {
         inner: sa,
         writes: writes.clone(),
+        gate: gate.clone(),
     };
     let config = LinkConfig {
         max_in_flight: 64,
@@ -476,8 +506,19 @@ async fn queued_small_requests_share_writes() {
         ),
     );
     let (a, _b) = (a.expect("a"), b.expect("b"));
-    let before = writes.load(Ordering::SeqCst);
     let block = Bytes::from(vec![4u8; 4096]);
+    // Idle: one call, one write, made before the call even waits for its reply.
+    let before = writes.load(Ordering::SeqCst);
+    let started = a
+        .start_call(Bytes::from_static(b"idle"), block.clone())
+        .await
+        .expect("start");
+    assert_eq!(writes.load(Ordering::SeqCst) - before, 1, "the caller writes its own frame");
+    let (h, _) = started.reply().await.expect("reply");
+    assert_eq!(&h[..], b"re:idle");
+    // Busy: the socket takes nothing while 64 calls are sent.
+    gate.shut();
+    let before = writes.load(Ordering::SeqCst);
     let tasks: Vec<_> = (0..64u32)
         .map(|i| {
             let (a, block) = (a.clone(), block.clone());
@@ -491,6 +532,16 @@ async fn queued_small_requests_share_writes() {
             })
         })
         .collect();
+    // Every call is sent (queued) before the gate opens.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while a.in_flight() < 64 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("64 calls in flight");
+    assert_eq!(writes.load(Ordering::SeqCst), before, "nothing passed the shut gate");
+    gate.open();
     for t in tasks {
         t.await.expect("join");
     }
