@@ -64,6 +64,8 @@ pub struct Array {
     namespace: Mutex<HashMap<FsId, Arc<NamespaceLock>>>,
     /// Results of keyed changes applied here, for retransmissions (module doc).
     replies: ReplyBook,
+    /// Export rule changes of paired file systems, one at a time ([`Array::export_order`]).
+    export_order: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Array {
@@ -86,6 +88,7 @@ impl Array {
             last_time_ns: AtomicU64::new(0),
             namespace: Mutex::new(HashMap::new()),
             replies: ReplyBook::default(),
+            export_order: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -135,9 +138,27 @@ impl Array {
 
     pub fn set_export(&self, name: &str, rules: ExportRules) -> Result<FsInfo, ArrayError> {
         let info = self.fs(name).ok_or_else(|| ArrayError::NotFound(name.to_owned()))?;
-        let info = self.store.set_export(info.id, rules)?;
-        tracing::info!(fs = %name, rules = ?info.rules, "export rules changed");
-        Ok(info)
+        self.set_export_of(info.id, rules).map(|(info, _)| info)
+    }
+
+    /// [`Array::set_export`] by id, and whether the rules changed: the same rules again write
+    /// nothing (the serving side of a pair sends its rules to the twin at every new link).
+    pub fn set_export_of(&self, fs: FsId, rules: ExportRules) -> Result<(FsInfo, bool), ArrayError> {
+        let info = self.store.fs_by_id(fs).ok_or_else(|| ArrayError::NotFound(format!("{:016x}", fs.0)))?;
+        if info.rules == rules {
+            return Ok((info, false));
+        }
+        let info = self.store.set_export(fs, rules)?;
+        tracing::info!(fs = %info.name, rules = ?info.rules, "export rules changed");
+        Ok((info, true))
+    }
+
+    /// Held by the serving side of a pair from its own change of export rules until its twin
+    /// answered (`Metro::set_export`), and while it sends its rules to a twin that is back:
+    /// two changes asked at once (one on each array) reach both arrays in the same order.
+    #[must_use]
+    pub fn export_order(&self) -> &tokio::sync::Mutex<()> {
+        &self.export_order
     }
 
     /// Makes everything applied so far durable.

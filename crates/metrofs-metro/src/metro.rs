@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use metrofs_core::{
-    Attr, Backend, Caller, Epoch, ExportInfo, FsError, FsId, FsOp, FsStat, Ino, OpBody, OpReply, ReadDirPage, ReadReply,
+    Attr, Backend, Caller, Epoch, ExportInfo, ExportRules, FsError, FsId, FsOp, FsStat, Ino, OpBody, OpReply, ReadDirPage, ReadReply,
     ReplyKey, Seq, Stability, SyncOp, Time,
 };
 use metrofs_link::{Identity, Link, LinkConfig};
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::arbiter::{ArbitrationConfig, Claim, Mode, ModeStep, Plan, QuorumServerView, Recovery, Situation};
 use crate::array::Array;
+use crate::error::ArrayError;
 use crate::dcl::{Dcl, DclKey, DCL_CHUNK_BYTES};
 use crate::engine::{Command, DataStatus, Engine, Event, PairState, Refused, Role};
 use crate::locks::{RangeGuard, RangeLocks, WHOLE};
@@ -102,6 +103,18 @@ pub enum MetroError {
     /// An operator action that cannot run now, with what to do.
     #[error("{0}")]
     NotNow(String),
+    /// Export rules of a paired fs asked on an array that may not change them now (the
+    /// secondary while the link is down, a side that does not serve the pair now): the
+    /// message names the array to ask. Nothing was changed.
+    #[error("{0}")]
+    ExportElsewhere(String),
+    /// Export rules set on the serving side of a pair but not on its twin, which gets them
+    /// when the link is next established (see [`Metro::set_export`]).
+    #[error("export rules of '{fs}' are set on {serving}, which serves pair {pair}, but {twin} did not take them: {why}; {twin} gets them from {serving} when their link is next established, or set them again to copy them now")]
+    ExportNotCopied { fs: String, pair: PairId, serving: String, twin: String, why: String },
+    /// A catalog error of this array (an fs that does not exist, a store failure).
+    #[error(transparent)]
+    Array(#[from] ArrayError),
 }
 
 fn storage<E: std::fmt::Display>(e: E) -> MetroError {
@@ -1207,6 +1220,7 @@ impl Metro {
                 self.write_kept_aside(&p, &path, mode, body).await.map_err(|e| format!("cannot keep {} aside: {e}", path.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("/")))?;
                 Ok(Response::Done)
             }
+            Request::SetExport { pair, epoch, serving, rules } => self.export_from_peer(pair, epoch, &serving, rules).await,
         }
     }
 
@@ -1646,9 +1660,11 @@ impl Metro {
         log_to_dcl(keys, |f| f == fs).remove(&fs).unwrap_or_default()
     }
 
-    /// After a Hello: hand the serving side what only this side changed, send files kept
-    /// aside, and keep the arbitration mode agreed while the link lasts.
+    /// After a Hello: send the twins of the pairs this side serves its export rules, hand
+    /// the serving side what only this side changed, send files kept aside, and keep the
+    /// arbitration mode agreed while the link lasts.
     async fn after_hello(self: Arc<Self>, link: Link) {
+        self.push_exports(&link).await;
         for p in self.pair_list() {
             if p.role() != Role::Secondary {
                 continue;
@@ -2196,6 +2212,157 @@ impl Metro {
             None => Ok(None),
             Some(p) if p.role() == Role::Primary && p.phase() != Phase::Stopped => Ok(Some(p)),
             Some(p) => Err(self.not_serving(&p)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- export rules
+
+/// Export rules of paired file systems: the same on both arrays, the serving side's winning.
+impl Metro {
+    /// `PUT /api/fs/NAME/export`: sets the export rules of a file system.
+    ///
+    /// 1. Not paired: this array only.
+    /// 2. Paired, this array serves it: it applies the rules, then (link up) sends them to the
+    ///    twin and waits for its answer, under [`Array::export_order`], so that changes asked
+    ///    on both arrays at once reach both in the same order. The twin refusing or the call
+    ///    failing is [`MetroError::ExportNotCopied`]: the rules stay in force here (the
+    ///    serving side's rules win) and reach the twin at the next link.
+    /// 3. Paired, this array is the secondary, link up: it hands the rules to the serving
+    ///    side, which runs step 2 (so they reach this array from there) before it answers.
+    /// 4. Link down: the serving side applies them alone; the twin gets them after the next
+    ///    Hello ([`Metro::push_exports`]). Any other side refuses
+    ///    ([`MetroError::ExportElsewhere`]): the serving side's rules replace its own when
+    ///    the link returns, so a change made there would be lost without a word.
+    pub async fn set_export(self: &Arc<Self>, name: &str, rules: ExportRules) -> Result<metrofs_store::FsInfo, MetroError> {
+        let info = self.array.fs(name).ok_or_else(|| ArrayError::NotFound(name.to_owned()))?;
+        let Some(p) = self.pair_of(info.id) else {
+            return Ok(self.store_export(info.id, rules).await?.0);
+        };
+        if p.role() == Role::Primary && p.phase() == Phase::Deciding && self.current_link().is_none() {
+            // As host changes do: wait out the arbitration of the link's loss, then decide.
+            let mut phases = p.phase.subscribe();
+            let _ = tokio::time::timeout(Duration::from_millis(DECIDING_WAIT_MS), phases.wait_for(|ph| *ph != Phase::Deciding)).await;
+        }
+        let link = self.current_link();
+        let (pair, serving) = (p.id(), lock(&p.record).primary.clone());
+        let here = &self.config.name;
+        match (p.role(), p.phase(), link) {
+            (Role::Primary, _, Some(_)) | (Role::Primary, Phase::Open, None) => self.export_as_serving(&p, rules).await,
+            (Role::Secondary, _, Some(link)) => {
+                let req = Request::SetExport { pair, epoch: p.epoch(), serving: serving.clone(), rules };
+                match link.call_typed::<Request, Response>(&req, Bytes::new()).await {
+                    Ok((Response::Done, _)) => {}
+                    Ok((Response::Refused(why), _)) => return Err(MetroError::PeerRefused(why)),
+                    Ok((other, _)) => return Err(MetroError::Link(format!("unexpected answer {other:?}"))),
+                    Err(e) => {
+                        return Err(MetroError::Link(format!(
+                            "{e}; {serving}, which serves pair {pair}, may or may not have changed the export rules of '{name}': GET /api/fs/{name}/export on {serving} tells"
+                        )))
+                    }
+                }
+                // The serving side sent them here before it answered.
+                self.array.fs(name).ok_or_else(|| ArrayError::NotFound(name.to_owned()).into())
+            }
+            (Role::Secondary, _, None) => Err(MetroError::ExportElsewhere(format!(
+                "array {here} is the secondary of pair {pair} (fs '{name}') and its link to {serving}, which serves the pair, is down: \
+                 change the export rules on {serving}; its rules replace this array's when the link returns, so a change made here would be lost. Nothing was changed"
+            ))),
+            (Role::Primary, Phase::Deciding, None) => Err(MetroError::ExportElsewhere(format!(
+                "array {here} lost its link to the peer and has not yet decided whether it goes on serving pair {pair} (fs '{name}'): retry shortly. Nothing was changed"
+            ))),
+            (Role::Primary, Phase::Stopped, None) => Err(MetroError::ExportElsewhere(format!(
+                "array {here} does not serve pair {pair} (fs '{name}') now: it lost its link to the peer and stopped serving. Change the export rules on the array that serves the pair; \
+                 its rules replace this array's when the link returns. Nothing was changed"
+            ))),
+        }
+    }
+
+    /// Step 2 of [`Metro::set_export`], on the serving side.
+    async fn export_as_serving(&self, p: &Arc<PairRt>, rules: ExportRules) -> Result<metrofs_store::FsInfo, MetroError> {
+        let _order = self.array.export_order().lock().await;
+        let (info, changed) = self.store_export(p.fs(), rules.clone()).await?;
+        let twin = lock(&p.record).secondary.clone();
+        let Some(link) = self.current_link() else {
+            if changed {
+                p.note(format!("export rules of '{}' changed on {} alone (the link is down); {twin} gets them when the link returns", info.name, self.config.name));
+            }
+            return Ok(info);
+        };
+        match self.send_export(p, &link, rules).await {
+            Ok(()) => Ok(info),
+            Err(why) => {
+                tracing::warn!(pair = %p.id(), %why, "the twin did not take the new export rules");
+                Err(MetroError::ExportNotCopied { fs: info.name, pair: p.id(), serving: self.config.name.clone(), twin, why })
+            }
+        }
+    }
+
+    /// Sends this (serving) side's export rules of `p` to the twin, which stores them.
+    async fn send_export(&self, p: &PairRt, link: &Link, rules: ExportRules) -> Result<(), String> {
+        let req = Request::SetExport { pair: p.id(), epoch: p.epoch(), serving: self.config.name.clone(), rules };
+        match link.call_typed::<Request, Response>(&req, Bytes::new()).await {
+            Ok((Response::Done, _)) => Ok(()),
+            Ok((Response::Refused(why), _)) => Err(why),
+            Ok((other, _)) => Err(format!("unexpected answer {other:?}")),
+            Err(e) => Err(format!("link error: {e}")),
+        }
+    }
+
+    /// The rules on this array's store, off the async workers (a change commits to disk);
+    /// whether they changed.
+    async fn store_export(&self, fs: FsId, rules: ExportRules) -> Result<(metrofs_store::FsInfo, bool), MetroError> {
+        let array = self.array.clone();
+        let stored = tokio::task::spawn_blocking(move || array.set_export_of(fs, rules))
+            .await
+            .map_err(|e| MetroError::Storage(format!("export rules task failed: {e}")))?;
+        Ok(stored?)
+    }
+
+    /// A peer's [`Request::SetExport`]. From the serving side: store its rules (this side is
+    /// the twin). From the secondary, naming this array as the serving side: an operator asked
+    /// there; this side runs the change for both ([`Metro::set_export`], step 3).
+    async fn export_from_peer(&self, id: PairId, epoch: Epoch, serving: &str, rules: ExportRules) -> Result<Response, String> {
+        let here = &self.config.name;
+        if serving == here {
+            let p = self.pair_by_id(id).ok_or_else(|| format!("pair {id} is unknown on array {here}"))?;
+            if p.role() != Role::Primary {
+                return Err(format!("array {here} does not serve pair {id} (it records {} as its serving side): export rules not changed", lock(&p.record).primary));
+            }
+            let info = self.export_as_serving(&p, rules).await.map_err(|e| e.to_string())?;
+            p.event_as(crate::events::EventKind::Operator, format!("export rules of '{}' changed as asked on the secondary by an operator", info.name));
+            return Ok(Response::Done);
+        }
+        let p = self.secondary_pair(id, Some(epoch))?;
+        let (fs, primary) = {
+            let r = lock(&p.record);
+            (r.fs, r.primary.clone())
+        };
+        if primary != serving {
+            return Err(format!("export rules of pair {id} sent by {serving} as its serving side, but array {here} records {primary} as the serving side: not changed"));
+        }
+        let (info, changed) = self.store_export(fs, rules).await.map_err(|e| e.to_string())?;
+        if changed {
+            p.event_as(crate::events::EventKind::Operator, format!("export rules of '{}' set as {serving} (the serving side) has them", info.name));
+        } else {
+            tracing::debug!(pair = %id, "export rules already those of the serving side");
+        }
+        Ok(Response::Done)
+    }
+
+    /// After a Hello, on the serving side: sends the twin of each pair it serves its export
+    /// rules, which may have changed while the link was down (the same rules write nothing
+    /// there). A failure waits for the next link.
+    async fn push_exports(&self, link: &Link) {
+        for p in self.pair_list() {
+            if p.role() != Role::Primary {
+                continue;
+            }
+            let _order = self.array.export_order().lock().await;
+            let Some(info) = self.array.store().fs_by_id(p.fs()) else { continue };
+            if let Err(why) = self.send_export(&p, link, info.rules).await {
+                tracing::warn!(pair = %p.id(), %why, "the twin did not take this side's export rules; they are sent again at the next link");
+            }
         }
     }
 }

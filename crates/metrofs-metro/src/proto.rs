@@ -106,6 +106,12 @@ pub enum Request {
     /// A file a superseded side kept aside (its changes since the split): the serving side
     /// writes it under `.metrofs-conflicts/` on the fs. Data in the body.
     KeepAside { pair: PairId, path: Vec<Vec<u8>>, mode: u32 },
+    /// The export rules of a pair's fs (see `Metro::set_export`), answered `Done` or
+    /// `Refused`. `serving` is the array the sender records as the pair's serving side: the
+    /// sender itself when it sends its rules to the twin (after its own change, or at a new
+    /// link), which stores them; the receiver when a secondary hands an operator's change to
+    /// the serving side, which applies it on both. `epoch` fences an old serving side.
+    SetExport { pair: PairId, epoch: Epoch, serving: String, rules: ExportRules },
 }
 
 /// Answers, one per request kind. Errors are values, so the sender can compare them.

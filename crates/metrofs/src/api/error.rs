@@ -70,15 +70,19 @@ impl ApiError {
                 | MetroError::AlreadyPaired(..)
                 | MetroError::NoPeer
                 | MetroError::PeerRefused(_)
-                | MetroError::NotNow(_) => StatusCode::CONFLICT,
-                MetroError::NoFs(_) | MetroError::NoPair(_) => StatusCode::NOT_FOUND,
+                | MetroError::NotNow(_)
+                | MetroError::ExportElsewhere(_)
+                | MetroError::ExportNotCopied { .. } => StatusCode::CONFLICT,
+                MetroError::NoFs(_)
+                | MetroError::NoPair(_)
+                | MetroError::Array(ArrayError::NotFound(_)) => StatusCode::NOT_FOUND,
                 MetroError::WrongPeer { .. } => StatusCode::BAD_REQUEST,
                 // The peer cannot be reached now: retry once it can.
                 MetroError::Refused(Refused::LinkDown) | MetroError::LinkDown(_) => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }
                 MetroError::Link(_) => StatusCode::BAD_GATEWAY,
-                MetroError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                MetroError::Storage(_) | MetroError::Array(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }
     }
@@ -103,7 +107,7 @@ impl ApiError {
                 MetroError::Refused(Refused::WrongState { .. }) => "wrong_state",
                 MetroError::Refused(Refused::NotPrimary) => "not_serving_side",
                 MetroError::Refused(Refused::LinkDown) | MetroError::LinkDown(_) => "link_down",
-                MetroError::NoFs(_) => "fs_not_found",
+                MetroError::NoFs(_) | MetroError::Array(ArrayError::NotFound(_)) => "fs_not_found",
                 MetroError::AlreadyPaired(..) => "already_paired",
                 MetroError::NoPair(_) => "pair_not_found",
                 MetroError::NoPeer => "no_peer",
@@ -112,6 +116,11 @@ impl ApiError {
                 MetroError::Link(_) => "link_error",
                 MetroError::Storage(_) => "metro_storage",
                 MetroError::NotNow(_) => "not_now",
+                MetroError::ExportElsewhere(_) => "export_on_serving_side",
+                MetroError::ExportNotCopied { .. } => "export_not_copied",
+                // Unreachable from the handlers (they map catalog errors with the fs's
+                // name, see `from_array`): the generic code.
+                MetroError::Array(_) => "internal",
             },
         }
     }
@@ -159,7 +168,16 @@ impl ApiError {
                 "start the peer array, or fix [peer] address / [link] listen; both arrays' logs say why a link is refused (e.g. a different secret_file)"
             }
             MetroError::NotNow(_) => "nothing was changed; the message says what the action needs",
-            MetroError::NoFs(_) => "list the file systems with `metrofs fs list`",
+            MetroError::NoFs(_) | MetroError::Array(ArrayError::NotFound(_)) => {
+                "list the file systems with `metrofs fs list`"
+            }
+            MetroError::ExportElsewhere(_) => {
+                "run it against the API (--api) of the array the message names, or retry once the link is up (`metrofs pair list` shows it)"
+            }
+            MetroError::ExportNotCopied { .. } => {
+                "the rules are in force on the serving side; check the peer's log, then set them again (or wait for the link to be re-established)"
+            }
+            MetroError::Array(_) => "check this array's log and the disk of its data_dir",
             MetroError::AlreadyPaired(..) | MetroError::NoPair(_) => {
                 "`metrofs pair list` lists the pairs of this array"
             }
@@ -326,6 +344,28 @@ mod tests {
             ),
             (MetroError::Link("x".into()).into(), 502, "link_error"),
             (MetroError::Storage("x".into()).into(), 500, "metro_storage"),
+            (
+                MetroError::ExportElsewhere("x".into()).into(),
+                409,
+                "export_on_serving_side",
+            ),
+            (
+                MetroError::ExportNotCopied {
+                    fs: "f".into(),
+                    pair: metrofs_metro::proto::PairId(1),
+                    serving: "a".into(),
+                    twin: "b".into(),
+                    why: "x".into(),
+                }
+                .into(),
+                409,
+                "export_not_copied",
+            ),
+            (
+                MetroError::Array(ArrayError::NotFound("f".into())).into(),
+                404,
+                "fs_not_found",
+            ),
         ];
         for (e, status, code) in cases {
             assert_eq!(e.http_status().as_u16(), status, "{e}");

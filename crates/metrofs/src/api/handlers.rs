@@ -562,12 +562,18 @@ pub async fn get_export(
 }
 
 /// Replace a file system's export rules; they apply to the next call of every client.
+///
+/// A paired file system keeps the same rules on both arrays: with the link up they are set
+/// on both (whichever array is asked); with the link down the serving array sets them alone
+/// and copies them to the other when the link returns, and the other array refuses (409).
 #[utoipa::path(put, path = "/api/fs/{name}/export", tag = "fs", request_body = SetExport,
     params(("name" = String, Path, description = "the file system's name", pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
     responses(
-        (status = 200, description = "the file system with its new rules", body = FsView),
+        (status = 200, description = "the file system with its new rules (paired: on both arrays, or on the serving one alone while the link is down)", body = FsView),
         (status = 400, description = "a network does not parse, or the body is wrong", body = ErrorBody),
         (status = 404, description = "no such file system", body = ErrorBody),
+        (status = 409, description = "paired: this array cannot change them now (the message names the array that can; nothing changed), or the other array did not take them (they are set on the serving array)", body = ErrorBody),
+        (status = 502, description = "paired, asked on the secondary: the link failed during the call", body = ErrorBody),
     ))]
 pub async fn set_export(
     State(s): State<AppState>,
@@ -576,8 +582,20 @@ pub async fn set_export(
     ApiJson(body): ApiJson<SetExport>,
 ) -> Result<Json<FsView>, ApiError> {
     let rules = body.to_rules().map_err(ApiError::InvalidCidr)?;
-    let n = name.clone();
-    let info = blocking(&s, &name, move |a| a.set_export(&n, rules)).await?;
+    let info = s
+        .metro
+        .set_export(&name, rules)
+        .await
+        .map_err(|e| match e {
+            MetroError::Array(e) => {
+                let e = ApiError::from_array(e, &name);
+                if e.is_fatal() {
+                    s.stop.fatal(format!("management API: {e}"));
+                }
+                e
+            }
+            e => e.into(),
+        })?;
     let v = FsView::from(&info);
     s.record(
         EventKind::Operator,

@@ -31,6 +31,7 @@ mod metrics_scrape;
 mod operator_cli;
 mod pair;
 mod pair_crash;
+mod pair_export;
 mod pair_faults;
 mod quorum;
 
