@@ -813,9 +813,11 @@ impl Metro {
                 let started = Instant::now();
                 let number = order.as_ref().map(|_| pair.next_order(session));
                 let sent = self.send_replica(pair, &op, key, number, &link).await;
-                // The link's writer task was just woken onto this worker's next-task slot,
-                // which no other worker may take: without a yield it would wait for the local
-                // apply below, and the two halves of step 3 would run one after the other.
+                // Usually the request is on the wire already (written by this task). When the
+                // socket was busy it waits for the link's writer task, just woken onto this
+                // worker's next-task slot, which no other worker may take: without a yield it
+                // would wait for the local apply below, and the two halves of step 3 would run
+                // one after the other.
                 tokio::task::yield_now().await;
                 let local = self.array.apply_keyed(op.clone(), key).await;
                 let local_took = started.elapsed();
