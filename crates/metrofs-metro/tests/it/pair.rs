@@ -1,45 +1,18 @@
 //! A pair of two in-process arrays linked over loopback TCP: create, full sync, dual writes,
 //! pause/resume with the DCL, verify, and identical stores after each step.
 
+use crate::{free_addr, site, Site};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use metrofs_core::{Backend, Caller, CreateHow, ExportRules, FsId, Ino, OpBody, SetAttr, Stability, SystemClock, ROOT_INO};
-use metrofs_link::{Identity, LinkConfig, Secret};
+use metrofs_core::{Backend, Caller, CreateHow, ExportRules, FsId, Ino, OpBody, SetAttr, Stability, ROOT_INO};
 use metrofs_metro::engine::PairState;
-use metrofs_metro::{Array, Metro, MetroConfig, PeerConfig};
+use metrofs_metro::Metro;
 use metrofs_store::Store;
 
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
 
-struct Site {
-    metro: Arc<Metro>,
-    _dir: tempfile::TempDir,
-}
 
-async fn site(name: &str, peer: &str, listen: SocketAddr, peer_addr: SocketAddr) -> Site {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(Store::open(&dir.path().join("store")).expect("store"));
-    let array = Array::new(store, Arc::new(SystemClock));
-    let secret = Secret::new(b"a shared secret of enough length!".to_vec()).expect("secret");
-    let identity = Identity::new("test", name, secret).expect("identity");
-    let link = LinkConfig { heartbeat_interval_ms: 100, heartbeat_timeout_ms: 600, ..LinkConfig::default() };
-    let cfg = MetroConfig {
-        name: name.into(),
-        preferred: name == "site-a",
-        peer: Some(PeerConfig { listen, addr: peer_addr.to_string(), name: peer.into(), identity, link }),
-        arbitration: metrofs_metro::ArbitrationConfig::default(),
-    };
-    let metro = Metro::open(array, &dir.path().join("metro"), cfg).await.expect("metro");
-    tokio::spawn(metro.clone().run_link());
-    Site { metro, _dir: dir }
-}
 
 async fn pair_of_sites() -> (Site, Site) {
     let (la, lb) = (free_addr(), free_addr());

@@ -5,15 +5,14 @@
 //! site-a dials site-b through a TCP relay of this test, which can cut the link (its
 //! connections dropped, new ones refused) and heal it, so both metro modules keep running.
 
+use crate::{free_addr, site, Site};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrofs_core::{Cidr, ExportRules, FsId};
-use metrofs_link::{Identity, LinkConfig, Secret};
 use metrofs_metro::engine::PairState;
-use metrofs_metro::{Array, ArrayError, Metro, MetroConfig, MetroError, PeerConfig};
-use metrofs_store::Store;
+use metrofs_metro::{ArrayError, MetroError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -67,34 +66,8 @@ impl Drop for Relay {
     }
 }
 
-struct Site {
-    metro: Arc<Metro>,
-    _dir: tempfile::TempDir,
-}
 
-async fn site(name: &str, peer: &str, listen: SocketAddr, peer_addr: SocketAddr) -> Site {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(Store::open(&dir.path().join("store")).expect("store"));
-    let array = Array::new(store, Arc::new(metrofs_core::SystemClock));
-    let secret = Secret::new(b"a shared secret of enough length!".to_vec()).expect("secret");
-    let identity = Identity::new("test", name, secret).expect("identity");
-    let link = LinkConfig { heartbeat_interval_ms: 100, heartbeat_timeout_ms: 600, ..LinkConfig::default() };
-    let cfg = MetroConfig {
-        name: name.into(),
-        preferred: name == "site-a",
-        peer: Some(PeerConfig { listen, addr: peer_addr.to_string(), name: peer.into(), identity, link }),
-        // No quorum server: static priority, site-a (preferred) goes on serving alone.
-        arbitration: metrofs_metro::ArbitrationConfig::default(),
-    };
-    let metro = Metro::open(array, &dir.path().join("metro"), cfg).await.expect("metro");
-    tokio::spawn(metro.clone().run_link());
-    Site { metro, _dir: dir }
-}
 
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
 
 fn rules(net: &str, read_only: bool) -> ExportRules {
     ExportRules { clients: vec![net.parse::<Cidr>().expect("cidr")], read_only, ..ExportRules::default() }

@@ -5,44 +5,17 @@
 //! goes on working on the secondary's store; and the next inode either side would hand out is
 //! the same.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use crate::{free_addr, site};
 use std::time::Duration;
 
 use bytes::Bytes;
-use metrofs_core::{Caller, CreateHow, ExportRules, FsId, Ino, OpBody, SetAttr, Stability, SystemClock, ROOT_INO};
-use metrofs_link::{Identity, LinkConfig, Secret};
+use metrofs_core::{Caller, CreateHow, ExportRules, FsId, Ino, OpBody, SetAttr, Stability, ROOT_INO};
 use metrofs_metro::engine::PairState;
-use metrofs_metro::{Array, Metro, MetroConfig, PeerConfig};
+use metrofs_metro::Metro;
 use metrofs_store::Store;
 
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
 
-struct Site {
-    metro: Arc<Metro>,
-    _dir: tempfile::TempDir,
-}
 
-async fn site(name: &str, peer: &str, listen: SocketAddr, peer_addr: SocketAddr) -> Site {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Arc::new(Store::open(&dir.path().join("store")).expect("store"));
-    let array = Array::new(store, Arc::new(SystemClock));
-    let secret = Secret::new(b"a shared secret of enough length!".to_vec()).expect("secret");
-    let identity = Identity::new("test", name, secret).expect("identity");
-    let link = LinkConfig { heartbeat_interval_ms: 100, heartbeat_timeout_ms: 600, ..LinkConfig::default() };
-    let cfg = MetroConfig {
-        name: name.into(),
-        preferred: name == "site-a",
-        peer: Some(PeerConfig { listen, addr: peer_addr.to_string(), name: peer.into(), identity, link }),
-        arbitration: metrofs_metro::ArbitrationConfig::default(),
-    };
-    let metro = Metro::open(array, &dir.path().join("metro"), cfg).await.expect("metro");
-    tokio::spawn(metro.clone().run_link());
-    Site { metro, _dir: dir }
-}
 
 fn caller() -> Caller {
     Caller { addr: "127.0.0.1:700".parse().expect("addr"), uid: 0, gid: 0, gids: vec![], xid: 1, reply_key: None }
