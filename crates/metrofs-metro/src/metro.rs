@@ -978,12 +978,15 @@ impl Metro {
         if recent {
             tokio::time::sleep(Duration::from_millis(250)).await;
             // Also the connections opened since the service moved (this one may be): closed
-            // now, and the answer below is then never written.
+            // now, and the answer below is then never written. Unless the service came back
+            // meanwhile (a swap there and back): the connections opened since are this
+            // side's hosts again, and this call's own connection was closed when it moved.
+            let serves_again = pair.role() == Role::Primary && pair.phase() != Phase::Stopped;
             let hook = lock(&self.on_service_lost).clone();
-            if let Some(h) = hook {
+            if let (Some(h), false) = (hook, serves_again) {
                 h();
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         e
     }
