@@ -95,6 +95,7 @@ bench_cleanup() {
         done
     fi
     rm -rf "$WORK"
+    [ -n "${BENCH_SITE_B_DIR:-}" ] && rm -rf "${BENCH_SITE_B_DIR:?}/site-b"
     exit $rc
 }
 bench_workspace() {
@@ -149,10 +150,10 @@ bench_build() {
 # ---------------------------------------------------------------------------------------------
 # Two arrays on loopback, site-a (preferred) and site-b, with fs `solo` (unpaired) and fs `paired`
 # (paired with site-b, Normal) on site-a. Sets A_NFS A_API A_PID B_PID A B (API URLs) PAIR.
-pair_write_conf() {   # NAME NFS API LINK PREFERRED PEER PEER_LINK
+pair_write_conf() {   # NAME NFS API LINK PREFERRED PEER PEER_LINK DATA_ROOT
     cat >"$WORK/$1.toml" <<EOF
 name = "$1"
-data_dir = "$MNT/$1"
+data_dir = "$8/$1"
 nfs_listen = "127.0.0.1:$2"
 api_listen = "127.0.0.1:$3"
 
@@ -178,9 +179,13 @@ start_arrays() {
     b_nfs=$(pick_port 32252); b_api=$(pick_port 32253); b_link=$(pick_port 32254)
     head -c 32 /dev/urandom >"$WORK/link.secret"
     chmod 600 "$WORK/link.secret"
-    mkdir -p "$MNT/site-a" "$MNT/site-b"
-    pair_write_conf site-a "$A_NFS" "$A_API" "$a_link" true site-b "$b_link"
-    pair_write_conf site-b "$b_nfs" "$b_api" "$b_link" false site-a "$a_link"
+    # BENCH_SITE_B_DIR: site-b's data elsewhere than the image (its own disk, as a real twin
+    # has); the directory must be empty of a previous site-b.
+    local b_root=${BENCH_SITE_B_DIR:-$MNT}
+    [ -e "$b_root/site-b" ] && die "$b_root/site-b exists: remove it, or point BENCH_SITE_B_DIR elsewhere"
+    mkdir -p "$MNT/site-a" "$b_root/site-b"
+    pair_write_conf site-a "$A_NFS" "$A_API" "$a_link" true site-b "$b_link" "$MNT"
+    pair_write_conf site-b "$b_nfs" "$b_api" "$b_link" false site-a "$a_link" "$b_root"
     A="http://127.0.0.1:$A_API"
     B="http://127.0.0.1:$b_api"
     log "starting metrofs array --config site-a.toml / site-b.toml"
