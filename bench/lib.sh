@@ -294,8 +294,12 @@ doc_merge() {
     local out=$1 new=$2 owned tmp
     shift 2
     owned=$(printf '%s\n' "$@")
+    if [ ! -s "$out" ]; then
+        # A new document (awk would take NEW for the old one: an empty file has no first line).
+        cp "$new" "$out"
+        return
+    fi
     tmp=$(mktemp)
-    [ -f "$out" ] || : >"$out"
     awk -v owned="$owned" '
         function key(l) { return (l ~ /^## /) ? l : "" }
         BEGIN { n = split(owned, o, "\n"); for (i = 1; i <= n; i++) if (o[i] != "") own[o[i]] = 1 }
