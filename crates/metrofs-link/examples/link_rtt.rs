@@ -22,6 +22,10 @@ impl Handler for Touch {
         let copy = body.to_vec();
         (Bytes::from(vec![u8::from(copy.first() == Some(&1))]), Bytes::new())
     }
+
+    fn inline(&self, _header: &[u8]) -> bool {
+        true
+    }
 }
 
 fn identity(name: &str) -> Identity {

@@ -8,10 +8,10 @@
 //! - Each incoming `Request` runs the [`Handler`], at most `max_incoming_in_flight` at once; one more is answered with `Fail` ("busy") at once rather
 //!   than stalling the reader (which would stall heartbeats too). A handler that panics is
 //!   answered with `Fail`.
-//! - Requests with a small body are first run by the reader itself, up to their first wait
-//!   (most answer without one: a handler that only touches memory); a request that waits, or
-//!   one with a large body, goes on in its own task. So a small call costs no task hop on the
-//!   peer.
+//! - A request with a small body that the handler calls quick ([`Handler::inline`]) is first
+//!   run by the reader itself, up to its first wait (most answer without one: a handler that
+//!   only touches memory); one that waits, one with a large body, and every other request goes
+//!   on in its own task. So a small quick call costs no task hop on the peer.
 //! - A frame is written by whoever sends it when the socket is idle (nothing queued, no write
 //!   in progress): one non-blocking vectored write, no task hop between a call and the wire.
 //!   What does not fit at once, and every frame that finds others waiting, goes to the writer
@@ -78,6 +78,15 @@ pub trait Handler: Send + Sync + 'static {
     fn accepts_requests(&self) -> bool {
         true
     }
+
+    /// `true` when `handle` for this request answers quickly or waits asynchronously (it never
+    /// blocks its thread for long before its first wait): the reader then runs it up to that
+    /// first wait itself, saving a task hop (see the module doc). A handler that may block,
+    /// say on an `fsync`, must answer `false`, or the reader stops reading meanwhile (replies
+    /// and heartbeats from the peer included). Only asked for bodies up to 64 KiB.
+    fn inline(&self, _header: &[u8]) -> bool {
+        false
+    }
 }
 
 impl<H: Handler> Handler for Arc<H> {
@@ -87,6 +96,10 @@ impl<H: Handler> Handler for Arc<H> {
 
     fn accepts_requests(&self) -> bool {
         (**self).accepts_requests()
+    }
+
+    fn inline(&self, header: &[u8]) -> bool {
+        (**self).inline(header)
     }
 }
 
@@ -666,7 +679,7 @@ fn dispatch<H: Handler>(
                 return Ok(());
             };
             let (header, body) = f.into_parts();
-            let inline = body.len() <= INLINE_BODY_MAX_BYTES;
+            let inline = body.len() <= INLINE_BODY_MAX_BYTES && handler.inline(&header);
             let mut serving = Box::pin(serve(handler.clone(), shared.clone(), id, header, body, permit));
             // Up to its first wait here (a noop waker: if it waits, its own task polls it
             // again at once and registers a real one).

@@ -253,6 +253,9 @@ pub(crate) struct PairRt {
     phase: tokio::sync::watch::Sender<Phase>,
     /// Changes hold it shared; a planned swap takes it exclusively to drain them.
     gate: tokio::sync::RwLock<()>,
+    /// Held while the serving side sends its pair record to the twin: one `Record` at a time,
+    /// each the latest when it is sent (see `Command::Persist`).
+    record_send: tokio::sync::Mutex<()>,
     last_arbitration: Mutex<Option<ArbitrationView>>,
     since: Mutex<Time>,
     /// The array's durable event log, once the daemon has opened it.
@@ -322,6 +325,7 @@ impl PairRt {
         Self {
             phase: tokio::sync::watch::Sender::new(if role == Role::Primary { Phase::Open } else { Phase::Stopped }),
             gate: tokio::sync::RwLock::new(()),
+            record_send: tokio::sync::Mutex::new(()),
             last_arbitration: Mutex::new(None),
             since: Mutex::new(now),
             sink,
@@ -702,8 +706,18 @@ impl Metro {
                     }
                     if let Some(link) = self.current_link() {
                         if rec.primary == self.config.name {
+                            // One call at a time, each with the record as it is when sent: two
+                            // quick changes (Synchronizing, then Normal after an empty resync)
+                            // sent by two tasks could otherwise reach the twin in the wrong
+                            // order, and the twin would stay Synchronizing, its copy marked
+                            // Inconsistent, while this side is Normal.
+                            let (name, pair) = (self.config.name.clone(), pair.clone());
                             tokio::spawn(async move {
-                                let _ = link.call_typed::<Request, Response>(&Request::Record { pair: rec }, Bytes::new()).await;
+                                let _one = pair.record_send.lock().await;
+                                let rec = lock(&pair.record).clone();
+                                if rec.primary == name {
+                                    let _ = link.call_typed::<Request, Response>(&Request::Record { pair: rec }, Bytes::new()).await;
+                                }
                             });
                         }
                     }
@@ -2390,6 +2404,12 @@ impl metrofs_link::Handler for LinkHandler {
             metrofs_link::encode_header(&Response::Refused(format!("answer too large: {e}"))).unwrap_or_default()
         });
         (header, Bytes::new())
+    }
+
+    /// Replicated ops: see [`proto::is_replicate`]. Everything else (pair records made durable,
+    /// resync batches, verify digests...) may block on the disk and runs in its own task.
+    fn inline(&self, header: &[u8]) -> bool {
+        proto::is_replicate(header)
     }
 }
 

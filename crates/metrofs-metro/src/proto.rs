@@ -130,6 +130,16 @@ pub enum Response {
     Refused(String),
 }
 
+/// Whether an encoded request header is a [`Request::Replicate`], read from its first byte (a
+/// postcard enum starts with its variant's index as a varint; Replicate's is 3, one byte).
+/// The link runs these on its reader ([`metrofs_link::Handler::inline`]): a replicated op that
+/// waits for the disk does so on a blocking thread, the others touch memory and the page cache
+/// (a namespace op may wait for a durable commit of the store in progress: one fsync at most).
+#[must_use]
+pub fn is_replicate(header: &[u8]) -> bool {
+    header.first() == Some(&3)
+}
+
 /// Moves a WRITE's data out of the op (for the body).
 #[must_use]
 pub fn split_data(mut op: FsOp) -> (FsOp, Bytes) {
@@ -193,6 +203,22 @@ pub fn join_segments(mut ops: Vec<SyncOp>, mut body: Bytes) -> Option<Vec<SyncOp
 mod tests {
     use super::*;
     use metrofs_core::Stability;
+
+    #[test]
+    fn replicate_is_told_from_its_first_byte() {
+        let op = FsOp { fs: FsId(1), time: Time::new(1, 2), new_inode: None, body: OpBody::Commit { ino: Ino(3) } };
+        let replicate = Request::Replicate { pair: PairId(7), epoch: Epoch(1), session: 9, seq: Seq(1), op, reply_key: None, order: None };
+        assert!(is_replicate(&metrofs_link::encode_header(&replicate).expect("encode")));
+        for other in [
+            Request::Hello { array: "a".into(), pairs: vec![] },
+            Request::Flush { pair: PairId(7) },
+            Request::QuorumSeen { reachable: true },
+            Request::Swap { pair: PairId(7), epoch: Epoch(2) },
+        ] {
+            assert!(!is_replicate(&metrofs_link::encode_header(&other).expect("encode")), "{other:?}");
+        }
+        assert!(!is_replicate(&[]));
+    }
 
     #[test]
     fn write_data_travels_in_the_body() {

@@ -75,6 +75,10 @@ impl Handler for Echo {
         h.extend_from_slice(&header);
         (h.freeze(), body)
     }
+
+    fn inline(&self, _header: &[u8]) -> bool {
+        true
+    }
 }
 
 impl Echo {
