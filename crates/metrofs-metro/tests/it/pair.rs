@@ -352,3 +352,33 @@ async fn verify_pages_through_a_directory_larger_than_a_link_header() {
     let report = a.metro.verify(id).await.expect("verify");
     assert!(report.differences.iter().any(|d| d.contains("only here")), "{:?}", report.differences);
 }
+
+/// The serving side's record changes reach the twin in order: a resume with nothing to copy
+/// goes Synchronizing → Normal at once, and the twin must end Normal with its copy
+/// Consistent every time (two records sent by two tasks used to arrive swapped now and then,
+/// leaving the twin Synchronizing and Inconsistent while the serving side was Normal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quick_record_changes_reach_the_twin_in_order() {
+    let (a, b) = pair_of_sites().await;
+    a.metro.array().create_fs("q", ExportRules::default()).expect("fs");
+    let id = a.metro.create_pair("q", "site-b").await.expect("pair").id.parse().expect("pair id");
+    wait_state(&a.metro, PairState::Normal).await;
+    for round in 0..60 {
+        // Paused, then at once Synchronizing and Normal: three records sent back to back.
+        a.metro.pause(id).expect("pause");
+        a.metro.resume(id).expect("resume");
+        wait_state(&a.metro, PairState::Normal).await;
+        // The twin hears Normal within a few round trips; it must not be left behind.
+        let mut last = None;
+        for _ in 0..100 {
+            let v = b.metro.list_pairs().into_iter().next().expect("the twin has the pair");
+            if v.state == PairState::Normal && v.local_data == metrofs_metro::engine::DataStatus::Consistent {
+                last = None;
+                break;
+            }
+            last = Some((v.state, v.local_data));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(last.is_none(), "round {round}: the serving side is Normal, the twin still {last:?}");
+    }
+}
