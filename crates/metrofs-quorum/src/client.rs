@@ -7,9 +7,11 @@
 //!   `Arc<QuorumClient>` stops the tasks and closes the links.
 //! - [`QuorumClient::claim`] asks every server at once. The claim is `Granted` once a
 //!   majority (`n / 2 + 1` of the `n` servers configured) granted it. Otherwise, once the
-//!   outcome is settled (every server answered or failed, or the timeout passed): `Denied`
-//!   with the highest record seen if any server denied it (another array may hold the epoch),
-//!   else `Err(Unreachable)`. A server not connected yet is waited for until the timeout; a
+//!   outcome is settled: `Denied` if any server denied it (another array may hold the epoch),
+//!   naming the holder of the highest epoch seen, the one most servers name at that epoch
+//!   (answers are awaited until one array holds a majority, every server answered or failed,
+//!   or the timeout passed, so it names the array that won the majority when one did); else
+//!   `Err(Unreachable)`. A server not connected yet is waited for until the timeout; a
 //!   call cut by a link loss is sent again on the next link (a claim is idempotent for the
 //!   same array and epoch, so a grant whose reply was lost is granted again, not denied).
 //! - At most one array can be granted an epoch: any two majorities share a server, and a
@@ -230,7 +232,7 @@ impl QuorumClient {
         let need = self.majority();
         let mut asks = self.ask_all(&self.servers, &req, deadline);
         let mut granted = 0usize;
-        let mut denied: Option<Grant> = None;
+        let mut denials: Vec<Grant> = Vec::new();
         let mut outcomes: Vec<String> = Vec::new();
         while let Some(joined) = asks.join_next().await {
             let (addr, answer) = match joined {
@@ -249,9 +251,7 @@ impl QuorumClient {
                         "{addr}: denied, epoch {} held by {}",
                         g.epoch, g.holder
                     ));
-                    if denied.as_ref().is_none_or(|d| g.epoch > d.epoch) {
-                        denied = Some(g);
-                    }
+                    denials.push(g);
                 }
                 Ok(Response::Refused(why)) => {
                     outcomes.push(format!("{addr}: refused the request: {why}"))
@@ -264,12 +264,14 @@ impl QuorumClient {
                 tracing::info!(scope = %ScopeHex(scope), epoch, granted, servers = self.servers.len(), "quorum granted the epoch");
                 return Ok(Claim::Granted);
             }
-            if granted + asks.len() < need {
-                // A majority can no longer grant it; the others' answers change nothing.
+            if granted + asks.len() < need && top_holder(&denials).is_some_and(|(_, n)| n >= need) {
+                // A majority can no longer grant it and another array holds one: the others'
+                // answers change nothing. (Without such a holder yet, they tell who holds it.)
                 break;
             }
         }
         drop(asks);
+        let denied = top_holder(&denials).map(|(g, _)| g.clone());
         let summary = format!(
             "{granted} of {} quorum servers granted epoch {epoch} of scope {}, {need} needed: {}",
             self.servers.len(),
@@ -491,5 +493,41 @@ async fn keep_connected(
             _ = stop.changed() => return,
             () = tokio::time::sleep(RECONNECT_INTERVAL) => {}
         }
+    }
+}
+
+/// The record to name in a `Denied`: at the highest epoch denied, the holder most servers name
+/// (the first one heard on a tie), with how many name it.
+fn top_holder(denials: &[Grant]) -> Option<(&Grant, usize)> {
+    let top = denials.iter().map(|g| g.epoch).max()?;
+    let at_top = || denials.iter().filter(move |g| g.epoch == top);
+    at_top()
+        .map(|g| (g, at_top().filter(|h| h.holder == g.holder).count()))
+        .fold(None, |best: Option<(&Grant, usize)>, (g, n)| match best {
+            Some((_, m)) if m >= n => best,
+            _ => Some((g, n)),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn g(epoch: u64, holder: &str) -> Grant {
+        Grant { epoch, holder: holder.to_owned() }
+    }
+
+    #[test]
+    fn a_denial_names_the_majority_holder_at_the_highest_epoch() {
+        assert_eq!(top_holder(&[]), None);
+        // The first heard holds one server, the other array two: the other array is named.
+        let d = [g(3, "site-b"), g(3, "site-a"), g(3, "site-a")];
+        assert_eq!(top_holder(&d), Some((&d[1], 2)));
+        // A higher epoch wins over more servers at a lower one.
+        let d = [g(3, "site-a"), g(3, "site-a"), g(4, "site-b")];
+        assert_eq!(top_holder(&d), Some((&d[2], 1)));
+        // A tie names the first heard.
+        let d = [g(2, "site-b"), g(2, "site-a")];
+        assert_eq!(top_holder(&d), Some((&d[0], 1)));
     }
 }
