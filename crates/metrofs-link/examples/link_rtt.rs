@@ -20,7 +20,10 @@ struct Touch;
 impl Handler for Touch {
     async fn handle(&self, _header: Bytes, body: Bytes) -> (Bytes, Bytes) {
         let copy = body.to_vec();
-        (Bytes::from(vec![u8::from(copy.first() == Some(&1))]), Bytes::new())
+        (
+            Bytes::from(vec![u8::from(copy.first() == Some(&1))]),
+            Bytes::new(),
+        )
     }
 
     fn inline(&self, _header: &[u8]) -> bool {
@@ -45,8 +48,12 @@ fn main() {
         rt.block_on(serve(addr));
         return;
     }
-    let calls: usize = args.get(1).map_or(20_000, |a| a.parse().expect("CALLS is a number"));
-    let body: usize = args.get(2).map_or(4096, |a| a.parse().expect("BODY_BYTES is a number"));
+    let calls: usize = args
+        .get(1)
+        .map_or(20_000, |a| a.parse().expect("CALLS is a number"));
+    let body: usize = args
+        .get(2)
+        .map_or(4096, |a| a.parse().expect("BODY_BYTES is a number"));
     rt.block_on(call(calls, body));
 }
 
@@ -68,7 +75,14 @@ async fn call(calls: usize, body: usize) {
         .spawn()
         .expect("start the peer");
     let link = loop {
-        match metrofs_link::connect(addr.as_str(), &LinkConfig::default(), &identity("a"), NoRequests).await {
+        match metrofs_link::connect(
+            addr.as_str(),
+            &LinkConfig::default(),
+            &identity("a"),
+            NoRequests,
+        )
+        .await
+        {
             Ok(l) => break l,
             Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
         }
@@ -77,7 +91,10 @@ async fn call(calls: usize, body: usize) {
     let mut took = Vec::with_capacity(calls);
     for i in 0..calls + 1000 {
         let t = Instant::now();
-        let (h, _) = link.call(Bytes::from_static(b"x"), data.clone()).await.expect("call");
+        let (h, _) = link
+            .call(Bytes::from_static(b"x"), data.clone())
+            .await
+            .expect("call");
         assert_eq!(&h[..], &[1]);
         if i >= 1000 {
             took.push(t.elapsed());

@@ -206,14 +206,19 @@ impl Shared {
     /// Sends a frame (see [`Outbox::send`]); `false` when the link is down or closing and the
     /// frame was dropped. A write error takes the link down.
     fn send(&self, f: Frame) -> bool {
+        self.send_how(f) != Sent::Dropped
+    }
+
+    /// [`Shared::send`], saying whether the frame was written or left to the writer task.
+    fn send_how(&self, f: Frame) -> Sent {
         if f.kind() != Kind::Close && self.down.borrow().is_some() {
-            return false;
+            return Sent::Dropped;
         }
         match self.out.send(f) {
             Ok(sent) => sent,
             Err(e) => {
                 self.shutdown(DownReason::Io(e.to_string()));
-                false
+                Sent::Dropped
             }
         }
     }
@@ -270,8 +275,9 @@ impl Link {
         self.start_call(header, body).await?.reply().await
     }
 
-    /// Queues a call on the link and returns once its request is in the link's send queue,
-    /// with the reply still to come ([`PendingCall::reply`]). Calls started one after another
+    /// Sends a call's request and returns once it is on the socket or in the link's send queue
+    /// (then after one yield, so that the writer task sends it while the caller goes on with
+    /// its own work), with the reply still to come ([`PendingCall::reply`]). Calls started one after another
     /// by one task leave in that order (the send queue is FIFO) and each holds its in-flight
     /// slot from here on, so a sequence numbered by the caller arrives in sequence. The call's
     /// timeout (`call_timeout_ms`) counts from here.
@@ -306,8 +312,13 @@ impl Link {
         }
         let frame = Frame::new(Kind::Request, id, header, body)
             .unwrap_or_else(|_| unreachable!("sizes were checked above"));
-        if !shared.send(frame) {
-            return Err(shared.down_error());
+        match shared.send_how(frame) {
+            Sent::Written => {}
+            Sent::Dropped => return Err(shared.down_error()),
+            // The writer task, just woken, goes onto this worker's next-task slot, which no
+            // other worker may take: without a yield it would wait for whatever this task
+            // does next (a caller's own half of the work, say), and the request with it.
+            Sent::Queued => tokio::task::yield_now().await,
         }
         Ok(call)
     }
@@ -680,10 +691,22 @@ fn dispatch<H: Handler>(
             };
             let (header, body) = f.into_parts();
             let inline = body.len() <= INLINE_BODY_MAX_BYTES && handler.inline(&header);
-            let mut serving = Box::pin(serve(handler.clone(), shared.clone(), id, header, body, permit));
+            let mut serving = Box::pin(serve(
+                handler.clone(),
+                shared.clone(),
+                id,
+                header,
+                body,
+                permit,
+            ));
             // Up to its first wait here (a noop waker: if it waits, its own task polls it
             // again at once and registers a real one).
-            if !inline || serving.as_mut().poll(&mut Context::from_waker(Waker::noop())).is_pending() {
+            if !inline
+                || serving
+                    .as_mut()
+                    .poll(&mut Context::from_waker(Waker::noop()))
+                    .is_pending()
+            {
                 tokio::spawn(serving);
             }
         }
@@ -787,6 +810,15 @@ struct Batch {
 }
 
 impl Batch {
+    fn new(small_bytes: usize) -> Batch {
+        Batch {
+            segs: VecDeque::new(),
+            small: BytesMut::with_capacity(small_bytes),
+            bytes: 0,
+            has_close: false,
+        }
+    }
+
     fn push(&mut self, f: &Frame) {
         f.encode_head_and_header(&mut self.small);
         if f.body().len() <= COPY_BODY_MAX_BYTES {
@@ -807,6 +839,14 @@ impl Batch {
         if !self.small.is_empty() {
             self.segs.push_back(self.small.split().freeze());
         }
+    }
+
+    /// The sealed buffers, leaving the batch empty (its copy buffer is reused).
+    fn take(&mut self) -> VecDeque<Bytes> {
+        self.seal();
+        self.bytes = 0;
+        self.has_close = false;
+        std::mem::take(&mut self.segs)
     }
 }
 
@@ -830,8 +870,8 @@ struct OutState {
     flush: bool,
     /// A `Close` was sent or the writer ended: nothing more is accepted.
     closed: bool,
-    /// A sender's encoding buffer (head, header and a small body), reused.
-    scratch: BytesMut,
+    /// Where a sender encodes its frame (as the writer task does, see [`Batch`]).
+    scratch: Batch,
 }
 
 impl Outbox {
@@ -843,7 +883,7 @@ impl Outbox {
                 queue: VecDeque::new(),
                 flush: false,
                 closed: false,
-                scratch: BytesMut::with_capacity(4 * 1024),
+                scratch: Batch::new(4 * 1024),
             }),
             wake: Notify::new(),
         }
@@ -854,12 +894,12 @@ impl Outbox {
     }
 
     /// Sends `f`: writes it now when the socket is idle (one non-blocking attempt; the writer
-    /// task finishes what does not fit), queues it for the writer task otherwise. `Ok(false)`:
-    /// the outbox is closed and `f` was dropped. `Err`: the write failed (the link is broken).
-    fn send(&self, f: Frame) -> std::io::Result<bool> {
+    /// task finishes what does not fit), queues it for the writer task otherwise. `Err`: the
+    /// write failed (the link is broken).
+    fn send(&self, f: Frame) -> std::io::Result<Sent> {
         let mut st = self.state();
         if st.closed {
-            return Ok(false);
+            return Ok(Sent::Dropped);
         }
         let idle = st.queue.is_empty() && st.partial.is_empty() && !st.flush;
         if f.kind() == Kind::Close || !idle || st.w.is_none() {
@@ -868,21 +908,20 @@ impl Outbox {
             st.queue.push_back(f);
             drop(st);
             self.wake.notify_one();
-            return Ok(true);
+            return Ok(Sent::Queued);
         }
-        let OutState { w: Some(w), scratch, partial, flush, .. } = &mut *st else {
+        let OutState {
+            w: Some(w),
+            scratch,
+            partial,
+            flush,
+            ..
+        } = &mut *st
+        else {
             unreachable!("checked above")
         };
-        f.encode_head_and_header(scratch);
-        let copy_body = f.body().len() <= COPY_BODY_MAX_BYTES;
-        if copy_body {
-            scratch.extend_from_slice(f.body());
-        }
-        let mut segs = VecDeque::with_capacity(2);
-        segs.push_back(scratch.split().freeze());
-        if !copy_body {
-            segs.push_back(f.body().clone());
-        }
+        scratch.push(&f);
+        let mut segs = scratch.take();
         let mut cx = Context::from_waker(Waker::noop());
         let written = {
             let iov: Vec<IoSlice<'_>> = segs.iter().map(|b| IoSlice::new(b)).collect();
@@ -909,9 +948,21 @@ impl Outbox {
         drop(st);
         if handoff {
             self.wake.notify_one();
+            return Ok(Sent::Queued);
         }
-        Ok(true)
+        Ok(Sent::Written)
     }
+}
+
+/// What became of a frame sent.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Sent {
+    /// On the socket, whole.
+    Written,
+    /// Left (wholly or partly) to the writer task.
+    Queued,
+    /// The link is down or closing.
+    Dropped,
 }
 
 /// Drops the first `n` bytes of `segs`.
@@ -947,15 +998,31 @@ async fn write_segments<W: AsyncWrite + Unpin + ?Sized>(
 
 /// Writes what the senders left to it (see [`Outbox`]); ends after a `Close`, or when the
 /// link is down and nothing is left, shutting the write half down unless the connection
-/// broke.
+/// broke. Once it ends the outbox is closed: nothing more is accepted.
 async fn writer_task(shared: Arc<Shared>) {
-    let mut down = shared.down.subscribe();
-    let mut batch = Batch {
-        segs: VecDeque::new(),
-        small: BytesMut::with_capacity(64 * 1024),
-        bytes: 0,
-        has_close: false,
+    let broke = write_until_done(&shared).await;
+    let w = {
+        let mut st = shared.out.state();
+        st.closed = true;
+        st.queue.clear();
+        st.partial.clear();
+        st.w.take()
     };
+    if let Some(e) = broke {
+        return shared.shutdown(DownReason::Io(e.to_string()));
+    }
+    if let Some(mut w) = w {
+        if !shared.down_reason().is_some_and(|d| d.is_fatal()) {
+            let _ = tokio::time::timeout(CLOSE_LINGER, w.shutdown()).await;
+        }
+    }
+}
+
+/// The writer task's loop; returns the write error that broke the connection, if one did. A
+/// write cut short by the link going down keeps the write half (it is dropped, not shut down).
+async fn write_until_done(shared: &Shared) -> Option<std::io::Error> {
+    let mut down = shared.down.subscribe();
+    let mut batch = Batch::new(64 * 1024);
     loop {
         let taken = {
             let mut st = shared.out.state();
@@ -980,7 +1047,7 @@ async fn writer_task(shared: Arc<Shared>) {
         };
         let Some(mut w) = taken else {
             if shared.down_reason().is_some() {
-                break;
+                return None;
             }
             tokio::select! {
                 biased;
@@ -998,40 +1065,23 @@ async fn writer_task(shared: Arc<Shared>) {
                 reason = wait_down(&mut down) => {
                     if reason.is_none_or(|d| d.is_fatal()) {
                         // Dropped mid-frame: nothing more may be written.
-                        shared.out.state().closed = true;
-                        return;
+                        return None;
                     }
                     // Orderly close: finish this write if the peer takes it soon.
                     match tokio::time::timeout(CLOSE_LINGER, write).await {
                         Ok(res) => res,
-                        Err(_) => {
-                            shared.out.state().closed = true;
-                            return;
-                        }
+                        Err(_) => return None,
                     }
                 }
             }
         };
-        shared.out.state().w = Some(w);
         if let Err(e) = res {
-            shared.out.state().closed = true;
-            return shared.shutdown(DownReason::Io(e.to_string()));
+            return Some(e);
         }
+        shared.out.state().w = Some(w);
         batch.bytes = 0;
         if batch.has_close {
-            break;
-        }
-    }
-    let w = {
-        let mut st = shared.out.state();
-        st.closed = true;
-        st.queue.clear();
-        st.partial.clear();
-        st.w.take()
-    };
-    if let Some(mut w) = w {
-        if !shared.down_reason().is_some_and(|d| d.is_fatal()) {
-            let _ = tokio::time::timeout(CLOSE_LINGER, w.shutdown()).await;
+            return None;
         }
     }
 }

@@ -513,7 +513,11 @@ async fn queued_small_requests_share_writes() {
         .start_call(Bytes::from_static(b"idle"), block.clone())
         .await
         .expect("start");
-    assert_eq!(writes.load(Ordering::SeqCst) - before, 1, "the caller writes its own frame");
+    assert_eq!(
+        writes.load(Ordering::SeqCst) - before,
+        1,
+        "the caller writes its own frame"
+    );
     let (h, _) = started.reply().await.expect("reply");
     assert_eq!(&h[..], b"re:idle");
     // Busy: the socket takes nothing while 64 calls are sent.
@@ -540,7 +544,11 @@ async fn queued_small_requests_share_writes() {
     })
     .await
     .expect("64 calls in flight");
-    assert_eq!(writes.load(Ordering::SeqCst), before, "nothing passed the shut gate");
+    assert_eq!(
+        writes.load(Ordering::SeqCst),
+        before,
+        "nothing passed the shut gate"
+    );
     gate.open();
     for t in tasks {
         t.await.expect("join");
