@@ -826,13 +826,9 @@ impl Metro {
                 // op under the order lock, with its number), then the local store applies it.
                 let started = Instant::now();
                 let number = order.as_ref().map(|_| pair.next_order(session));
+                // Returns with the request sent, or handed to the link's writer task and that
+                // task given its turn (see `Link::start_call`): the two halves of step 3 overlap.
                 let sent = self.send_replica(pair, &op, key, number, &link).await;
-                // Usually the request is on the wire already (written by this task). When the
-                // socket was busy it waits for the link's writer task, just woken onto this
-                // worker's next-task slot, which no other worker may take: without a yield it
-                // would wait for the local apply below, and the two halves of step 3 would run
-                // one after the other.
-                tokio::task::yield_now().await;
                 let local = self.array.apply_keyed(op.clone(), key).await;
                 let local_took = started.elapsed();
                 drop(order);
@@ -1818,14 +1814,11 @@ impl Metro {
         // Everything is dirty until the first sync ends: durable before the pair exists.
         self.dcl.mark_full(info.id).await.map_err(storage)?;
         let req = Request::CreateTwin { pair: rec.clone(), rules: info.rules.clone(), root };
-        match link.call_typed::<Request, Response>(&req, Bytes::new()).await {
-            Ok((Response::Done, _)) => {}
-            Ok((Response::Refused(why), _)) => {
+        if let Err(e) = ask_done(&link, &req).await {
+            if matches!(e, MetroError::PeerRefused(_)) {
                 let _ = self.dcl.drop_fs(info.id);
-                return Err(MetroError::PeerRefused(why));
             }
-            Ok((other, _)) => return Err(MetroError::Link(format!("unexpected answer {other:?}"))),
-            Err(e) => return Err(MetroError::Link(e.to_string())),
+            return Err(e);
         }
         self.persist(&rec)?;
         let rt = Arc::new(PairRt::new(rec.clone(), &self.config.name, self.array.now(), self.sink.clone()));
@@ -1869,12 +1862,8 @@ impl Metro {
         let peer = self.config.peer.as_ref().ok_or(MetroError::NoPeer)?.name.clone();
         let link = self.current_link().ok_or_else(|| MetroError::LinkDown(peer.clone()))?;
         if p.role() == Role::Secondary {
-            match link.call_typed::<Request, Response>(&Request::PleaseSwap { pair: id }, Bytes::new()).await {
-                Ok((Response::Done, _)) => return Ok(self.view(&p)),
-                Ok((Response::Refused(why), _)) => return Err(MetroError::PeerRefused(why)),
-                Ok((other, _)) => return Err(MetroError::Link(format!("unexpected answer {other:?}"))),
-                Err(e) => return Err(MetroError::Link(e.to_string())),
-            }
+            ask_done(&link, &Request::PleaseSwap { pair: id }).await?;
+            return Ok(self.view(&p));
         }
         if p.state() != PairState::Normal {
             return Err(Refused::WrongState { action: "swap", state: p.state(), needs: "Normal (both copies whole; wait for the synchronisation to finish)" }.into());
@@ -2270,16 +2259,12 @@ impl Metro {
             (Role::Primary, _, Some(_)) | (Role::Primary, Phase::Open, None) => self.export_as_serving(&p, rules).await,
             (Role::Secondary, _, Some(link)) => {
                 let req = Request::SetExport { pair, epoch: p.epoch(), serving: serving.clone(), rules };
-                match link.call_typed::<Request, Response>(&req, Bytes::new()).await {
-                    Ok((Response::Done, _)) => {}
-                    Ok((Response::Refused(why), _)) => return Err(MetroError::PeerRefused(why)),
-                    Ok((other, _)) => return Err(MetroError::Link(format!("unexpected answer {other:?}"))),
-                    Err(e) => {
-                        return Err(MetroError::Link(format!(
-                            "{e}; {serving}, which serves pair {pair}, may or may not have changed the export rules of '{name}': GET /api/fs/{name}/export on {serving} tells"
-                        )))
-                    }
-                }
+                ask_done(&link, &req).await.map_err(|e| match e {
+                    MetroError::Link(e) => MetroError::Link(format!(
+                        "{e}; {serving}, which serves pair {pair}, may or may not have changed the export rules of '{name}': GET /api/fs/{name}/export on {serving} tells"
+                    )),
+                    e => e,
+                })?;
                 // The serving side sent them here before it answered.
                 self.array.fs(name).ok_or_else(|| ArrayError::NotFound(name.to_owned()).into())
             }
@@ -2320,12 +2305,10 @@ impl Metro {
     /// Sends this (serving) side's export rules of `p` to the twin, which stores them.
     async fn send_export(&self, p: &PairRt, link: &Link, rules: ExportRules) -> Result<(), String> {
         let req = Request::SetExport { pair: p.id(), epoch: p.epoch(), serving: self.config.name.clone(), rules };
-        match link.call_typed::<Request, Response>(&req, Bytes::new()).await {
-            Ok((Response::Done, _)) => Ok(()),
-            Ok((Response::Refused(why), _)) => Err(why),
-            Ok((other, _)) => Err(format!("unexpected answer {other:?}")),
-            Err(e) => Err(format!("link error: {e}")),
-        }
+        ask_done(link, &req).await.map_err(|e| match e {
+            MetroError::PeerRefused(why) => why,
+            e => e.to_string(),
+        })
     }
 
     /// The rules on this array's store, off the async workers (a change commits to disk);
@@ -2383,6 +2366,17 @@ impl Metro {
                 tracing::warn!(pair = %p.id(), %why, "the twin did not take this side's export rules; they are sent again at the next link");
             }
         }
+    }
+}
+
+/// Asks the peer `req` (no body) and expects `Done`: `PeerRefused` with its reason when it
+/// refuses, `Link` when the call fails or the answer is another one.
+async fn ask_done(link: &Link, req: &Request) -> Result<(), MetroError> {
+    match link.call_typed::<Request, Response>(req, Bytes::new()).await {
+        Ok((Response::Done, _)) => Ok(()),
+        Ok((Response::Refused(why), _)) => Err(MetroError::PeerRefused(why)),
+        Ok((other, _)) => Err(MetroError::Link(format!("unexpected answer {other:?}"))),
+        Err(e) => Err(MetroError::Link(e.to_string())),
     }
 }
 

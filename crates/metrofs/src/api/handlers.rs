@@ -219,13 +219,17 @@ async fn blocking<T: Send + 'static>(
     let result = tokio::task::spawn_blocking(move || f(&array))
         .await
         .map_err(|e| ApiError::Internal(format!("catalog task failed: {e}")))?;
-    result.map_err(|e| {
-        let e = ApiError::from_array(e, fs_name);
-        if e.is_fatal() {
-            s.stop.fatal(format!("management API: {e}"));
-        }
-        e
-    })
+    result.map_err(|e| array_error(s, e, fs_name))
+}
+
+/// A catalog error of `fs_name` as the API answers it; a fatal one (the store failed) also
+/// stops the array.
+fn array_error(s: &AppState, e: ArrayError, fs_name: &str) -> ApiError {
+    let e = ApiError::from_array(e, fs_name);
+    if e.is_fatal() {
+        s.stop.fatal(format!("management API: {e}"));
+    }
+    e
 }
 
 // ------------------------------------------------------------------------------ array, domain
@@ -587,13 +591,7 @@ pub async fn set_export(
         .set_export(&name, rules)
         .await
         .map_err(|e| match e {
-            MetroError::Array(e) => {
-                let e = ApiError::from_array(e, &name);
-                if e.is_fatal() {
-                    s.stop.fatal(format!("management API: {e}"));
-                }
-                e
-            }
+            MetroError::Array(e) => array_error(&s, e, &name),
             e => e.into(),
         })?;
     let v = FsView::from(&info);

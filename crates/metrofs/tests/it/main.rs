@@ -37,8 +37,6 @@ mod quorum;
 
 use harness::ArrayProc;
 
-/// Creates file system `name` exported to 127.0.0.0/8 read-write without root squash (the
-/// tests' clients are root), through the CLI.
 /// `pair create FS --remote site-b --wait`: the pair's id once it is Normal.
 pub fn pair_create_normal(a: &ArrayProc, fs: &str) -> String {
     let out = a.cli_ok(&["pair", "create", fs, "--remote", "site-b", "--wait", "--timeout", "60", "--json"]);
@@ -46,6 +44,8 @@ pub fn pair_create_normal(a: &ArrayProc, fs: &str) -> String {
     v["id"].as_str().expect("id").to_owned()
 }
 
+/// Creates file system `name` exported to 127.0.0.0/8 read-write without root squash (the
+/// tests' clients are root), through the CLI.
 pub fn make_fs(a: &ArrayProc, name: &str) {
     a.cli_ok(&["fs", "create", name]);
     a.cli_ok(&[

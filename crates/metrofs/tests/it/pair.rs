@@ -24,15 +24,15 @@ use crate::nfs::{rt, Client, LOCALHOST};
 use crate::tools;
 
 /// How long a pair may take to become Normal on loopback with a few MiB to copy.
-const NORMAL_WAIT_MS: u64 = 60_000;
+pub(crate) const NORMAL_WAIT_MS: u64 = 60_000;
 
 /// `pair show ID --json` on `a`.
-fn show(a: &ArrayProc, id: &str) -> Value {
+pub(crate) fn show(a: &ArrayProc, id: &str) -> Value {
     serde_json::from_str(&a.cli_ok(&["pair", "show", id, "--json"])).expect("pair show --json")
 }
 
 /// Polls `pair show --json` until the pair is in `state`; returns that view.
-fn wait_state(a: &ArrayProc, id: &str, state: &str, ms: u64) -> Value {
+pub(crate) fn wait_state(a: &ArrayProc, id: &str, state: &str, ms: u64) -> Value {
     let deadline = Instant::now() + Duration::from_millis(ms);
     loop {
         let v = show(a, id);

@@ -8,10 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::{text, ArrayProc, PairProcs};
+use crate::pair::{show, wait_state, NORMAL_WAIT_MS};
 use crate::{make_fs, pair_create_normal};
-
-/// How long a restarted array may take to make the pair Normal again.
-const NORMAL_WAIT_MS: u64 = 60_000;
 
 /// The body of `PUT /api/fs/NAME/export` for one network.
 fn body(net: &str, read_only: bool) -> String {
@@ -34,13 +32,6 @@ fn export_of(a: &ArrayProc, fs: &str) -> (Vec<String>, bool) {
 
 fn want(net: &str, read_only: bool) -> (Vec<String>, bool) {
     (vec![net.to_owned()], read_only)
-}
-
-/// `GET /api/pairs/ID` on `a`.
-fn pair(a: &ArrayProc, id: &str) -> Value {
-    let (status, b) = a.get(&format!("/api/pairs/{id}"));
-    assert_eq!(status, 200, "{b}");
-    serde_json::from_str(&b).expect("json")
 }
 
 /// Polls until `ok` holds, for up to `ms`.
@@ -73,13 +64,13 @@ fn export_rules_reach_the_twin_with_the_link_up_and_after_a_restart() {
 
     // (b) The peer is killed; the serving side changes them alone.
     p.b.kill9();
-    wait_until("link Down on site-a", 10_000, || pair(&p.a, &id)["link"] == "Down", || p.a.log());
+    wait_until("link Down on site-a", 10_000, || show(&p.a, &id)["link"] == "Down", || p.a.log());
     let (status, v) = put_export(&p.a, "ex", "127.0.0.1/32", true);
     assert_eq!(status, 200, "the serving side changes them while the peer is down: {v}");
     assert_eq!(export_of(&p.a, "ex"), want("127.0.0.1/32", true));
     // The peer returns: once Normal (and the rules sent after its Hello), it has them.
     p.b.spawn();
-    wait_until("Normal", NORMAL_WAIT_MS, || pair(&p.a, &id)["state"] == "Normal", || p.a.log());
+    wait_state(&p.a, &id, "Normal", NORMAL_WAIT_MS);
     wait_until(
         "the twin's rules those of the serving side",
         10_000,
@@ -98,7 +89,7 @@ fn the_secondary_refuses_export_changes_while_the_serving_array_is_down() {
 
     // (c) The serving array is killed: the secondary cannot reach it.
     p.a.kill9();
-    wait_until("link Down on site-b", 10_000, || pair(&p.b, &id)["link"] == "Down", || p.b.log());
+    wait_until("link Down on site-b", 10_000, || show(&p.b, &id)["link"] == "Down", || p.b.log());
     let (status, v) = put_export(&p.b, "ex", "127.0.0.1/32", true);
     assert_eq!(status, 409, "{v}");
     assert_eq!(v["code"], "export_on_serving_side", "{v}");
@@ -115,7 +106,7 @@ fn the_secondary_refuses_export_changes_while_the_serving_array_is_down() {
 
     // The serving array returns: the pair is Normal and both have the rules they had.
     p.a.spawn();
-    wait_until("Normal", NORMAL_WAIT_MS, || pair(&p.a, &id)["state"] == "Normal", || p.a.log());
+    wait_state(&p.a, &id, "Normal", NORMAL_WAIT_MS);
     assert_eq!(export_of(&p.a, "ex"), before);
     assert_eq!(export_of(&p.b, "ex"), before);
 }
