@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 # The failover tests (issue 4) build network namespaces with iproute2 and cut them with nftables.
 # The dashboard test (issue 5) drives Debian's chromium headless; the API contract test runs
 # schemathesis from a venv of Debian's python3 (python3-venv), made below.
-declare -A need_cmd=([nfs-cp]=libnfs-utils [nfs-ls]=libnfs-utils [nfs-cat]=libnfs-utils [ip]=iproute2 [nft]=nftables [chromium]=chromium [/usr/bin/python3]=python3)
+# The store test of a twin's direct writes counts resident pages with fincore (util-linux-extra).
+declare -A need_cmd=([nfs-cp]=libnfs-utils [nfs-ls]=libnfs-utils [nfs-cat]=libnfs-utils [ip]=iproute2 [nft]=nftables [fincore]=util-linux-extra [chromium]=chromium [/usr/bin/python3]=python3)
 missing=()
 for cmd in "${!need_cmd[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${need_cmd[$cmd]}")

@@ -225,11 +225,20 @@ impl Array {
     /// Applies an op on a blocking thread when it waits for the disk, inline otherwise (an
     /// UNSTABLE write or a namespace change only reaches the page cache and redb's cache).
     pub async fn apply(&self, op: FsOp) -> Result<OpReply, FsError> {
-        if Self::waits_for_disk(&op.body) {
+        self.apply_as(op, false).await
+    }
+
+    /// `twin`: applied as the twin of a pair ([`Store::apply_twin`]: a large aligned WRITE
+    /// goes straight to the disk, so it too runs on a blocking thread).
+    async fn apply_as(&self, op: FsOp, twin: bool) -> Result<OpReply, FsError> {
+        let direct = twin && Store::writes_direct(&op);
+        if direct || Self::waits_for_disk(&op.body) {
             let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.apply(&op))
+            tokio::task::spawn_blocking(move || if twin { store.apply_twin(&op) } else { store.apply(&op) })
                 .await
                 .map_err(|e| FsError::Io(format!("apply task failed: {e}")))?
+        } else if twin {
+            self.store.apply_twin(&op)
         } else {
             self.store.apply(&op)
         }
@@ -241,8 +250,17 @@ impl Array {
     /// calls this for the local apply of a host's change, the twin for the replicated op
     /// (which carries the same key): each records its own result.
     pub async fn apply_keyed(&self, op: FsOp, key: Option<ReplyKey>) -> Result<OpReply, FsError> {
+        self.apply_keyed_as(op, key, false).await
+    }
+
+    /// [`Array::apply_keyed`] on the twin of a pair, for a replicated op.
+    pub async fn apply_replicated(&self, op: FsOp, key: Option<ReplyKey>) -> Result<OpReply, FsError> {
+        self.apply_keyed_as(op, key, true).await
+    }
+
+    async fn apply_keyed_as(&self, op: FsOp, key: Option<ReplyKey>, twin: bool) -> Result<OpReply, FsError> {
         let fs = op.fs;
-        let result = self.apply(op).await;
+        let result = self.apply_as(op, twin).await;
         if let Some(key) = key {
             self.replies.record(fs, key, &result);
         }

@@ -1124,7 +1124,7 @@ impl Metro {
                 }
                 let op = proto::join_data(op, body);
                 self.note_replica_keys(op.fs, &log_keys(&op));
-                Ok(Response::Applied(self.array.apply_keyed(op, reply_key).await))
+                Ok(Response::Applied(self.array.apply_replicated(op, reply_key).await))
             }
             Request::Sync { pair, epoch, ops } => {
                 let p = self.secondary_pair(pair, Some(epoch))?;

@@ -21,7 +21,6 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 
-use bytes::Bytes;
 use metrofs_core::{
     Attr, CreateHow, FileType, FsError, FsId, FsOp, Ino, NewInode, OpBody, OpReply, SetAttr,
     SetTime, Stability, Time, WccAttr, FILE_SIZE_MAX_BYTES, NAME_MAX_BYTES, ROOT_INO,
@@ -741,6 +740,15 @@ impl<'t> Ctx<'t> {
     }
 }
 
+/// Which copy of a file system an op is applied to.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Target {
+    /// The copy hosts use (an unpaired fs, or the serving side of a pair).
+    Serving,
+    /// The twin of a pair, applying what the serving side sent.
+    Twin,
+}
+
 impl Store {
     /// Applies one fully determined op (see the module docs).
     ///
@@ -751,18 +759,32 @@ impl Store {
     /// a COMMIT or a stable write. FILE_SYNC/DATA_SYNC writes and COMMIT are durable before
     /// this returns. An op that fails changes nothing and is not journaled.
     pub fn apply(&self, op: &FsOp) -> Result<OpReply, FsError> {
+        self.apply_as(op, Target::Serving)
+    }
+
+    /// [`Store::apply`] for the twin of a pair, which applies what the serving side sent: a
+    /// large aligned WRITE goes straight to the disk ([`Store::writes_direct`]), past the
+    /// page cache; everything else as [`Store::apply`]. Durability is at least as strong.
+    pub fn apply_twin(&self, op: &FsOp) -> Result<OpReply, FsError> {
+        self.apply_as(op, Target::Twin)
+    }
+
+    /// Whether [`Store::apply_twin`] writes `op` straight to the disk, so that it waits for
+    /// the disk (run it on a blocking thread): a WRITE of at least
+    /// [`DIRECT_WRITE_MIN_BYTES`](crate::DIRECT_WRITE_MIN_BYTES) whose offset, length and
+    /// buffer are page-aligned (the link receives large bodies page-aligned).
+    pub fn writes_direct(op: &FsOp) -> bool {
+        matches!(&op.body, OpBody::Write { offset, data, .. } if data::direct_fits(*offset, data))
+    }
+
+    fn apply_as(&self, op: &FsOp, target: Target) -> Result<OpReply, FsError> {
         self.check_fatal()?;
         self.check_fs(op.fs)?;
         if op.body.creates() != op.new_inode.is_some() {
             return Err(FsError::Inval);
         }
         let r = match &op.body {
-            OpBody::Write {
-                ino,
-                offset,
-                data,
-                stable,
-            } => self.write(op.fs, op.time, *ino, *offset, data, *stable),
+            OpBody::Write { .. } => self.write(op, target),
             OpBody::Commit { ino } => self.commit(op.fs, *ino),
             _ => {
                 // An op that may cut a file's data excludes WRITEs to that file until the
@@ -899,16 +921,18 @@ impl Store {
     }
 
     /// WRITE: `pwrite` into the data file, attributes updated in memory (written back by the
-    /// next durable commit); no metadata transaction.
-    fn write(
-        &self,
-        fs: FsId,
-        time: Time,
-        ino: Ino,
-        offset: u64,
-        bytes: &Bytes,
-        stable: Stability,
-    ) -> Result<OpReply, FsError> {
+    /// next durable commit); no metadata transaction. `op` is a WRITE.
+    fn write(&self, op: &FsOp, target: Target) -> Result<OpReply, FsError> {
+        let OpBody::Write {
+            ino,
+            offset,
+            data: bytes,
+            stable,
+        } = &op.body
+        else {
+            return Err(FsError::Inval);
+        };
+        let (fs, time, ino, offset, stable) = (op.fs, op.time, *ino, *offset, *stable);
         // Shared with other WRITEs, exclusive with an op cutting this file (see `apply`).
         let _no_cut = self.size_locks[(ino.0 % SIZE_STRIPES as u64) as usize]
             .read()
@@ -955,9 +979,14 @@ impl Store {
         let mut created = false;
         if let Some((f, c)) = &file {
             created = *c;
-            f.file
-                .write_all_at(bytes, offset)
-                .map_err(|e| data::io_err("writing", &f.path, &e))?;
+            let direct = target == Target::Twin
+                && data::direct_fits(offset, bytes)
+                && f.write_direct(bytes, offset)?;
+            if !direct {
+                f.file
+                    .write_all_at(bytes, offset)
+                    .map_err(|e| data::io_err("writing", &f.path, &e))?;
+            }
             // Only after the bytes are in: whoever syncs this file next also covers them.
             let mut u = lock(&self.unsynced);
             let slot = u.entry((fs, ino)).or_insert(false);

@@ -78,10 +78,64 @@ pub(crate) fn allocated(meta: &std::fs::Metadata) -> u64 {
     meta.blocks() * 512
 }
 
+/// A twin writes a replicated WRITE of at least this many bytes with `O_DIRECT` (see
+/// [`DataFile::write_direct`]), when its offset, length and buffer are [`DIRECT_ALIGN`]-aligned.
+pub const DIRECT_WRITE_MIN_BYTES: usize = 128 * 1024;
+/// The alignment `O_DIRECT` asks of offset, length and memory: a page covers any block size
+/// up to 4 KiB.
+pub const DIRECT_ALIGN: usize = 4096;
+
+/// Whether `bytes` at `offset` may be written with `O_DIRECT`.
+pub(crate) fn direct_fits(offset: u64, bytes: &[u8]) -> bool {
+    bytes.len() >= DIRECT_WRITE_MIN_BYTES
+        && offset.is_multiple_of(DIRECT_ALIGN as u64)
+        && bytes.len().is_multiple_of(DIRECT_ALIGN)
+        && (bytes.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN)
+}
+
 /// An open data file.
 pub(crate) struct DataFile {
     pub file: File,
     pub path: PathBuf,
+    /// The same file opened again with `O_DIRECT`, on first use; `None` when the local file
+    /// system refuses `O_DIRECT` (tmpfs on older kernels): writes then go through the cache.
+    direct: std::sync::OnceLock<Option<File>>,
+}
+
+impl DataFile {
+    /// Writes `bytes` at `offset` straight to the disk, past the page cache. `Ok(false)` when
+    /// that is not possible here (no `O_DIRECT` on this file system, or it refused this
+    /// alignment): the caller writes through the cache instead, rewriting anything written
+    /// here (the same bytes).
+    ///
+    /// Only for data nothing here is about to read: a twin's copy of large writes. Host reads
+    /// stay on the serving side, so caching the twin's copy would cost a copy of every byte
+    /// into its page cache and the write-back later, for nothing until a failover (when reads
+    /// come from the disk, as after a restart). The kernel keeps it coherent with the cache:
+    /// cached pages of the range are written back and dropped first.
+    pub fn write_direct(&self, bytes: &[u8], offset: u64) -> Result<bool, FsError> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::{FileExt, OpenOptionsExt};
+        let direct = self.direct.get_or_init(|| {
+            // Through /proc, the very file this descriptor has open, wherever it was renamed.
+            let again = format!("/proc/self/fd/{}", self.file.as_raw_fd());
+            OpenOptions::new()
+                .write(true)
+                .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+                .open(again)
+                .ok()
+        });
+        let Some(direct) = direct else {
+            return Ok(false);
+        };
+        match direct.write_all_at(bytes, offset) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
+                Ok(false)
+            }
+            Err(e) => Err(io_err("writing (direct)", &self.path, &e)),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -156,7 +210,11 @@ impl FdCache {
             }
             Err(e) => return Err(io_err("opening data file", &path, &e)),
         };
-        let df = Arc::new(DataFile { file, path });
+        let df = Arc::new(DataFile {
+            file,
+            path,
+            direct: std::sync::OnceLock::new(),
+        });
         if g.map.len() >= OPEN_FILES_MAX {
             if let Some(oldest) = g
                 .map

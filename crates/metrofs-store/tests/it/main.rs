@@ -228,3 +228,83 @@ fn concurrent_ops_keep_the_store_consistent() {
     s.sync().expect("sync");
     fx.assert_consistent();
 }
+
+/// Bytes of `path` resident in the page cache (util-linux's `fincore`; the test command
+/// installs it).
+fn resident_bytes(path: &std::path::Path) -> u64 {
+    let out = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--raw", "--output", "RES"])
+        .arg(path)
+        .output()
+        .expect("fincore (util-linux-extra) runs");
+    assert!(out.status.success(), "fincore: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a byte count")
+}
+
+/// `len` bytes of `fill` at an address that is a multiple of 4096, as the link receives a
+/// large body.
+fn page_aligned(len: usize, fill: u8) -> bytes::Bytes {
+    let v = vec![fill; len + 4096];
+    let pad = (4096 - v.as_ptr() as usize % 4096) % 4096;
+    bytes::Bytes::from(v).slice(pad..pad + len)
+}
+
+/// A twin writes a large page-aligned WRITE straight to the disk: none of it enters its page
+/// cache, yet reads, later cached writes and the attributes are exactly what `apply` gives.
+#[test]
+fn a_twin_writes_large_aligned_writes_past_its_page_cache() {
+    use metrofs_core::{OpBody, Stability, ROOT_INO};
+    const MIB: usize = 1 << 20;
+    let dirs = [tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir")];
+    let serving = Store::open(dirs[0].path()).expect("open");
+    let twin = Store::open(dirs[1].path()).expect("open");
+    let mut a = fx::Fx::new(&serving, "d");
+    let mut b = fx::Fx::new(&twin, "d");
+    let f = a.create(ROOT_INO, "f").expect("create").ino;
+    assert_eq!(b.create(ROOT_INO, "f").expect("create").ino, f);
+    let write = |offset: u64, data: bytes::Bytes| OpBody::Write { ino: f, offset, data, stable: Stability::Unstable };
+
+    // Which writes go direct: large, and offset, length and memory page-aligned.
+    let mut direct = |body: OpBody| Store::writes_direct(&b.op_for(body));
+    assert!(direct(write(MIB as u64, page_aligned(MIB, 1))));
+    assert!(direct(write(0, page_aligned(128 << 10, 1))));
+    assert!(!direct(write(0, page_aligned(64 << 10, 1))), "small");
+    assert!(!direct(write(512, page_aligned(MIB, 1))), "offset");
+    assert!(!direct(write(0, page_aligned(MIB - 512, 1))), "length");
+    assert!(!direct(write(0, page_aligned(MIB + 1, 1).slice(1..))), "memory");
+
+    // The same ops on both: a cached write (a dirty page the direct write then covers), two
+    // direct megabytes, a cached write into the first one.
+    let ops = [
+        write(8192, bytes::Bytes::from(vec![b'x'; 4096])),
+        write(0, page_aligned(MIB, b'a')),
+        write(MIB as u64, page_aligned(MIB, b'b')),
+        write(4096, bytes::Bytes::from(vec![b'y'; 100])),
+    ];
+    for body in ops {
+        let op = a.op_for(body);
+        b.clock = a.clock;
+        let went_direct = Store::writes_direct(&op);
+        let ra = serving.apply(&op).expect("apply");
+        let rb = twin.apply_twin(&op).expect("apply_twin");
+        assert_eq!(ra.obj.map(|o| (o.size, o.mtime, o.ctime)), rb.obj.map(|o| (o.size, o.mtime, o.ctime)));
+        if went_direct && op.body == write(MIB as u64, page_aligned(MIB, b'b')) {
+            // Nothing read it yet: the second megabyte never went through the twin's cache.
+            let data_file = dirs[1]
+                .path()
+                .join("data")
+                .join(format!("{:016x}", b.fs.0))
+                .join(format!("{:02x}", (f.0 / 1024) % 256))
+                .join(f.0.to_string());
+            assert!(resident_bytes(&data_file) < MIB as u64, "the twin cached its direct write");
+        }
+    }
+    for s in [&serving, &twin] {
+        let r = s.read(a.fs, f, 0, 2 * MIB as u32).expect("read");
+        let mut want = vec![b'a'; MIB];
+        want[4096..4196].fill(b'y');
+        want.extend(vec![b'b'; MIB]);
+        assert!(r.data[..] == want[..], "bytes differ");
+        assert_eq!(s.getattr(a.fs, f).expect("getattr").size, 2 * MIB as u64);
+    }
+}
