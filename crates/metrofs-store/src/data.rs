@@ -128,6 +128,29 @@ impl DataFile {
         let Some(direct) = direct else {
             return Ok(false);
         };
+        // A direct write that allocates blocks or moves the end of the file holds the inode
+        // exclusively until the disk has it, so concurrent writes appending to one file would
+        // reach the disk one at a time. Allocated first (the end moves with it, as the write
+        // is about to move it), the write is a plain overwrite, and overwrites run side by
+        // side. Where the file system cannot allocate ahead, the write does it itself.
+        let end = offset + bytes.len() as u64;
+        let past_end = self
+            .file
+            .metadata()
+            .map(|m| m.len() < end)
+            .map_err(|e| io_err("stat of", &self.path, &e))?;
+        if past_end {
+            let len = bytes.len() as u64;
+            match rustix::fs::fallocate(
+                &self.file,
+                rustix::fs::FallocateFlags::empty(),
+                offset,
+                len,
+            ) {
+                Ok(()) | Err(rustix::io::Errno::OPNOTSUPP) => {}
+                Err(e) => return Err(io_err("allocating", &self.path, &e.into())),
+            }
+        }
         match direct.write_all_at(bytes, offset) {
             Ok(()) => Ok(true),
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
