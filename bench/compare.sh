@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/compare.sh: measure, in one run and on one disk,
+# bench/compare.sh: measure, in one run,
 #   (a) metrofs, one array (`metrofs array`),
 #   (b) Debian's nfs-ganesha with FSAL_VFS exporting a directory of the same file system,
 #       both driven by the same `metrofs bench` client,
@@ -15,13 +15,15 @@
 # the section "## Metro pair (issue 3)". Every other section of the file (e.g. "## Failover
 # (issue 4)", written by bench/failover.sh) and every hand-written analysis block is kept.
 #
-# All data lives on a dedicated ext4 image WITH a journal on a loop device, made and removed
-# here (bench/lib.sh). Everything started here is stopped on exit (trap).
+# All data lives on a dedicated ext4 image WITH a journal on a loop device with direct I/O, made
+# and removed here (bench/lib.sh), except the pair's site-b's, on a disk of its own (--site-b). Everything started here is stopped on exit (trap).
 #
 # Usage: sudo bench/compare.sh [--runs N] [--size SIZE] [--files N] [--latency-ops N]
 #                              [--depth N] [--resync SIZE] [--image-gib N] [--out FILE]
-#                              [--no-metrofs] [--no-ganesha] [--no-pair] [--no-profile]
-#                              [--no-install]
+#                              [--site-b own|shared] [--no-metrofs] [--no-ganesha] [--no-pair]
+#                              [--no-profile] [--no-install]
+# --site-b: where the pair's site-b keeps its data (bench/pair.sh): its own disk (default, an ext4
+# image in memory on this one-disk machine) or `shared`, the image everything else is on.
 # --resync defaults to $METROFS_BENCH_RESYNC, else 2GiB (issue 3's size); smaller for quick runs.
 # METROFS_BIN=PATH measures that binary instead of building target/release/metrofs.
 # Needs root (loop device, mount, drop_caches, ports < 1024 for the client). Installs with apt
@@ -58,7 +60,7 @@ while [ $# -gt 0 ]; do
         --no-pair) DO_PAIR=0; shift ;;
         --no-profile) DO_PROFILE=0; shift ;;
         --no-install) DO_INSTALL=0; shift ;;
-        -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -88,6 +90,7 @@ bench_workspace compare
 bench_build   # metrofs bench is the client of every server
 BENCH_ARGS=(--size "$SIZE" --files "$FILES" --latency-ops "$LAT_OPS" --depth "$DEPTH" --json)
 bench_image "$IMAGE_GIB" mfsbench
+[ "$DO_PAIR" = 1 ] && bench_site_b "$IMAGE_GIB"
 
 SIZE_MIB=$((SIZE_BYTES / 1048576))
 
@@ -191,8 +194,8 @@ EOF
 fi
 
 # ---------------------------------------------------------------------------------------------
-# (a) and (d) metrofs: site-a and site-b on the same file system, fs `solo` (unpaired, the "one
-# array" of the comparison with Ganesha) and fs `paired` (Normal) on site-a.
+# (a) and (d) metrofs: site-a on the image, site-b on its own disk (--site-b), fs `solo`
+# (unpaired, the "one array" of the comparison with Ganesha) and fs `paired` (Normal) on site-a.
 METROFS_URL=""
 METROFS_PID=""
 if [ "$DO_METROFS" = 1 ]; then

@@ -25,7 +25,7 @@ positive() { case "$2" in ''|*[!0-9]*|0) die "$1 wants a positive number, got '$
 # succeeds when ARG is one of them (the caller then shifts 2), fails otherwise.
 bench_opt() {
     case "$1" in
-        --runs|--size|--files|--latency-ops|--depth|--resync|--image-gib|--out) ;;
+        --runs|--size|--files|--latency-ops|--depth|--resync|--image-gib|--out|--site-b) ;;
         *) return 1 ;;
     esac
     [ -n "${2:-}" ] || die "$1 wants a value"
@@ -38,6 +38,7 @@ bench_opt() {
         --resync) RESYNC=$2 ;;
         --image-gib) IMAGE_GIB=$2 ;;
         --out) OUT=$2 ;;
+        --site-b) SITE_B=$2 ;;
     esac
 }
 # bench_check_opts: validates the shared options; sets SIZE_BYTES, RESYNC_BYTES.
@@ -46,6 +47,7 @@ bench_check_opts() {
     positive --depth "$DEPTH"; positive --image-gib "$IMAGE_GIB"
     SIZE_BYTES=$(to_bytes "$SIZE"); [ -n "$SIZE_BYTES" ] || die "--size $SIZE: use forms like 512MiB or 1GiB"
     RESYNC_BYTES=$(to_bytes "$RESYNC"); [ -n "$RESYNC_BYTES" ] || die "--resync $RESYNC: use forms like 1GiB or 2GiB"
+    case "${SITE_B:=own}" in own|shared) ;; *) die "--site-b wants own or shared, got '$SITE_B'" ;; esac
 }
 
 port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
@@ -87,6 +89,11 @@ bench_cleanup() {
         mountpoint -q "$MNT" && umount -l "$MNT"
     fi
     [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
+    if [ -n "$B_IMG" ]; then
+        mountpoint -q "$MNT_B" && { umount "$MNT_B" 2>/dev/null || umount -l "$MNT_B"; }
+        [ -n "$LOOP_B" ] && losetup -d "$LOOP_B" 2>/dev/null
+        rm -f "$B_IMG"
+    fi
     if [ $rc -ne 0 ]; then
         for f in "$WORK"/*.log; do
             [ -f "$f" ] || continue
@@ -104,6 +111,7 @@ bench_workspace() {
     RES="$ROOT/target/bench-results/$1-$(date +%Y%m%d-%H%M%S)"
     mkdir -p "$MNT" "$RES"
     LOOP=""
+    B_IMG="" LOOP_B="" MNT_B="$WORK/mnt-b"
     PIDS=()
     trap bench_cleanup EXIT
     trap 'exit 130' INT TERM
@@ -127,6 +135,34 @@ bench_image() {
     dumpe2fs -h "$LOOP" 2>/dev/null | grep -q has_journal || die "the image has no journal"
     MNT_OPTS=$(findmnt -no OPTIONS "$MNT")
     CMD_IMAGE="truncate -s $1G fs.img && mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 fs.img && mount \$(losetup -f --show --direct-io=on fs.img) $MNT"
+}
+
+# bench_site_b GIB: where site-b keeps its data (sets BENCH_SITE_B_DIR, SITE_B_DESC, CMD_IMAGE_B).
+# --site-b own (the default): a disk of its own, as the twin at the other site has. This machine
+# has one disk, so the stand-in is a GIB GiB ext4 image with a journal in memory (/dev/shm, only
+# the bytes written take memory) on its own loop device with direct I/O: its flushes cost no
+# disk time, but each page still costs a copy on the same 2 cores. --site-b shared: on the image
+# of site-a, so every paired byte and flush reaches the one disk twice. BENCH_SITE_B_DIR=DIR set
+# by the caller wins over both (e.g. a real second disk).
+bench_site_b() {
+    if [ -n "${BENCH_SITE_B_DIR:-}" ]; then
+        SITE_B_DESC="site-b's data was in \`$BENCH_SITE_B_DIR\` (BENCH_SITE_B_DIR, on \`$(findmnt -no SOURCE,FSTYPE -T "$BENCH_SITE_B_DIR" | tr -s ' ')\`)"
+        return
+    fi
+    if [ "$SITE_B" = shared ]; then
+        SITE_B_DESC="site-b's data was on the same image as site-a's (\`--site-b shared\`): a paired write reaches the one disk twice"
+        return
+    fi
+    log "making a $1 GiB ext4 image with a journal in /dev/shm for site-b (its own disk)"
+    B_IMG=$(mktemp /dev/shm/metrofs-site-b.XXXXXX.img)
+    truncate -s "$1G" "$B_IMG"
+    mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 -L mfssiteb "$B_IMG"
+    LOOP_B=$(losetup -f --show --direct-io=on "$B_IMG")
+    mkdir -p "$MNT_B"
+    mount "$LOOP_B" "$MNT_B"
+    BENCH_SITE_B_DIR=$MNT_B
+    SITE_B_DESC="**site-b's data was on a disk of its own** (\`--site-b own\`, the default), as the twin at the other site has: this machine has one disk, so that is a $1 GiB ext4 image with a journal in memory (\`/dev/shm\`) on a second loop device with direct I/O (mounted \`$(findmnt -no OPTIONS "$MNT_B")\`). Its flushes take no disk time, so it is faster than site-a's disk for FILE_SYNC and COMMIT; each page written to it still costs a copy on the same 2 cores"
+    CMD_IMAGE_B="truncate -s $1G /dev/shm/site-b.img && mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 /dev/shm/site-b.img && mount \$(losetup -f --show --direct-io=on /dev/shm/site-b.img) /mnt/site-b   # BENCH_SITE_B_DIR"
 }
 
 # bench_build: builds metrofs (release) and runs it from a private copy, so that a rebuild in the

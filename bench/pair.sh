@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# bench/pair.sh: issue 3's benchmark. In one run and on one disk:
+# bench/pair.sh: issue 3's benchmark. In one run:
 #   - two arrays (`metrofs array`), site-a (preferred) and site-b, linked on loopback with a
-#     secret made here;
+#     secret made here; site-b's data on a disk of its own unless --site-b shared;
 #   - on site-a, fs `solo` (unpaired) and fs `paired` (paired with site-b, measured once Normal);
 #   - the same `metrofs bench --json` workloads against both, alternating (solo, paired, ...),
 #     medians over the runs;
@@ -17,7 +17,10 @@
 #
 # Usage: sudo bench/pair.sh [--runs N] [--size SIZE] [--files N] [--latency-ops N] [--depth N]
 #                           [--resync SIZE] [--image-gib N] [--budget-s N] [--out FILE]
-#                           [--no-profile]
+#                           [--site-b own|shared] [--no-profile]
+# --site-b: where site-b keeps its data: `own` (default) a disk of its own, here an ext4 image in
+# memory, as the twin at the other site has its own disk; `shared` the image of site-a (one disk
+# takes every paired byte and flush twice). See bench_site_b in bench/lib.sh.
 # --resync defaults to $METROFS_BENCH_RESYNC, else 2GiB (issue 3's size); smaller for quick runs.
 # --budget-s: no new round of runs starts when the rounds so far say it would end after this
 # many seconds from the start of the runs (at least one round always runs).
@@ -219,7 +222,7 @@ pair_section() {
         echo "Written by \`$writer\` on $(date -u '+%Y-%m-%d %H:%M UTC'); metrofs at \`$git_rev\`$git_dirty."
         echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo) GiB memory, Linux $(uname -r). Load average at the start of the runs: $LOAD_START; when the section was written: $(cut -d' ' -f1-3 /proc/loadavg) — **the machine was loaded by other work during the run** (other builds and tests on the same 2 cores), so absolute numbers are noisy; solo and paired runs alternate so the noise falls on both."
         echo
-        echo "Two arrays on this machine, linked on loopback: site-a (preferred, serves both file systems) and site-b (the twin). Fs \`solo\` is unpaired; fs \`paired\` is paired with site-b and Normal for every run (watched with \`pair show --json\` every 0.2 s during each run; a run during which it leaves Normal is flagged and left out of the medians). $(if [ -n "${BENCH_SITE_B_DIR:-}" ]; then echo "Site-a's data was on a dedicated **ext4 image with a journal** on a loop device (\`mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0\`, mounted \`$MNT_OPTS\`), made and removed by the script; **site-b's data was in \`$BENCH_SITE_B_DIR\`** (BENCH_SITE_B_DIR, on \`$(findmnt -no SOURCE,FSTYPE -T "$BENCH_SITE_B_DIR" | tr -s ' ')\`)."; else echo "All data of both arrays was on one dedicated **ext4 image with a journal** on a loop device (\`mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0\`, mounted \`$MNT_OPTS\`), made and removed by the script, so a paired write reaches the same disk twice."; fi) Client: \`metrofs bench URL ${BENCH_ARGS[*]}\`, same workloads as the sections above; $RUNS_DONE run(s) of each fs, alternating; **medians** (of an even number of runs: the lower middle one)."
+        echo "Two arrays on this machine, linked on loopback: site-a (preferred, serves both file systems) and site-b (the twin). Fs \`solo\` is unpaired; fs \`paired\` is paired with site-b and Normal for every run (watched with \`pair show --json\` every 0.2 s during each run; a run during which it leaves Normal is flagged and left out of the medians). Site-a's data was on a dedicated **ext4 image with a journal** on a loop device with direct I/O (\`mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0\`, mounted \`$MNT_OPTS\`), made and removed by the script; $SITE_B_DESC. Client: \`metrofs bench URL ${BENCH_ARGS[*]}\`, same workloads as the sections above; $RUNS_DONE run(s) of each fs, alternating; **medians** (of an even number of runs: the lower middle one)."
         [ "$RUNS_DONE" -lt "$RUNS" ] && echo "Only $RUNS_DONE of the $RUNS planned rounds ran (\`--budget-s $BUDGET_S\`: the deadline of this run)."
         if [ -n "$LEFT_NORMAL" ]; then
             echo
@@ -261,6 +264,7 @@ pair_section() {
         echo
         echo '```sh'
         echo "$cmdline"
+        [ -n "${CMD_IMAGE_B:-}" ] && echo "$CMD_IMAGE_B"
         echo "metrofs array --config site-a.toml   # and site-b.toml, below"
         echo "metrofs fs create solo --api $A && metrofs export set solo --clients 127.0.0.0/8 --rw --no-root-squash --api $A   # same for paired"
         echo "metrofs pair create paired --remote site-b --api $A   # then pair show ID --json until Normal"
@@ -299,7 +303,7 @@ pair_main() {
         case "$1" in
             --budget-s) BUDGET_S=$2; shift 2 ;;
             --no-profile) DO_PROFILE=0; shift ;;
-            -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+            -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
             *) die "unknown argument $1 (see --help)" ;;
         esac
     done
@@ -318,6 +322,7 @@ pair_main() {
     bench_build
     BENCH_ARGS=(--size "$SIZE" --files "$FILES" --latency-ops "$LAT_OPS" --depth "$DEPTH" --json)
     bench_image "$IMAGE_GIB" mfspair
+    bench_site_b "$IMAGE_GIB"
     start_arrays
 
     # The runs: solo and paired alternate, so that noise from the loaded machine spreads evenly.
