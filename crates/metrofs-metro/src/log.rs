@@ -221,6 +221,13 @@ impl ActivityLog {
         }
     }
 
+    /// Whether every record appended so far is durable: [`ActivityLog::flush`] would return
+    /// at once. Does not block.
+    pub fn is_durable(&self) -> bool {
+        let appended = self.lock().appended;
+        *lock(&self.durable) >= appended
+    }
+
     /// Makes every record appended before the call durable (fdatasync), if one is not yet.
     /// Blocks for the disk: call it from a blocking thread.
     pub fn flush(&self) -> std::io::Result<()> {
@@ -322,6 +329,22 @@ mod tests {
         drop(log);
         let (_, left) = ActivityLog::open(&path).expect("reopen");
         assert!(left.is_empty());
+    }
+
+    #[test]
+    fn durable_until_a_new_key_is_appended() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (log, _) = ActivityLog::open(&dir.path().join("log")).expect("open");
+        assert!(log.is_durable(), "nothing appended yet");
+        let k = [LogKey::Object(Ino(1))];
+        log.enter(FsId(1), &k).expect("enter");
+        assert!(!log.is_durable(), "a new record is only in the page cache");
+        log.flush().expect("flush");
+        assert!(log.is_durable());
+        log.leave(FsId(1), &k);
+        log.enter(FsId(1), &k).expect("enter a resident key");
+        assert!(log.is_durable(), "a resident key appends nothing");
+        log.leave(FsId(1), &k);
     }
 
     #[test]
