@@ -242,7 +242,11 @@ for run in $(seq "$RUNS"); do
     done
     RUNS_DONE=$run
 done
-[ "$DO_PAIR" = 1 ] && [ -n "$METROFS_URL" ] && pair_resync
+if [ "$DO_PAIR" = 1 ] && [ -n "$METROFS_URL" ]; then
+    pair_resync
+    settle
+    pair_latency_rounds
+fi
 
 # median SERVER JQ-PATH [cold]: median over the runs of one number.
 median() {
