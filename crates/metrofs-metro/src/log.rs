@@ -11,6 +11,10 @@
 //!   `fdatasync`ed by [`ActivityLog::flush`], which the runtime calls periodically (far below
 //!   the kernel's dirty write-back delay) and before any local apply that itself waits for the
 //!   disk (COMMIT, FILE_SYNC), so no data reaches the disk before the LOG record naming it.
+//! - The file is zero-filled ahead of its records (`LOG_GROW_BYTES` at a time, made durable
+//!   once): an append overwrites zeros in place and never moves the file's end, so a flush
+//!   writes the records' block and nothing of the file system's metadata (no journal commit).
+//!   The first record that does not decode (zeros, or a torn one) ends the log.
 //! - After a crash every key in the file is treated as possibly different on the two sides and
 //!   moved to the DCL ([`ActivityLog::open`] returns them; the caller makes them durable in the
 //!   DCL, then calls [`ActivityLog::reset`]).
@@ -36,6 +40,8 @@ pub const LOG_RESIDENT_MAX: usize = 8192;
 /// Records in the file before it is rewritten with the resident set only.
 const LOG_FILE_RECORDS_MAX: u64 = 65_536;
 const RECORD_BYTES: usize = 32;
+/// Zeros the file is extended by when its records reach its end (32768 records).
+const LOG_GROW_BYTES: u64 = 1 << 20;
 
 /// What a change touches, as the LOG and the DCL name it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -105,6 +111,8 @@ struct Inner {
     /// Shared with a flush in progress, which syncs it without holding this lock.
     file: Arc<File>,
     records: u64,
+    /// Bytes of the file, zeros past the records included.
+    capacity: u64,
     /// Appends so far (a counter): a flush makes every append up to its value durable.
     appended: u64,
     resident: HashMap<(FsId, LogKey), Slot>,
@@ -142,11 +150,21 @@ impl ActivityLog {
             left.sort_unstable();
             left.dedup();
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        let records = file.metadata()?.len() / RECORD_BYTES as u64;
+        let file = OpenOptions::new().create(true).read(true).write(true).truncate(false).open(path)?;
+        // Appends go after the last whole record: over the zeros, or over a torn record.
+        let mut records = 0u64;
+        let mut buf = Vec::new();
+        (&file).read_to_end(&mut buf)?;
+        for rec in buf.chunks_exact(RECORD_BYTES) {
+            if LogKey::decode(rec).is_none() {
+                break;
+            }
+            records += 1;
+        }
+        let capacity = buf.len() as u64;
         let log = Self {
             path: path.to_owned(),
-            inner: Mutex::new(Inner { file: Arc::new(file), records, appended: 0, resident: HashMap::new(), tick: 0 }),
+            inner: Mutex::new(Inner { file: Arc::new(file), records, capacity, appended: 0, resident: HashMap::new(), tick: 0 }),
             durable: Mutex::new(0),
             syncing: Mutex::new(()),
         };
@@ -180,7 +198,7 @@ impl ActivityLog {
             slot.at = now;
         }
         if !new.is_empty() {
-            if let Err(e) = (&*g.file).write_all(&new) {
+            if let Err(e) = Self::append(&mut g, &new) {
                 // Undo the activity: the change will not be sent.
                 for &k in keys {
                     if let Some(s) = g.resident.get_mut(&(fs, k)) {
@@ -193,6 +211,22 @@ impl ActivityLog {
             g.appended += 1;
         }
         Ok(())
+    }
+
+    /// Writes `new` (whole records) after the last record, extending the zeros first when
+    /// they run out.
+    fn append(g: &mut Inner, new: &[u8]) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let at = g.records * RECORD_BYTES as u64;
+        let end = at + new.len() as u64;
+        if end > g.capacity {
+            let capacity = end.div_ceil(LOG_GROW_BYTES) * LOG_GROW_BYTES;
+            g.file.write_all_at(&vec![0u8; (capacity - g.capacity) as usize], g.capacity)?;
+            // The new end made durable once, so that later flushes have no metadata to write.
+            g.file.sync_all()?;
+            g.capacity = capacity;
+        }
+        g.file.write_all_at(new, at)
     }
 
     /// Marks `keys` no longer active (both results are back). Idle keys stay resident until
@@ -277,6 +311,8 @@ impl ActivityLog {
         for (fs, k) in g.resident.keys() {
             buf.extend_from_slice(&LogKey::encode(*fs, *k));
         }
+        let capacity = (buf.len() as u64 + 1).div_ceil(LOG_GROW_BYTES) * LOG_GROW_BYTES;
+        buf.resize(capacity as usize, 0);
         f.write_all(&buf)?;
         // The new file must be durable before the rename can make it the log.
         f.sync_all()?;
@@ -284,8 +320,9 @@ impl ActivityLog {
         if let Some(dir) = self.path.parent() {
             File::open(dir)?.sync_all()?;
         }
-        g.file = Arc::new(OpenOptions::new().append(true).open(&self.path)?);
+        g.file = Arc::new(OpenOptions::new().read(true).write(true).open(&self.path)?);
         g.records = g.resident.len() as u64;
+        g.capacity = capacity;
         // Every resident key is durable in the new file; evicted ones need not be.
         let mut d = lock(&self.durable);
         *d = (*d).max(g.appended);
@@ -319,7 +356,7 @@ mod tests {
             log.leave(FsId(7), &keys);
             assert_eq!(log.active(), 0);
             assert_eq!(log.resident(), 2);
-            assert_eq!(std::fs::metadata(&path).expect("meta").len(), 2 * RECORD_BYTES as u64);
+            assert_eq!(log.lock().records, 2);
             // No flush: a process crash keeps what `write` put in the page cache.
         }
         let (log, left) = ActivityLog::open(&path).expect("reopen");
@@ -345,6 +382,33 @@ mod tests {
         log.enter(FsId(1), &k).expect("enter a resident key");
         assert!(log.is_durable(), "a resident key appends nothing");
         log.leave(FsId(1), &k);
+    }
+
+    #[test]
+    fn appends_fill_zeros_in_place_and_replace_a_torn_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log");
+        let mut bytes = LogKey::encode(FsId(1), LogKey::Object(Ino(2))).to_vec();
+        bytes.extend_from_slice(&LogKey::encode(FsId(1), LogKey::Object(Ino(3)))[..20]);
+        std::fs::write(&path, &bytes).expect("write");
+        {
+            let (log, left) = ActivityLog::open(&path).expect("open");
+            assert_eq!(left, vec![(FsId(1), LogKey::Object(Ino(2)))]);
+            // The first append replaces the torn record and zero-fills the file ahead.
+            log.enter(FsId(1), &[LogKey::Object(Ino(4))]).expect("enter");
+            let len = std::fs::metadata(&path).expect("meta").len();
+            assert_eq!(len, LOG_GROW_BYTES);
+            for i in 5..100 {
+                log.enter(FsId(1), &[LogKey::Object(Ino(i))]).expect("enter");
+            }
+            log.flush().expect("flush");
+            assert_eq!(std::fs::metadata(&path).expect("meta").len(), len, "appends do not move the end");
+        }
+        let (_, left) = ActivityLog::open(&path).expect("reopen");
+        let want: Vec<_> = [2].into_iter().chain(4..100).map(|i| (FsId(1), LogKey::Object(Ino(i)))).collect();
+        let mut want = want;
+        want.sort_unstable();
+        assert_eq!(left, want);
     }
 
     #[test]
