@@ -289,6 +289,35 @@ async fn run(metro: &Arc<Metro>, pair: &Arc<PairRt>, progress: &Arc<Mutex<Progre
         {
             let ns = metro.array().namespace_lock(fs);
             let _ns = ns.quiet().await;
+            // Inodes made since the snapshot that the target may lack: their creation reached
+            // this side alone (the link was down, or the target refused it), so the DCL names
+            // them now. An `Entries` step naming one would be refused by the target (it has no
+            // such inode), and the round would fail again at each retry for as long as hosts
+            // keep creating files. Copied here, where no name changes, before the entries;
+            // they stay dirty for the next round (they are not in this round's snapshot).
+            let late: BTreeSet<Ino> = metro
+                .dcl
+                .snapshot(fs)
+                .keys
+                .iter()
+                .filter_map(|(k, _)| match *k {
+                    DclKey::Inode(i) | DclKey::Dir(i) if !inodes.contains(&i) => Some(i),
+                    _ => None,
+                })
+                .collect();
+            let mut guards = Vec::new();
+            for ino in &late {
+                let guard = metro.locks.lock(fs, *ino, WHOLE).await;
+                let ops = store.sync_inode(fs, *ino).map_err(|e| e.to_string())?;
+                if !batch.fits(&ops) {
+                    batch.send(&link, pair).await?;
+                    guards.clear();
+                }
+                guards.push(guard);
+                batch.add(ops);
+            }
+            batch.send(&link, pair).await?;
+            drop(guards);
             for d in &dirs {
                 let ops = match store.sync_dir(fs, *d, RESYNC_RANGE_BYTES_MAX) {
                     Ok(ops) => ops,
