@@ -231,16 +231,14 @@ impl Array {
     /// `twin`: applied as the twin of a pair ([`Store::apply_twin`]: a large aligned WRITE
     /// goes straight to the disk, so it too runs on a blocking thread).
     async fn apply_as(&self, op: FsOp, twin: bool) -> Result<OpReply, FsError> {
-        let direct = twin && Store::writes_direct(&op);
-        if direct || Self::waits_for_disk(&op.body) {
+        let apply = move |store: &Store, op: &FsOp| if twin { store.apply_twin(op) } else { store.apply(op) };
+        if (twin && Store::writes_direct(&op)) || Self::waits_for_disk(&op.body) {
             let store = self.store.clone();
-            tokio::task::spawn_blocking(move || if twin { store.apply_twin(&op) } else { store.apply(&op) })
+            tokio::task::spawn_blocking(move || apply(&store, &op))
                 .await
                 .map_err(|e| FsError::Io(format!("apply task failed: {e}")))?
-        } else if twin {
-            self.store.apply_twin(&op)
         } else {
-            self.store.apply(&op)
+            apply(&self.store, &op)
         }
     }
 

@@ -135,33 +135,23 @@ impl ActivityLog {
     /// possibly being dual-written when it stopped. The caller must record them in the DCL
     /// durably and then call [`ActivityLog::reset`].
     pub fn open(path: &Path) -> std::io::Result<(Self, Vec<(FsId, LogKey)>)> {
-        let mut left = Vec::new();
-        if let Ok(mut f) = File::open(path) {
-            let mut buf = Vec::new();
-            f.read_to_end(&mut buf)?;
-            for rec in buf.chunks_exact(RECORD_BYTES) {
-                match LogKey::decode(rec) {
-                    Some(k) => left.push(k),
-                    // A torn or garbled record: the crash happened mid-append. Every record
-                    // before it was whole; nothing after it can be trusted.
-                    None => break,
-                }
-            }
-            left.sort_unstable();
-            left.dedup();
-        }
         let file = OpenOptions::new().create(true).read(true).write(true).truncate(false).open(path)?;
-        // Appends go after the last whole record: over the zeros, or over a torn record.
-        let mut records = 0u64;
         let mut buf = Vec::new();
         (&file).read_to_end(&mut buf)?;
+        let mut left = Vec::new();
         for rec in buf.chunks_exact(RECORD_BYTES) {
-            if LogKey::decode(rec).is_none() {
-                break;
+            match LogKey::decode(rec) {
+                Some(k) => left.push(k),
+                // Zeros past the last record, or a torn or garbled one: the crash happened
+                // mid-append. Every record before it was whole; nothing after it can be trusted.
+                None => break,
             }
-            records += 1;
         }
+        // Appends go after the last whole record: over the zeros, or over a torn record.
+        let records = left.len() as u64;
         let capacity = buf.len() as u64;
+        left.sort_unstable();
+        left.dedup();
         let log = Self {
             path: path.to_owned(),
             inner: Mutex::new(Inner { file: Arc::new(file), records, capacity, appended: 0, resident: HashMap::new(), tick: 0 }),
@@ -405,8 +395,7 @@ mod tests {
             assert_eq!(std::fs::metadata(&path).expect("meta").len(), len, "appends do not move the end");
         }
         let (_, left) = ActivityLog::open(&path).expect("reopen");
-        let want: Vec<_> = [2].into_iter().chain(4..100).map(|i| (FsId(1), LogKey::Object(Ino(i)))).collect();
-        let mut want = want;
+        let mut want: Vec<_> = [2].into_iter().chain(4..100).map(|i| (FsId(1), LogKey::Object(Ino(i)))).collect();
         want.sort_unstable();
         assert_eq!(left, want);
     }

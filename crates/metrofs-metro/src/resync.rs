@@ -181,6 +181,27 @@ impl Batcher {
         self.bytes = 0;
         send(link, pair, std::mem::take(&mut self.ops)).await
     }
+
+    /// The inode steps of `inodes`, each read under its whole-inode range lock, held until
+    /// the batch carrying it is sent (a concurrent change is ordered before or after the
+    /// copy, never inside it); everything is sent when this returns.
+    async fn copy_inodes(&mut self, metro: &Metro, link: &Link, pair: &PairRt, inodes: &BTreeSet<Ino>) -> Result<(), String> {
+        let fs = pair.fs();
+        let store = metro.array().store();
+        let mut guards = Vec::new();
+        for ino in inodes {
+            let guard = metro.locks.lock(fs, *ino, WHOLE).await;
+            let ops = store.sync_inode(fs, *ino).map_err(|e| e.to_string())?;
+            if !self.fits(&ops) {
+                self.send(link, pair).await?;
+                guards.clear();
+            }
+            guards.push(guard);
+            self.add(ops);
+        }
+        self.send(link, pair).await?;
+        Ok(())
+    }
 }
 
 async fn call(link: &Link, req: Request) -> Result<Response, String> {
@@ -267,19 +288,7 @@ async fn run(metro: &Arc<Metro>, pair: &Arc<PairRt>, progress: &Arc<Mutex<Progre
         // 1. Inodes.
         lock(progress).phase = "inodes".into();
         let mut batch = Batcher::default();
-        let mut guards = Vec::new();
-        for ino in &inodes {
-            let guard = metro.locks.lock(fs, *ino, WHOLE).await;
-            let ops = store.sync_inode(fs, *ino).map_err(|e| e.to_string())?;
-            if !batch.fits(&ops) {
-                batch.send(&link, pair).await?;
-                guards.clear();
-            }
-            guards.push(guard);
-            batch.add(ops);
-        }
-        batch.send(&link, pair).await?;
-        drop(guards);
+        batch.copy_inodes(metro, &link, pair, &inodes).await?;
 
         // 2. Directories (links only), then the allocator (which frees what is left unnamed),
         //    both under the namespace lock: no host's namespace change runs meanwhile on
@@ -305,19 +314,7 @@ async fn run(metro: &Arc<Metro>, pair: &Arc<PairRt>, progress: &Arc<Mutex<Progre
                     _ => None,
                 })
                 .collect();
-            let mut guards = Vec::new();
-            for ino in &late {
-                let guard = metro.locks.lock(fs, *ino, WHOLE).await;
-                let ops = store.sync_inode(fs, *ino).map_err(|e| e.to_string())?;
-                if !batch.fits(&ops) {
-                    batch.send(&link, pair).await?;
-                    guards.clear();
-                }
-                guards.push(guard);
-                batch.add(ops);
-            }
-            batch.send(&link, pair).await?;
-            drop(guards);
+            batch.copy_inodes(metro, &link, pair, &late).await?;
             for d in &dirs {
                 let ops = match store.sync_dir(fs, *d, RESYNC_RANGE_BYTES_MAX) {
                     Ok(ops) => ops,

@@ -19,7 +19,6 @@
 //! NUL is INVAL (LOOKUP: NOENT, such a name cannot exist).
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::FileExt;
 
 use metrofs_core::{
     Attr, CreateHow, FileType, FsError, FsId, FsOp, Ino, NewInode, OpBody, OpReply, SetAttr,
@@ -979,14 +978,7 @@ impl Store {
         let mut created = false;
         if let Some((f, c)) = &file {
             created = *c;
-            let direct = target == Target::Twin
-                && data::direct_fits(offset, bytes)
-                && f.write_direct(bytes, offset)?;
-            if !direct {
-                f.file
-                    .write_all_at(bytes, offset)
-                    .map_err(|e| data::io_err("writing", &f.path, &e))?;
-            }
+            f.write(bytes, offset, target == Target::Twin)?;
             // Only after the bytes are in: whoever syncs this file next also covers them.
             let mut u = lock(&self.unsynced);
             let slot = u.entry((fs, ino)).or_insert(false);

@@ -79,7 +79,7 @@ pub(crate) fn allocated(meta: &std::fs::Metadata) -> u64 {
 }
 
 /// A twin writes a replicated WRITE of at least this many bytes with `O_DIRECT` (see
-/// [`DataFile::write_direct`]), when its offset, length and buffer are [`DIRECT_ALIGN`]-aligned.
+/// [`DataFile::write`]), when its offset, length and buffer are [`DIRECT_ALIGN`]-aligned.
 pub const DIRECT_WRITE_MIN_BYTES: usize = 128 * 1024;
 /// The alignment `O_DIRECT` asks of offset, length and memory: a page covers any block size
 /// up to 4 KiB.
@@ -103,6 +103,19 @@ pub(crate) struct DataFile {
 }
 
 impl DataFile {
+    /// Writes `bytes` at `offset`. With `past_cache`, and when [`direct_fits`], straight to the
+    /// disk ([`DataFile::write_direct`]); through the page cache otherwise, or when the local
+    /// file system refuses that.
+    pub fn write(&self, bytes: &[u8], offset: u64, past_cache: bool) -> Result<(), FsError> {
+        use std::os::unix::fs::FileExt;
+        if past_cache && direct_fits(offset, bytes) && self.write_direct(bytes, offset)? {
+            return Ok(());
+        }
+        self.file
+            .write_all_at(bytes, offset)
+            .map_err(|e| io_err("writing", &self.path, &e))
+    }
+
     /// Writes `bytes` at `offset` straight to the disk, past the page cache. `Ok(false)` when
     /// that is not possible here (no `O_DIRECT` on this file system, or it refused this
     /// alignment): the caller writes through the cache instead, rewriting anything written
@@ -113,7 +126,7 @@ impl DataFile {
     /// into its page cache and the write-back later, for nothing until a failover (when reads
     /// come from the disk, as after a restart). The kernel keeps it coherent with the cache:
     /// cached pages of the range are written back and dropped first.
-    pub fn write_direct(&self, bytes: &[u8], offset: u64) -> Result<bool, FsError> {
+    fn write_direct(&self, bytes: &[u8], offset: u64) -> Result<bool, FsError> {
         use std::os::fd::AsRawFd;
         use std::os::unix::fs::{FileExt, OpenOptionsExt};
         let direct = self.direct.get_or_init(|| {

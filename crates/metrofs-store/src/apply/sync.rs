@@ -1233,12 +1233,7 @@ impl Store {
                 let n = (end - o).min(b.len() as u64) as usize;
                 // The copy being brought up to date serves no host meanwhile: large aligned
                 // segments go straight to the disk, as a twin's large WRITEs do.
-                let direct = data::direct_fits(*o, &b[..n]) && f.write_direct(&b[..n], *o)?;
-                if !direct {
-                    f.file
-                        .write_all_at(&b[..n], *o)
-                        .map_err(|e| data::io_err("writing", &f.path, &e))?;
-                }
+                f.write(&b[..n], *o, true)?;
             }
             // Only after the bytes are in: whoever syncs this file next also covers them.
             let mut u = lock(&self.unsynced);
