@@ -39,7 +39,7 @@ fn hash(b: &[u8]) -> u64 {
 
 /// The child: runs until killed. Lines it prints (only after the op returned):
 /// `@C dir name ino gen size hash` a file committed with these bytes;
-/// `@D dir name` a file removed (durable at the next `@C`/`@S`);
+/// `@D dir name` a file about to be removed (printed before; durable at the next `@C`/`@S`);
 /// `@U dir name` a committed file about to be changed without a commit (printed before);
 /// `@S` a `sync()` returned.
 #[test]
@@ -124,8 +124,10 @@ fn child_process() {
             60..=74 if !committed.is_empty() => {
                 let (d, name, _) =
                     committed.swap_remove(rng.below(committed.len() as u64) as usize);
-                fx.remove(d, &name).expect("remove");
+                // Printed before: a kill between the removal and the line would leave a
+                // removal the parent never heard of (the journal replays it).
                 println!("@D {} {name}", d.0);
+                fx.remove(d, &name).expect("remove");
             }
             75..=84 if !committed.is_empty() => {
                 let (d, name, ino) =
