@@ -1026,12 +1026,12 @@ impl Store {
                 self.sync_file(fs, ino)?;
                 // The data is on disk; the size that makes it reachable must be too.
                 if after.size != before.size || created {
-                    self.durable()?;
+                    self.flush_journal()?;
                 }
             }
             Stability::FileSync => {
                 self.sync_file(fs, ino)?;
-                self.durable()?;
+                self.flush_journal()?;
             }
         }
         let used = match &file {
@@ -1051,13 +1051,13 @@ impl Store {
     }
 
     /// COMMIT: the file's data fsync'd, then all metadata (this fs's namespace included)
-    /// committed durably.
+    /// made durable through the journal ([`Store::flush_journal`]).
     fn commit(&self, fs: FsId, ino: Ino) -> Result<OpReply, FsError> {
         let i = self.record(fs, ino)?.ok_or(FsError::Stale)?;
         if i.is_file() {
             self.sync_file(fs, ino)?;
         }
-        self.durable()?;
+        self.flush_journal()?;
         let i = self.record(fs, ino)?.ok_or(FsError::Stale)?;
         Ok(OpReply {
             obj: Some(self.attr_of(fs, ino, &i)?),

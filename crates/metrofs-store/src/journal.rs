@@ -5,8 +5,10 @@
 //! inode's attributes in memory only (see `store.rs`): a process crash loses both, back to the
 //! last durable commit. Making each change durable costs an fsync. Instead, every change that
 //! `apply` / `apply_sync` makes is appended here with one plain `write()` before it is
-//! answered: the bytes sit in the kernel's page cache, which outlives the process. (A power
-//! loss can still take them; COMMIT, FILE_SYNC and [`crate::Store::sync`] are for that.)
+//! answered: the bytes sit in the kernel's page cache, which outlives the process. A power
+//! loss can still take them: COMMIT and stable writes [`Journal::flush`] the journal (one
+//! fdatasync, shared by concurrent callers), which makes every change before them durable
+//! without a durable redb commit; [`crate::Store::sync`] makes one.
 //!
 //! # Contract
 //! - A change is appended *after* it is checked (a failed op is never journaled) and *before*
@@ -19,8 +21,13 @@
 //!   appended so far (`META["journal_lsn"]`); appends after the seal go to the other of the two
 //!   journal files. Once the commit is durable, the sealed file is written again from its
 //!   start at the next rotation (what is left past the new records is covered, so skipped).
-//! - Files grow in steps of `GROW_BYTES`, so an append never changes a file's size (on ext4 a
-//!   size change is a metadata transaction).
+//! - Files grow in steps of `GROW_BYTES`, written as zeros, so an append never changes a file's
+//!   size and lands in blocks the file has (on ext4 a size change or a block allocation is a
+//!   metadata transaction, which a flush would have to commit).
+//! - A flush fdatasyncs each file that holds records appended since the last flush and not
+//!   covered by a durable commit. After a power loss the flushed records are a prefix of the
+//!   LSNs after the durable one: the replay stops at the first record that did not reach the
+//!   disk, and everything before a flush did.
 //! - At open, the records after the durable `journal_lsn` are replayed in LSN order, as long as
 //!   the LSNs follow each other (a torn or missing record ends the replay: only a record whose
 //!   change was never answered, or — after a power loss — a suffix, can be missing). Replay
@@ -124,6 +131,9 @@ struct State {
     cur: usize,
     /// LSN of the last record appended (or, while replaying, replayed).
     last: u64,
+    /// Whether each file holds records appended since its last [`Journal::flush`] that no
+    /// durable commit covers yet.
+    unsynced: [bool; 2],
 }
 
 pub(crate) struct Journal {
@@ -132,6 +142,12 @@ pub(crate) struct Journal {
     state: Mutex<State>,
     /// Set at open until the replay is over: appends and rotations are off.
     replaying: AtomicBool,
+    /// LSN up to which the records are on disk (a [`Journal::flush`], or a durable commit
+    /// that covers them).
+    synced: Mutex<u64>,
+    /// Held by the one flush running (group commit: the others wait, then find it covered
+    /// them).
+    syncing: Mutex<()>,
 }
 
 fn io(what: &str, p: &Path, e: &std::io::Error) -> FsError {
@@ -215,8 +231,11 @@ impl Journal {
                 size: [0, 0],
                 cur: 0,
                 last: durable_lsn,
+                unsynced: [false, false],
             }),
             replaying: AtomicBool::new(true),
+            synced: Mutex::new(durable_lsn),
+            syncing: Mutex::new(()),
         };
         Ok((j, replay))
     }
@@ -240,6 +259,9 @@ impl Journal {
         st.len = [0, 0];
         st.size = [0, 0];
         st.cur = 0;
+        st.unsynced = [false, false];
+        let mut synced = lock(&self.synced);
+        *synced = (*synced).max(st.last);
         self.replaying.store(false, Ordering::Release);
         Ok(())
     }
@@ -264,9 +286,13 @@ impl Journal {
         let cur = st.cur;
         let end = st.len[cur] + rec.len() as u64;
         if end > st.size[cur] {
+            // Zeros written, not a hole: a record then lands in blocks the file already has,
+            // and a flush writes the record's page and no file system metadata (the first
+            // flush after the growth carries the new size once).
             let size = end.max(st.size[cur] + GROW_BYTES);
+            let zeros = vec![0u8; (size - st.size[cur]) as usize];
             self.files[cur]
-                .set_len(size)
+                .write_all_at(&zeros, st.size[cur])
                 .map_err(|e| io("growing", &self.paths[cur], &e))?;
             st.size[cur] = size;
         }
@@ -275,6 +301,36 @@ impl Journal {
             .map_err(|e| io("appending to", &self.paths[cur], &e))?;
         st.len[cur] += rec.len() as u64;
         st.last = lsn;
+        st.unsynced[cur] = true;
+        Ok(())
+    }
+
+    /// Makes every record appended before the call durable (fdatasync of the file or files
+    /// holding records no durable commit covers yet), if a flush or a durable commit has not
+    /// already. Concurrent callers share one flush. An error is fatal to the store (the
+    /// caller stops it): the kernel may have dropped the pages.
+    pub fn flush(&self) -> Result<(), FsError> {
+        let target = lock(&self.state).last;
+        if *lock(&self.synced) >= target {
+            return Ok(());
+        }
+        let _one = lock(&self.syncing);
+        // The flush that held `syncing` may have covered this caller.
+        if *lock(&self.synced) >= target {
+            return Ok(());
+        }
+        let (upto, dirty) = {
+            let mut st = lock(&self.state);
+            (st.last, std::mem::take(&mut st.unsynced))
+        };
+        for (i, f) in self.files.iter().enumerate() {
+            if dirty[i] {
+                f.sync_data()
+                    .map_err(|e| io("fdatasync of", &self.paths[i], &e))?;
+            }
+        }
+        let mut synced = lock(&self.synced);
+        *synced = (*synced).max(upto);
         Ok(())
     }
 
@@ -318,8 +374,15 @@ impl Journal {
     /// holds past the new records is records the durable commit covers (LSNs at or below the
     /// durable one, which replay skips) or a torn one (where replay stops reading the file).
     pub fn release(&self, seal: &Seal) -> Result<(), FsError> {
+        {
+            let mut synced = lock(&self.synced);
+            *synced = (*synced).max(seal.lsn);
+        }
         let Some(old) = seal.old else { return Ok(()) };
-        lock(&self.state).len[old] = 0;
+        let mut st = lock(&self.state);
+        st.len[old] = 0;
+        // What it holds is covered: nothing of it needs a flush.
+        st.unsynced[old] = false;
         Ok(())
     }
 }
@@ -552,5 +615,41 @@ mod tests {
         assert_eq!(s.lsn, 8);
         assert!(s.old.is_none());
         j.release(&s).expect("release");
+    }
+
+    /// What `flush` syncs: the files holding records no flush or durable commit covers, and
+    /// nothing when every record is covered.
+    #[test]
+    fn a_flush_covers_the_records_before_it_and_a_durable_commit_covers_its_seal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (j, _) = Journal::open(dir.path(), 0).expect("open");
+        j.finish_replay().expect("finish");
+        let synced = |j: &Journal| *lock(&j.synced);
+        let unsynced = |j: &Journal| lock(&j.state).unsynced;
+        let payload = RecRef::FreeOrphans { fs: FsId(1) }.encode().expect("enc");
+        j.append(&payload).expect("append");
+        j.append(&payload).expect("append");
+        assert_eq!((synced(&j), unsynced(&j)), (0, [true, false]));
+        j.flush().expect("flush");
+        assert_eq!((synced(&j), unsynced(&j)), (2, [false, false]));
+        // A seal moves the appends to file 1; until its commit is durable, a flush syncs both.
+        j.append(&payload).expect("append");
+        let seal = j.seal();
+        j.append(&payload).expect("append");
+        assert_eq!(unsynced(&j), [true, true]);
+        // The durable commit covers file 0's records: released, it needs no flush.
+        j.release(&seal).expect("release");
+        assert_eq!((synced(&j), unsynced(&j)), (3, [false, true]));
+        j.flush().expect("flush");
+        assert_eq!((synced(&j), unsynced(&j)), (4, [false, false]));
+        // The file grew with zeros, not a hole: its blocks are there before any record.
+        let meta = std::fs::metadata(dir.path().join(FILE_NAMES[1])).expect("stat");
+        assert_eq!(meta.len(), GROW_BYTES);
+        use std::os::unix::fs::MetadataExt;
+        assert!(
+            meta.blocks() * 512 >= GROW_BYTES,
+            "{} bytes allocated of {GROW_BYTES}",
+            meta.blocks() * 512
+        );
     }
 }

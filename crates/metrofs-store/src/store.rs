@@ -13,20 +13,28 @@
 //!   DESIGN.md). An UNSTABLE write is a `pwrite` into the data file and an update of the inode's
 //!   attributes in an in-memory table ([`AttrCache`]), written back by the next durable commit:
 //!   no redb transaction per write.
-//! - COMMIT, FILE_SYNC/DATA_SYNC writes and [`Store::sync`] fdatasync the data file(s), then
-//!   commit the metadata durably. Concurrent callers share one durable commit (group commit),
-//!   and the one fsync of the bucket directories that got new data files since the last one
-//!   (consecutive inode numbers share a bucket, so a burst of new files needs one).
+//! - COMMIT and FILE_SYNC/DATA_SYNC writes fdatasync the data file, then make the metadata
+//!   durable through the op journal ([`Store::flush_journal`]): the bucket directories that got
+//!   new data files since the last flush are fsync'd (consecutive inode numbers share a bucket,
+//!   so a burst of new files needs one), then the journal's records (an fdatasync of a page or
+//!   two). Concurrent callers share both. The redb commit itself stays non-durable until the
+//!   next [`Store::sync`] (the array's background flush, every `sync_interval_ms`) or bound:
+//!   a durable redb commit writes every page changed since the last one (about 20 pages of
+//!   4 KiB for a few small files), and one per COMMIT was most of the CPU of a small file.
+//! - [`Store::sync`] fdatasyncs every written data file, then commits the metadata durably
+//!   (group commit: concurrent callers share one), which lets the journal records it covers go.
 //! - Every change is also appended to the op journal (`journal.rs`) with one plain `write()`
 //!   before it is answered. The journal lives in the page cache like the data files, so a
 //!   `kill -9` of the process loses nothing `apply` answered: at open the journal's records
 //!   after the last durable commit are replayed (apply is deterministic). Each durable commit
 //!   seals the journal (it records the LSN it covers) and the covered records go. So
 //!   [`Store::sync`] is needed only against a power loss, not a process crash.
-//! - A power loss takes what the page cache held: the journal and the metadata since the last
-//!   durable commit (at most `NONDURABLE_COMMITS_MAX` namespace ops and `JOURNAL_BYTES_MAX` of
-//!   journal; the caller bounds the time with a periodic `sync()`). What was acknowledged as
-//!   durable (COMMIT, stable writes, `sync()`) is never lost.
+//! - A power loss takes what the page cache held: the journal records after the last journal
+//!   flush, and the data not fsync'd. The open replays the flushed records onto the last
+//!   durable commit, so what was acknowledged as durable (COMMIT, stable writes, `sync()`) is
+//!   never lost. Changes after the last flush are lost (at most `sync_interval_ms` of them
+//!   when no client commits; `NONDURABLE_COMMITS_MAX` namespace ops and `JOURNAL_BYTES_MAX` of
+//!   journal bound the replay).
 //! - After a crash the metadata is the last durable commit, consistent by redb's atomicity,
 //!   plus the replayed journal, and the data files may be newer (the page cache survives a
 //!   process crash). Recovery makes them follow the metadata: a data file with no live inode
@@ -199,8 +207,10 @@ pub struct Store {
     sync_stripes: [Mutex<()>; SYNC_STRIPES],
     pub(crate) size_locks: [std::sync::RwLock<()>; SIZE_STRIPES],
     /// Bucket directories holding data files created and fsync'd since the last durable
-    /// commit: it fsyncs them before committing.
+    /// commit or journal flush: it fsyncs them first ([`Store::sync_new_dirs`]).
     dirs_to_sync: Mutex<HashSet<PathBuf>>,
+    /// Held while directories taken from `dirs_to_sync` are being fsync'd.
+    dirs_syncing: Mutex<()>,
     /// Set by the first local I/O failure; every later change answers it (STYLE 9: a failed
     /// fsync is never retried).
     fatal: OnceLock<String>,
@@ -342,6 +352,7 @@ impl Store {
             sync_stripes: std::array::from_fn(|_| Mutex::new(())),
             size_locks: std::array::from_fn(|_| std::sync::RwLock::new(())),
             dirs_to_sync: Mutex::new(HashSet::new()),
+            dirs_syncing: Mutex::new(()),
             fatal: OnceLock::new(),
             recovery: None,
         };
@@ -956,9 +967,9 @@ impl Store {
     }
 
     /// Makes `ino`'s data durable: its data file now; if the file was created since the last
-    /// sync, its bucket directory goes on the list the next durable commit fsyncs first (so
-    /// concurrent COMMITs of new files share one directory fsync, as they share the redb one).
-    /// The caller then calls [`Store::durable`].
+    /// sync, its bucket directory goes on the list the next durable commit or journal flush
+    /// fsyncs first (so concurrent COMMITs of new files share one directory fsync, as they
+    /// share the flush). The caller then calls [`Store::durable`] or [`Store::flush_journal`].
     pub(crate) fn sync_file(&self, fs: FsId, ino: Ino) -> Result<(), FsError> {
         // Held while the file is being synced: a second caller that finds no unsynced entry
         // must not answer before the first caller's fsync (which covers it) is done.
@@ -974,6 +985,41 @@ impl Store {
         }
         if created {
             lock(&self.dirs_to_sync).insert(data::bucket_dir(&self.root, fs, ino));
+        }
+        Ok(())
+    }
+
+    /// Makes every change applied before this call durable the cheap way: the bucket
+    /// directories of data files made since are fsync'd, then the op journal's records (one
+    /// fdatasync of a page or two, shared by concurrent callers). A power loss then finds them
+    /// in the journal, which the open replays onto the last durable redb commit; that commit
+    /// waits for the next [`Store::sync`] or bound. What COMMIT and stable writes need: a
+    /// durable redb commit writes every page the metadata changed in since the last one (about
+    /// 20 pages of 4 KiB for a few small files) and was most of a twin's CPU per small file.
+    /// The caller has made the data it vouches for durable.
+    pub(crate) fn flush_journal(&self) -> Result<(), FsError> {
+        if self.journal.replaying() {
+            // Nothing is journaled while replaying: only a durable commit covers a change.
+            return self.durable();
+        }
+        self.check_fatal()?;
+        // Durability order: a data file's directory entry before the record naming its size.
+        self.sync_new_dirs()?;
+        self.journal.flush().map_err(|e| {
+            self.stop(&e);
+            e
+        })
+    }
+
+    /// fsyncs the bucket directories [`Store::sync_file`] listed. Returns once every one listed
+    /// before the call is durable (a directory another caller took is being fsync'd under
+    /// `dirs_syncing`, which this call waits for).
+    fn sync_new_dirs(&self) -> Result<(), FsError> {
+        let _one = lock(&self.dirs_syncing);
+        let dirs: Vec<PathBuf> = lock(&self.dirs_to_sync).drain().collect();
+        for d in &dirs {
+            let f = std::fs::File::open(d).map_err(|e| data::io_err("opening", d, &e))?;
+            self.fsync(&f, d, false)?;
         }
         Ok(())
     }
@@ -1027,11 +1073,7 @@ impl Store {
         // listed the bucket directories of data files they created; those entries become
         // durable here, before the metadata naming the files does (and before taking the
         // transaction lock, so namespace ops wait only for redb's own fsync).
-        let dirs: Vec<PathBuf> = lock(&self.dirs_to_sync).drain().collect();
-        for d in &dirs {
-            let f = std::fs::File::open(d).map_err(|e| data::io_err("opening", d, &e))?;
-            self.fsync(&f, d, false)?;
-        }
+        self.sync_new_dirs()?;
         let mut ts = lock(&self.txn);
         let w = self.db.begin_write().map_err(db_err)?;
         let seal = self.seal(&w)?;
