@@ -219,32 +219,37 @@ impl FdCache {
             return Ok(Some((f.clone(), false)));
         }
         let path = data_path(&self.root, fs, ino);
-        let (file, created) = match OpenOptions::new().read(true).write(true).open(&path) {
-            Ok(f) => (f, false),
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                if !create {
-                    return Ok(None);
-                }
-                let mut made_bucket = false;
-                let f = loop {
-                    let r = OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create_new(true)
-                        .open(&path);
-                    match r {
-                        Ok(f) => break f,
-                        Err(e) if e.kind() == ErrorKind::NotFound && !made_bucket => {
-                            // Buckets are made on first use: most file systems never fill all.
-                            made_bucket = true;
-                            make_bucket(&self.root, fs, ino)?;
-                        }
-                        Err(e) => return Err(io_err("creating data file", &path, &e)),
+        let open = || OpenOptions::new().read(true).write(true).open(&path);
+        let (file, created) = if create {
+            // Made first: a data file opened to be written and not open already is usually a
+            // new file's (an open that fails first costs a second path walk per new file).
+            let mut made_bucket = false;
+            loop {
+                let r = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .open(&path);
+                match r {
+                    Ok(f) => break (f, true),
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => match open() {
+                        Ok(f) => break (f, false),
+                        Err(e) => return Err(io_err("opening data file", &path, &e)),
+                    },
+                    Err(e) if e.kind() == ErrorKind::NotFound && !made_bucket => {
+                        // Buckets are made on first use: most file systems never fill all.
+                        made_bucket = true;
+                        make_bucket(&self.root, fs, ino)?;
                     }
-                };
-                (f, true)
+                    Err(e) => return Err(io_err("creating data file", &path, &e)),
+                }
             }
-            Err(e) => return Err(io_err("opening data file", &path, &e)),
+        } else {
+            match open() {
+                Ok(f) => (f, false),
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io_err("opening data file", &path, &e)),
+            }
         };
         let df = Arc::new(DataFile {
             file,
