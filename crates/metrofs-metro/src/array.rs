@@ -256,6 +256,25 @@ impl Array {
         self.apply_keyed_as(op, key, true).await
     }
 
+    /// [`Array::apply_keyed`] of a COMMIT through [`Store::commit_after`]: `before_metadata`
+    /// runs on the blocking thread after the file's data is on disk, before the metadata.
+    pub async fn commit_keyed_after(
+        &self,
+        op: FsOp,
+        key: Option<ReplyKey>,
+        before_metadata: impl Fn() -> Result<(), FsError> + Send + 'static,
+    ) -> Result<OpReply, FsError> {
+        let fs = op.fs;
+        let store = self.store.clone();
+        let result = tokio::task::spawn_blocking(move || store.commit_after(&op, &before_metadata))
+            .await
+            .map_err(|e| FsError::Io(format!("apply task failed: {e}")))?;
+        if let Some(key) = key {
+            self.replies.record(fs, key, &result);
+        }
+        result
+    }
+
     async fn apply_keyed_as(&self, op: FsOp, key: Option<ReplyKey>, twin: bool) -> Result<OpReply, FsError> {
         let fs = op.fs;
         let result = self.apply_as(op, twin).await;

@@ -10,7 +10,10 @@
 //!   `write` (it survives `kill -9` of the process, the page cache keeps it); the file is
 //!   `fdatasync`ed by [`ActivityLog::flush`], which the runtime calls periodically (far below
 //!   the kernel's dirty write-back delay) and before any local apply that itself waits for the
-//!   disk (COMMIT, FILE_SYNC), so no data reaches the disk before the LOG record naming it.
+//!   disk (COMMIT, FILE_SYNC), so no data reaches the disk before the LOG record naming it. (A
+//!   COMMIT of a file with no change in flight syncs that file's data, which no record of a
+//!   change in flight names, while the LOG is flushed, and its metadata after: see
+//!   `Metro::dual_apply`.)
 //! - The file is zero-filled ahead of its records (`LOG_GROW_BYTES` at a time, made durable
 //!   once): an append overwrites zeros in place and never moves the file's end, so a flush
 //!   writes the records' block and nothing of the file system's metadata (no journal commit).
@@ -53,6 +56,14 @@ pub enum LogKey {
 }
 
 impl LogKey {
+    /// The inode the key belongs to.
+    #[must_use]
+    pub fn ino(self) -> Ino {
+        match self {
+            LogKey::Region { ino, .. } | LogKey::Object(ino) => ino,
+        }
+    }
+
     /// The regions covering `[offset, offset + len)` of `ino` (at least one).
     pub fn regions(ino: Ino, offset: u64, len: u64) -> impl Iterator<Item = LogKey> {
         let first = offset / LOG_REGION_BYTES;
@@ -116,6 +127,8 @@ struct Inner {
     /// Appends so far (a counter): a flush makes every append up to its value durable.
     appended: u64,
     resident: HashMap<(FsId, LogKey), Slot>,
+    /// Changes in flight per inode (over all its keys): [`ActivityLog::busy`].
+    active_inos: HashMap<(FsId, Ino), u32>,
     tick: u64,
 }
 
@@ -128,6 +141,9 @@ pub struct ActivityLog {
     durable: Mutex<u64>,
     /// One fdatasync at a time; flushes that wait for it are usually covered by it.
     syncing: Mutex<()>,
+    /// Set by the first failed fdatasync: every later flush fails with it (after a failed
+    /// fsync the kernel may have dropped the pages, and a second fsync may then succeed).
+    failed: std::sync::OnceLock<String>,
 }
 
 impl ActivityLog {
@@ -154,9 +170,18 @@ impl ActivityLog {
         left.dedup();
         let log = Self {
             path: path.to_owned(),
-            inner: Mutex::new(Inner { file: Arc::new(file), records, capacity, appended: 0, resident: HashMap::new(), tick: 0 }),
+            inner: Mutex::new(Inner {
+                file: Arc::new(file),
+                records,
+                capacity,
+                appended: 0,
+                resident: HashMap::new(),
+                active_inos: HashMap::new(),
+                tick: 0,
+            }),
             durable: Mutex::new(0),
             syncing: Mutex::new(()),
+            failed: std::sync::OnceLock::new(),
         };
         Ok((log, left))
     }
@@ -186,14 +211,13 @@ impl ActivityLog {
             slot.active += 1;
             slot.last_use = tick;
             slot.at = now;
+            *g.active_inos.entry((fs, k.ino())).or_default() += 1;
         }
         if !new.is_empty() {
             if let Err(e) = Self::append(&mut g, &new) {
                 // Undo the activity: the change will not be sent.
                 for &k in keys {
-                    if let Some(s) = g.resident.get_mut(&(fs, k)) {
-                        s.active -= 1;
-                    }
+                    Self::idle(&mut g, fs, k);
                 }
                 return Err(e);
             }
@@ -224,10 +248,11 @@ impl ActivityLog {
     pub fn leave(&self, fs: FsId, keys: &[LogKey]) {
         let mut g = self.lock();
         for k in keys {
-            if let Some(s) = g.resident.get_mut(&(fs, *k)) {
-                assert!(s.active > 0, "LOG leave without enter: {fs} {k:?}");
-                s.active -= 1;
-            }
+            assert!(
+                g.resident.get(&(fs, *k)).is_none_or(|s| s.active > 0),
+                "LOG leave without enter: {fs} {k:?}"
+            );
+            Self::idle(&mut g, fs, *k);
         }
         if g.resident.len() > LOG_RESIDENT_MAX {
             // Evict the older half of the idle keys. They stay in the file until the next
@@ -245,6 +270,24 @@ impl ActivityLog {
         }
     }
 
+    /// One change that touched `k` is no longer in flight.
+    fn idle(g: &mut Inner, fs: FsId, k: LogKey) {
+        if let Some(s) = g.resident.get_mut(&(fs, k)) {
+            s.active = s.active.saturating_sub(1);
+        }
+        if let std::collections::hash_map::Entry::Occupied(mut e) = g.active_inos.entry((fs, k.ino())) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+
+    /// Whether a change touching inode `ino` (its attributes, entries or data) is in flight.
+    pub fn busy(&self, fs: FsId, ino: Ino) -> bool {
+        self.lock().active_inos.contains_key(&(fs, ino))
+    }
+
     /// Whether every record appended so far is durable: [`ActivityLog::flush`] would return
     /// at once. Does not block.
     pub fn is_durable(&self) -> bool {
@@ -252,14 +295,28 @@ impl ActivityLog {
         *lock(&self.durable) >= appended
     }
 
+    /// The appends so far, for [`ActivityLog::flush_upto`].
+    pub fn appended(&self) -> u64 {
+        self.lock().appended
+    }
+
     /// Makes every record appended before the call durable (fdatasync), if one is not yet.
     /// Blocks for the disk: call it from a blocking thread.
     pub fn flush(&self) -> std::io::Result<()> {
         let target = self.lock().appended;
+        self.flush_upto(target)
+    }
+
+    /// Makes the first `target` appends ([`ActivityLog::appended`]) durable, if a flush has
+    /// not already: a flush running now that covers them is waited for, not repeated.
+    pub fn flush_upto(&self, target: u64) -> std::io::Result<()> {
         if *lock(&self.durable) >= target {
             return Ok(());
         }
         let _one = lock(&self.syncing);
+        if let Some(why) = self.failed.get() {
+            return Err(std::io::Error::other(why.clone()));
+        }
         // The flush that held `syncing` may have covered this one.
         if *lock(&self.durable) >= target {
             return Ok(());
@@ -269,7 +326,10 @@ impl ActivityLog {
             let g = self.lock();
             (g.appended, g.file.clone())
         };
-        file.sync_data()?;
+        if let Err(e) = file.sync_data() {
+            let _ = self.failed.set(format!("an earlier fdatasync of {} failed: {e}", self.path.display()));
+            return Err(e);
+        }
         let mut d = lock(&self.durable);
         *d = (*d).max(upto);
         Ok(())
@@ -372,6 +432,44 @@ mod tests {
         log.enter(FsId(1), &k).expect("enter a resident key");
         assert!(log.is_durable(), "a resident key appends nothing");
         log.leave(FsId(1), &k);
+    }
+
+    #[test]
+    fn an_inode_is_busy_while_a_change_touching_it_is_in_flight() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (log, _) = ActivityLog::open(&dir.path().join("log")).expect("open");
+        let fs = FsId(1);
+        let write = [LogKey::Region { ino: Ino(7), region: 0 }, LogKey::Region { ino: Ino(7), region: 1 }];
+        let create = [LogKey::Object(Ino(2)), LogKey::Object(Ino(7))];
+        log.enter(fs, &write).expect("enter");
+        log.enter(fs, &create).expect("enter");
+        assert!(log.busy(fs, Ino(7)) && log.busy(fs, Ino(2)));
+        assert!(!log.busy(fs, Ino(8)) && !log.busy(FsId(2), Ino(7)));
+        log.leave(fs, &create);
+        assert!(log.busy(fs, Ino(7)), "the write is still in flight");
+        assert!(!log.busy(fs, Ino(2)));
+        log.leave(fs, &write);
+        assert!(!log.busy(fs, Ino(7)));
+        // Idle keys stay resident: entering them again appends nothing.
+        let before = log.appended();
+        log.enter(fs, &write).expect("enter");
+        assert_eq!(log.appended(), before);
+        assert!(log.busy(fs, Ino(7)));
+    }
+
+    #[test]
+    fn flush_upto_covers_the_appends_asked_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (log, _) = ActivityLog::open(&dir.path().join("log")).expect("open");
+        log.enter(FsId(1), &[LogKey::Object(Ino(3))]).expect("enter");
+        let target = log.appended();
+        log.enter(FsId(1), &[LogKey::Object(Ino(4))]).expect("enter");
+        log.flush_upto(target).expect("flush");
+        // The flush synced everything appended when it ran, the later append too.
+        assert!(log.is_durable());
+        log.enter(FsId(1), &[LogKey::Object(Ino(5))]).expect("enter");
+        log.flush_upto(target).expect("covered");
+        assert!(!log.is_durable(), "a flush up to an older target syncs nothing");
     }
 
     #[test]

@@ -803,9 +803,27 @@ impl Metro {
         touched: &[Ino],
         order: Option<tokio::sync::MutexGuard<'_, ()>>,
     ) -> Result<OpReply, FsError> {
-        if Array::waits_for_disk(&op.body) && !self.log.is_durable() {
-            // Durability order: the LOG record naming this change must be on disk before the
-            // change itself can be (it is flushed here, before the local fsync below).
+        // Durability order: the LOG records naming the changes in flight must be on disk before
+        // this side's disk can hold those changes. A COMMIT of a file with no change of its
+        // own in flight makes only the metadata durable ahead of its time (the journal flush
+        // covers every change applied so far): then the LOG flush runs while the file's data is
+        // being synced, and the metadata waits for it (`Store::commit_after`). A small file's
+        // COMMIT always finds the LOG naming the new file not yet flushed: this took one of
+        // the four flushes in a row off its path.
+        let commit_alongside = match &op.body {
+            OpBody::Commit { ino } if !self.log.is_durable() && !self.log.busy(op.fs, *ino) => {
+                let log = self.log.clone();
+                let target = log.appended();
+                tokio::task::spawn_blocking(move || {
+                    // A failure stays in the LOG: the COMMIT's own wait below reports it.
+                    let _ = log.flush_upto(target);
+                });
+                Some(target)
+            }
+            _ => None,
+        };
+        if commit_alongside.is_none() && Array::waits_for_disk(&op.body) && !self.log.is_durable() {
+            // The LOG record naming this change is flushed here, before the local fsync below.
             // A group commit on a blocking thread: the runtime goes on meanwhile. Usually the
             // change's keys were resident and flushed long ago: then nothing waits here (the
             // hop to a blocking thread alone was about 100 µs of a FILE_SYNC write).
@@ -831,7 +849,7 @@ impl Metro {
                 // Returns with the request sent, or handed to the link's writer task and that
                 // task given its turn (see `Link::start_call`): the two halves of step 3 overlap.
                 let sent = self.send_replica(pair, &op, key, number, &link).await;
-                let local = self.array.apply_keyed(op.clone(), key).await;
+                let local = self.apply_local(&op, key, commit_alongside).await;
                 let local_took = started.elapsed();
                 drop(order);
                 let remote = match sent {
@@ -847,13 +865,13 @@ impl Metro {
                 (local, Some(remote))
             }
             (true, _, _) => {
-                let local = self.array.apply_keyed(op.clone(), key).await;
+                let local = self.apply_local(&op, key, commit_alongside).await;
                 drop(order);
                 (local, Some(Err("the link to the peer is down".to_owned())))
             }
             (false, _, _) => {
                 let started = Instant::now();
-                let local = self.array.apply_keyed(op.clone(), key).await;
+                let local = self.apply_local(&op, key, commit_alongside).await;
                 drop(order);
                 metrofs_core::metrics::get().dual_write(started.elapsed(), None, started.elapsed());
                 (local, None)
@@ -900,6 +918,23 @@ impl Metro {
             _ => {}
         }
         local
+    }
+
+    /// The local apply of step 3: with `log_target`, a COMMIT whose metadata waits for the LOG's
+    /// first `log_target` appends (see [`Metro::dual_apply`]).
+    async fn apply_local(&self, op: &FsOp, key: Option<ReplyKey>, log_target: Option<u64>) -> Result<OpReply, FsError> {
+        let Some(target) = log_target else {
+            return self.array.apply_keyed(op.clone(), key).await;
+        };
+        let log = self.log.clone();
+        self.array
+            .commit_keyed_after(op.clone(), key, move || {
+                log.flush_upto(target).map_err(|e| {
+                    metrofs_core::metrics::get().error("log");
+                    FsError::Io(format!("LOG flush failed: {e}"))
+                })
+            })
+            .await
     }
 
     /// Range locks for a change: its byte range for a write; the whole inode(s) for what

@@ -776,6 +776,23 @@ impl Store {
         matches!(&op.body, OpBody::Write { offset, data, .. } if data::direct_fits(*offset, data))
     }
 
+    /// A COMMIT ([`Store::apply`]) that calls `before_metadata` after the file's data and
+    /// directory entry are on disk and before the metadata is made durable, so that what
+    /// `before_metadata` makes durable (the metro LOG) is on disk no later than the metadata,
+    /// while it may be written at the same time as the file's data. Its error is the COMMIT's.
+    pub fn commit_after(
+        &self,
+        op: &FsOp,
+        before_metadata: &dyn Fn() -> Result<(), FsError>,
+    ) -> Result<OpReply, FsError> {
+        self.check_fatal()?;
+        self.check_fs(op.fs)?;
+        match &op.body {
+            OpBody::Commit { ino } => self.commit(op.fs, *ino, before_metadata),
+            _ => Err(FsError::Inval),
+        }
+    }
+
     fn apply_as(&self, op: &FsOp, target: Target) -> Result<OpReply, FsError> {
         self.check_fatal()?;
         self.check_fs(op.fs)?;
@@ -784,7 +801,7 @@ impl Store {
         }
         let r = match &op.body {
             OpBody::Write { .. } => self.write(op, target),
-            OpBody::Commit { ino } => self.commit(op.fs, *ino),
+            OpBody::Commit { ino } => self.commit(op.fs, *ino, &|| Ok(())),
             _ => {
                 // An op that may cut a file's data excludes WRITEs to that file until the
                 // data is cut, so a concurrent write lands wholly before or wholly after.
@@ -1050,13 +1067,21 @@ impl Store {
         })
     }
 
-    /// COMMIT: the file's data fsync'd, then all metadata (this fs's namespace included)
-    /// made durable through the journal ([`Store::flush_journal`]).
-    fn commit(&self, fs: FsId, ino: Ino) -> Result<OpReply, FsError> {
+    /// COMMIT: the file's data fsync'd (and its bucket directory when the file is new), then
+    /// `before_metadata`, then all metadata (this fs's namespace included) made durable
+    /// through the journal ([`Store::flush_journal`]).
+    fn commit(
+        &self,
+        fs: FsId,
+        ino: Ino,
+        before_metadata: &dyn Fn() -> Result<(), FsError>,
+    ) -> Result<OpReply, FsError> {
         let i = self.record(fs, ino)?.ok_or(FsError::Stale)?;
         if i.is_file() {
             self.sync_file(fs, ino)?;
+            self.sync_new_dirs()?;
         }
+        before_metadata()?;
         self.flush_journal()?;
         let i = self.record(fs, ino)?.ok_or(FsError::Stale)?;
         Ok(OpReply {

@@ -1005,16 +1005,13 @@ impl Store {
         self.check_fatal()?;
         // Durability order: a data file's directory entry before the record naming its size.
         self.sync_new_dirs()?;
-        self.journal.flush().map_err(|e| {
-            self.stop(&e);
-            e
-        })
+        self.journal.flush().inspect_err(|e| self.stop(e))
     }
 
     /// fsyncs the bucket directories [`Store::sync_file`] listed. Returns once every one listed
     /// before the call is durable (a directory another caller took is being fsync'd under
     /// `dirs_syncing`, which this call waits for).
-    fn sync_new_dirs(&self) -> Result<(), FsError> {
+    pub(crate) fn sync_new_dirs(&self) -> Result<(), FsError> {
         let _one = lock(&self.dirs_syncing);
         let dirs: Vec<PathBuf> = lock(&self.dirs_to_sync).drain().collect();
         for d in &dirs {
