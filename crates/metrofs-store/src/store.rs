@@ -1015,7 +1015,11 @@ impl Store {
         let _one = lock(&self.dirs_syncing);
         let dirs: Vec<PathBuf> = lock(&self.dirs_to_sync).drain().collect();
         for d in &dirs {
-            let f = std::fs::File::open(d).map_err(|e| data::io_err("opening", d, &e))?;
+            // Taken off the list: a directory that cannot be opened is never fsync'd, so the
+            // files in it can never be called durable (fatal, as a failed fsync is).
+            let f = std::fs::File::open(d)
+                .map_err(|e| data::io_err("opening", d, &e))
+                .inspect_err(|e| self.stop(e))?;
             self.fsync(&f, d, false)?;
         }
         Ok(())
