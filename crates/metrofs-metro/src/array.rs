@@ -234,12 +234,15 @@ impl Array {
         let apply = move |store: &Store, op: &FsOp| if twin { store.apply_twin(op) } else { store.apply(op) };
         if (twin && Store::writes_direct(&op)) || Self::waits_for_disk(&op.body) {
             let store = self.store.clone();
-            tokio::task::spawn_blocking(move || apply(&store, &op))
-                .await
-                .map_err(|e| FsError::Io(format!("apply task failed: {e}")))?
+            Self::blocking(move || apply(&store, &op)).await
         } else {
             apply(&self.store, &op)
         }
+    }
+
+    /// Runs an apply on a blocking thread.
+    async fn blocking(f: impl FnOnce() -> Result<OpReply, FsError> + Send + 'static) -> Result<OpReply, FsError> {
+        tokio::task::spawn_blocking(f).await.map_err(|e| FsError::Io(format!("apply task failed: {e}")))?
     }
 
     /// [`Array::apply`], then, when the change carries a reply key, records its result under
@@ -266,18 +269,18 @@ impl Array {
     ) -> Result<OpReply, FsError> {
         let fs = op.fs;
         let store = self.store.clone();
-        let result = tokio::task::spawn_blocking(move || store.commit_after(&op, &before_metadata))
-            .await
-            .map_err(|e| FsError::Io(format!("apply task failed: {e}")))?;
-        if let Some(key) = key {
-            self.replies.record(fs, key, &result);
-        }
-        result
+        let result = Self::blocking(move || store.commit_after(&op, &before_metadata)).await;
+        self.keep_reply(fs, key, result)
     }
 
     async fn apply_keyed_as(&self, op: FsOp, key: Option<ReplyKey>, twin: bool) -> Result<OpReply, FsError> {
         let fs = op.fs;
         let result = self.apply_as(op, twin).await;
+        self.keep_reply(fs, key, result)
+    }
+
+    /// Records `result` under `key` (see [`Array::apply_keyed`]) and returns it.
+    fn keep_reply(&self, fs: FsId, key: Option<ReplyKey>, result: Result<OpReply, FsError>) -> Result<OpReply, FsError> {
         if let Some(key) = key {
             self.replies.record(fs, key, &result);
         }

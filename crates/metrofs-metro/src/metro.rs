@@ -804,37 +804,25 @@ impl Metro {
         order: Option<tokio::sync::MutexGuard<'_, ()>>,
     ) -> Result<OpReply, FsError> {
         // Durability order: the LOG records naming the changes in flight must be on disk before
-        // this side's disk can hold those changes. A COMMIT of a file with no change of its
-        // own in flight makes only the metadata durable ahead of its time (the journal flush
-        // covers every change applied so far): then the LOG flush runs while the file's data is
-        // being synced, and the metadata waits for it (`Store::commit_after`). A small file's
-        // COMMIT always finds the LOG naming the new file not yet flushed: this took one of
-        // the four flushes in a row off its path.
-        let commit_alongside = match &op.body {
-            OpBody::Commit { ino } if !self.log.is_durable() && !self.log.busy(op.fs, *ino) => {
-                let log = self.log.clone();
-                let target = log.appended();
-                tokio::task::spawn_blocking(move || {
-                    // A failure stays in the LOG: the COMMIT's own wait below reports it.
-                    let _ = log.flush_upto(target);
-                });
-                Some(target)
-            }
-            _ => None,
-        };
-        if commit_alongside.is_none() && Array::waits_for_disk(&op.body) && !self.log.is_durable() {
-            // The LOG record naming this change is flushed here, before the local fsync below.
-            // A group commit on a blocking thread: the runtime goes on meanwhile. Usually the
-            // change's keys were resident and flushed long ago: then nothing waits here (the
-            // hop to a blocking thread alone was about 100 µs of a FILE_SYNC write).
+        // this side's disk can hold those changes: flushed here, before the local fsync below
+        // (a group commit on a blocking thread; usually the change's keys were resident and
+        // flushed long ago, and nothing waits here: the hop to a blocking thread alone was
+        // about 100 µs of a FILE_SYNC write). A COMMIT of a file with no change of its own in
+        // flight makes only the metadata durable ahead of its time (the journal flush covers
+        // every change applied so far): then the flush runs on while the file's data is being
+        // synced, and only the metadata waits for it (`Store::commit_after`). A small file's
+        // COMMIT always finds the LOG naming the new file not yet flushed: this took one of the
+        // four flushes in a row off its path.
+        let mut log_target = None;
+        if Array::waits_for_disk(&op.body) && !self.log.is_durable() {
             let log = self.log.clone();
-            tokio::task::spawn_blocking(move || log.flush())
-                .await
-                .map_err(|e| FsError::Io(format!("LOG flush task failed: {e}")))?
-                .map_err(|e| {
-                    metrofs_core::metrics::get().error("log");
-                    FsError::Io(format!("LOG flush failed: {e}"))
-                })?;
+            let target = log.appended();
+            let flush = tokio::task::spawn_blocking(move || log.flush_upto(target));
+            match &op.body {
+                // A failure stays in the LOG: the COMMIT's own wait reports it.
+                OpBody::Commit { ino } if !self.log.busy(op.fs, *ino) => log_target = Some(target),
+                _ => flush.await.map_err(|e| FsError::Io(format!("LOG flush task failed: {e}")))?.map_err(log_flush_failed)?,
+            }
         }
         let state = pair.state();
         // The link read before its session: a session read later is never older than the link.
@@ -849,7 +837,7 @@ impl Metro {
                 // Returns with the request sent, or handed to the link's writer task and that
                 // task given its turn (see `Link::start_call`): the two halves of step 3 overlap.
                 let sent = self.send_replica(pair, &op, key, number, &link).await;
-                let local = self.apply_local(&op, key, commit_alongside).await;
+                let local = self.apply_local(&op, key, log_target).await;
                 let local_took = started.elapsed();
                 drop(order);
                 let remote = match sent {
@@ -865,13 +853,13 @@ impl Metro {
                 (local, Some(remote))
             }
             (true, _, _) => {
-                let local = self.apply_local(&op, key, commit_alongside).await;
+                let local = self.apply_local(&op, key, log_target).await;
                 drop(order);
                 (local, Some(Err("the link to the peer is down".to_owned())))
             }
             (false, _, _) => {
                 let started = Instant::now();
-                let local = self.apply_local(&op, key, commit_alongside).await;
+                let local = self.apply_local(&op, key, log_target).await;
                 drop(order);
                 metrofs_core::metrics::get().dual_write(started.elapsed(), None, started.elapsed());
                 (local, None)
@@ -928,12 +916,7 @@ impl Metro {
         };
         let log = self.log.clone();
         self.array
-            .commit_keyed_after(op.clone(), key, move || {
-                log.flush_upto(target).map_err(|e| {
-                    metrofs_core::metrics::get().error("log");
-                    FsError::Io(format!("LOG flush failed: {e}"))
-                })
-            })
+            .commit_keyed_after(op.clone(), key, move || log.flush_upto(target).map_err(log_flush_failed))
             .await
     }
 
@@ -2442,6 +2425,12 @@ impl metrofs_link::Handler for LinkHandler {
     fn inline(&self, header: &[u8]) -> bool {
         proto::is_replicate(header)
     }
+}
+
+/// A failed LOG flush, as the change that needed it answers it.
+fn log_flush_failed(e: std::io::Error) -> FsError {
+    metrofs_core::metrics::get().error("log");
+    FsError::Io(format!("LOG flush failed: {e}"))
 }
 
 /// Equal results, ignoring what legitimately differs between two disks (`used`).
