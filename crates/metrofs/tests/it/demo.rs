@@ -359,12 +359,14 @@ fn demo_runs_three_processes_and_fails_over() {
         demo.banner.join("\n")
     );
     let victim = pid_file(&dir, "site-a").expect("site-a.pid");
+    // Marked before the kill: the demo may print that site-a ended before a mark taken after
+    // the kill has drained its output, and that line would then lie before the mark.
+    let at_kill = demo.mark();
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(i32::try_from(victim).expect("pid")).expect("pid"),
         rustix::process::Signal::KILL,
     )
     .expect("kill -9 site-a");
-    let at_kill = demo.mark();
     let killed = Instant::now();
     let after = tmp.path().join("after.txt");
     std::fs::write(&after, b"written through site-b\n").expect("write");
