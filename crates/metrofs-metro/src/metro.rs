@@ -541,13 +541,33 @@ impl Metro {
             let r = db.begin_read().map_err(storage)?;
             for row in r.open_table(PAIRS).map_err(storage)?.iter().map_err(storage)? {
                 let (_, v) = row.map_err(storage)?;
-                let rec: PairRecord = serde_json::from_slice(v.value()).map_err(storage)?;
+                let mut rec: PairRecord = serde_json::from_slice(v.value()).map_err(storage)?;
+                let replicated = rec.state.replicates();
+                // The serving side's word may claim more than holds after a stop: no resync
+                // worker outlives its process, and a kill between a DCL mark and the state's
+                // persist leaves Normal over a dirty DCL. Kept, the first would never resync
+                // (the link's return only restarts a ToBeSynchronized pair) and the second
+                // would call a twin whole that is not. ToBeSynchronized is the truth; the
+                // link's return starts the resync.
+                let stale = rec.primary == config.name
+                    && match rec.state {
+                        PairState::Synchronizing => true,
+                        PairState::Normal => !dcl.is_empty(rec.fs),
+                        PairState::ToBeSynchronized | PairState::Paused => false,
+                    };
+                let was = rec.state;
+                if stale {
+                    rec.state = PairState::ToBeSynchronized;
+                }
                 let rt = PairRt::new(rec, &config.name, clock_now, sink.clone());
+                if stale {
+                    rt.note(format!("pair state {was} -> ToBeSynchronized: {was} when this array stopped, with changes left in the DCL or a resync that ended with the process; the resync starts when the link is up"));
+                }
                 // A serving side that was replicating when it stopped does not know whether
                 // the other took over meanwhile: it serves again only once the link or an
                 // arbitration says it still holds the pair.
                 // Meanwhile host calls wait (Deciding), they are not refused.
-                if config.peer.is_some() && rt.role() == Role::Primary && rt.state().replicates() {
+                if config.peer.is_some() && rt.role() == Role::Primary && replicated {
                     rt.set_phase(Phase::Deciding);
                 }
                 pairs.insert(rt.fs(), Arc::new(rt));

@@ -2,6 +2,7 @@
 
 mod pair;
 mod pair_export;
+mod restart_state;
 mod resync_state;
 
 use std::net::SocketAddr;

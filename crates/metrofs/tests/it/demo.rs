@@ -477,8 +477,9 @@ fn demo_runs_three_processes_and_fails_over() {
     let mut demo = Demo::start(&dir);
     assert!(
         demo.line("pair:").contains(", state Normal, "),
-        "{}",
-        demo.banner.join("\n")
+        "{}\n{}",
+        demo.banner.join("\n"),
+        demo.logs()
     );
     demo.line("file system: demo, served by site-a");
     let out = tools::run_ok("nfs-cat", &[&file_url(&demo.url("site-a"), "after")]);

@@ -15,11 +15,60 @@ const READY_TIMEOUT_MS: u64 = 30_000;
 /// How long a graceful stop may take.
 const STOP_TIMEOUT_MS: u64 = 30_000;
 
-/// A free TCP port on 127.0.0.1 (bound then released: another process could take it in
-/// between, which on loopback with ephemeral ports is rare enough for tests).
+/// Ports handed out by [`free_port`]: below the kernel's ephemeral range (32768–60999 on
+/// Debian), so no outgoing connection and no `bind(:0)` of another process can take one
+/// between the choice and the array's own bind, and above the demo's fixed ports (20490–20493).
+const RESERVED_PORTS: std::ops::Range<u16> = 21_000..32_000;
+/// Where [`free_port`] keeps one lock file per port it handed out.
+const PORT_LOCK_DIR: &str = "/tmp/metrofs-it-ports";
+
+/// A TCP port on 127.0.0.1 that no other test process holds, for an address that must be
+/// written into a configuration before the process that binds it starts (the link's `listen`
+/// and the peer's `address`).
+///
+/// Binding port 0 and releasing it is not enough: nextest runs tests as concurrent processes,
+/// and a port released to the kernel's ephemeral pool can be taken again (by another test's
+/// `bind(:0)` or an outgoing connection) before the array binds it; CI saw exactly that as
+/// "cannot listen on link.listen … Address already in use". So the port comes from a range
+/// the kernel never hands out by itself, and an exclusive lock on `PORT_LOCK_DIR/PORT` held
+/// until this test process ends (the kernel drops it even on `kill -9`) keeps other test
+/// processes off it.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+    static HELD: Mutex<Vec<fs::File>> = Mutex::new(Vec::new());
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    fs::create_dir_all(PORT_LOCK_DIR).expect("port lock directory");
+    let span = u64::from(RESERVED_PORTS.end - RESERVED_PORTS.start);
+    // A start that differs between concurrent test processes, then a walk through the range.
+    let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ u64::from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0),
+        );
+    for _ in 0..span {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = RESERVED_PORTS.start
+            + u16::try_from(seed.wrapping_add(step.wrapping_mul(7919)) % span).expect("in range");
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(Path::new(PORT_LOCK_DIR).join(port.to_string()))
+            .expect("port lock file");
+        if lock.try_lock().is_err() {
+            continue; // another test process holds it
+        }
+        // Something outside the tests may listen there: then it is not free either.
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        HELD.lock().expect("port locks").push(lock);
+        return port;
+    }
+    panic!("no free port in {RESERVED_PORTS:?}: every one is locked in {PORT_LOCK_DIR} or taken");
 }
 
 /// A running (or stopped) array process with its own data directory.
