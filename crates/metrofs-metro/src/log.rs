@@ -154,6 +154,7 @@ impl ActivityLog {
         let file = OpenOptions::new().create(true).read(true).write(true).truncate(false).open(path)?;
         let mut buf = Vec::new();
         (&file).read_to_end(&mut buf)?;
+        metrofs_store::drop_cached(&file)?;
         let mut left = Vec::new();
         for rec in buf.chunks_exact(RECORD_BYTES) {
             match LogKey::decode(rec) {
@@ -235,7 +236,8 @@ impl ActivityLog {
         let end = at + new.len() as u64;
         if end > g.capacity {
             let capacity = end.div_ceil(LOG_GROW_BYTES) * LOG_GROW_BYTES;
-            g.file.write_all_at(&vec![0u8; (capacity - g.capacity) as usize], g.capacity)?;
+            // Page by page: see `zero_fill`.
+            metrofs_store::zero_fill(&g.file, g.capacity, capacity)?;
             // The new end made durable once, so that later flushes have no metadata to write.
             g.file.sync_all()?;
             g.capacity = capacity;
@@ -362,8 +364,9 @@ impl ActivityLog {
             buf.extend_from_slice(&LogKey::encode(*fs, *k));
         }
         let capacity = (buf.len() as u64 + 1).div_ceil(LOG_GROW_BYTES) * LOG_GROW_BYTES;
-        buf.resize(capacity as usize, 0);
         f.write_all(&buf)?;
+        // The zeros page by page (see `zero_fill`): appends land in them.
+        metrofs_store::zero_fill(&f, buf.len() as u64, capacity)?;
         // The new file must be durable before the rename can make it the log.
         f.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;

@@ -29,6 +29,7 @@ mod store;
 pub use apply::sync::{sync_op_bytes, DIGESTS_MAX, SEGMENTS_MAX_BYTES};
 pub use check::{FsImage, ImageInode};
 pub use data::{DIRECT_ALIGN, DIRECT_WRITE_MIN_BYTES};
+pub use journal::{drop_cached, zero_fill};
 pub use recovery::RecoveryReport;
 pub use store::{FsInfo, Store, READ_MAX_BYTES};
 
