@@ -199,6 +199,46 @@ fn pair_copies_a_tree_and_keeps_both_stores_identical() {
     assert!(image.len() >= 17, "{} inodes", image.len());
 }
 
+/// The serving side killed during the initial full sync finishes it by itself after its
+/// restart. Its pair record said Synchronizing when it died; it used to come back
+/// Synchronizing with no resync worker, and the link's return (which restarts only a
+/// ToBeSynchronized pair) left it so for good.
+#[test]
+fn serving_side_killed_during_the_initial_sync_finishes_it_after_a_restart() {
+    // Enough that the sync is still running a few milliseconds after it started (it copies
+    // several hundred MiB/s here).
+    const FILES: u64 = 3;
+    const FILE_BYTES: usize = 128 << 20;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut p = PairProcs::start(false);
+    make_fs(&p.a, "i");
+    let fs = fs_id(&p.a, "i");
+    for n in 0..FILES {
+        nfs_put(&p.a, tmp.path(), "i", &format!("big{n}"), 70 + n, FILE_BYTES);
+    }
+    let id = create_pair(&p.a, "i");
+    // `pair create` answers once the sync has started.
+    p.a.kill9();
+    p.a.spawn();
+    let v = wait_state(&p.a, &id, "Normal", NORMAL_WAIT_MS);
+    let events: Vec<&str> = v["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("Synchronizing -> ToBeSynchronized")),
+        "the restart found the sync unfinished and said so: {events:?}"
+    );
+    assert_eq!(v["dcl"]["full"], false, "{v:#}");
+    verify_identical(&p.a, &id);
+    let image = stop_and_compare(&mut p, fs);
+    assert_eq!(image.len() as u64, FILES + 1, "root and {FILES} files");
+}
+
 #[test]
 fn killed_peer_returns_and_resyncs_by_itself() {
     const FILE_BYTES: usize = 256 << 10;
