@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use metrofs_core::{FsId, Ino};
+use metrofs_store::GroupSync;
 
 /// Size of a data region the LOG tracks: one record covers 4 MiB of one file.
 pub const LOG_REGION_BYTES: u64 = 4 << 20;
@@ -137,10 +138,9 @@ struct Inner {
 pub struct ActivityLog {
     path: PathBuf,
     inner: Mutex<Inner>,
-    /// The `appended` value known durable. Lock order: `inner` before `durable`.
-    durable: Mutex<u64>,
-    /// One fdatasync at a time; flushes that wait for it are usually covered by it.
-    syncing: Mutex<()>,
+    /// The `appended` value known durable; one fdatasync at a time. Lock order: `inner`
+    /// before it.
+    durable: GroupSync,
     /// Set by the first failed fdatasync: every later flush fails with it (after a failed
     /// fsync the kernel may have dropped the pages, and a second fsync may then succeed).
     failed: std::sync::OnceLock<String>,
@@ -180,8 +180,7 @@ impl ActivityLog {
                 active_inos: HashMap::new(),
                 tick: 0,
             }),
-            durable: Mutex::new(0),
-            syncing: Mutex::new(()),
+            durable: GroupSync::new(0),
             failed: std::sync::OnceLock::new(),
         };
         Ok((log, left))
@@ -294,7 +293,7 @@ impl ActivityLog {
     /// at once. Does not block.
     pub fn is_durable(&self) -> bool {
         let appended = self.lock().appended;
-        *lock(&self.durable) >= appended
+        self.durable.covers(appended)
     }
 
     /// The appends so far, for [`ActivityLog::flush_upto`].
@@ -312,29 +311,21 @@ impl ActivityLog {
     /// Makes the first `target` appends ([`ActivityLog::appended`]) durable, if a flush has
     /// not already: a flush running now that covers them is waited for, not repeated.
     pub fn flush_upto(&self, target: u64) -> std::io::Result<()> {
-        if *lock(&self.durable) >= target {
-            return Ok(());
-        }
-        let _one = lock(&self.syncing);
-        if let Some(why) = self.failed.get() {
-            return Err(std::io::Error::other(why.clone()));
-        }
-        // The flush that held `syncing` may have covered this one.
-        if *lock(&self.durable) >= target {
-            return Ok(());
-        }
-        // Everything appended until now goes in this sync (later flushes need not sync again).
-        let (upto, file) = {
-            let g = self.lock();
-            (g.appended, g.file.clone())
-        };
-        if let Err(e) = file.sync_data() {
-            let _ = self.failed.set(format!("an earlier fdatasync of {} failed: {e}", self.path.display()));
-            return Err(e);
-        }
-        let mut d = lock(&self.durable);
-        *d = (*d).max(upto);
-        Ok(())
+        self.durable.sync_upto(target, || {
+            if let Some(why) = self.failed.get() {
+                return Err(std::io::Error::other(why.clone()));
+            }
+            // Everything appended until now goes in this sync (later flushes need not sync again).
+            let (upto, file) = {
+                let g = self.lock();
+                (g.appended, g.file.clone())
+            };
+            if let Err(e) = file.sync_data() {
+                let _ = self.failed.set(format!("an earlier fdatasync of {} failed: {e}", self.path.display()));
+                return Err(e);
+            }
+            Ok(upto)
+        })
     }
 
     /// Every key active now or entered within `window`: what was changed recently.
@@ -377,8 +368,7 @@ impl ActivityLog {
         g.records = g.resident.len() as u64;
         g.capacity = capacity;
         // Every resident key is durable in the new file; evicted ones need not be.
-        let mut d = lock(&self.durable);
-        *d = (*d).max(g.appended);
+        self.durable.mark(g.appended);
         Ok(())
     }
 }

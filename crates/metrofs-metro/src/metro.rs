@@ -542,7 +542,7 @@ impl Metro {
             for row in r.open_table(PAIRS).map_err(storage)?.iter().map_err(storage)? {
                 let (_, v) = row.map_err(storage)?;
                 let mut rec: PairRecord = serde_json::from_slice(v.value()).map_err(storage)?;
-                let replicated = rec.state.replicates();
+                let was = rec.state;
                 // The serving side's word may claim more than holds after a stop: no resync
                 // worker outlives its process, and a kill between a DCL mark and the state's
                 // persist leaves Normal over a dirty DCL. Kept, the first would never resync
@@ -555,7 +555,6 @@ impl Metro {
                         PairState::Normal => !dcl.is_empty(rec.fs),
                         PairState::ToBeSynchronized | PairState::Paused => false,
                     };
-                let was = rec.state;
                 if stale {
                     rec.state = PairState::ToBeSynchronized;
                 }
@@ -567,7 +566,7 @@ impl Metro {
                 // the other took over meanwhile: it serves again only once the link or an
                 // arbitration says it still holds the pair.
                 // Meanwhile host calls wait (Deciding), they are not refused.
-                if config.peer.is_some() && rt.role() == Role::Primary && replicated {
+                if config.peer.is_some() && rt.role() == Role::Primary && was.replicates() {
                     rt.set_phase(Phase::Deciding);
                 }
                 pairs.insert(rt.fs(), Arc::new(rt));

@@ -48,6 +48,7 @@ use std::sync::Mutex;
 use metrofs_core::{FsError, FsId, FsOp, Gen, Ino, SyncOp, Time};
 use serde::{Deserialize, Serialize};
 
+use crate::group::GroupSync;
 use crate::store::lock;
 use crate::StoreError;
 
@@ -173,11 +174,8 @@ pub(crate) struct Journal {
     /// Set at open until the replay is over: appends and rotations are off.
     replaying: AtomicBool,
     /// LSN up to which the records are on disk (a [`Journal::flush`], or a durable commit
-    /// that covers them).
-    synced: Mutex<u64>,
-    /// Held by the one flush running (group commit: the others wait, then find it covered
-    /// them).
-    syncing: Mutex<()>,
+    /// that covers them); one flush at a time.
+    synced: GroupSync,
 }
 
 fn io(what: &str, p: &Path, e: &std::io::Error) -> FsError {
@@ -270,8 +268,7 @@ impl Journal {
                 unsynced: [false, false],
             }),
             replaying: AtomicBool::new(true),
-            synced: Mutex::new(durable_lsn),
-            syncing: Mutex::new(()),
+            synced: GroupSync::new(durable_lsn),
         };
         Ok((j, replay))
     }
@@ -296,8 +293,7 @@ impl Journal {
         st.size = [0, 0];
         st.cur = 0;
         st.unsynced = [false, false];
-        let mut synced = lock(&self.synced);
-        *synced = (*synced).max(st.last);
+        self.synced.mark(st.last);
         self.replaying.store(false, Ordering::Release);
         Ok(())
     }
@@ -345,27 +341,19 @@ impl Journal {
     /// caller stops it): the kernel may have dropped the pages.
     pub fn flush(&self) -> Result<(), FsError> {
         let target = lock(&self.state).last;
-        if *lock(&self.synced) >= target {
-            return Ok(());
-        }
-        let _one = lock(&self.syncing);
-        // The flush that held `syncing` may have covered this caller.
-        if *lock(&self.synced) >= target {
-            return Ok(());
-        }
-        let (upto, dirty) = {
-            let mut st = lock(&self.state);
-            (st.last, std::mem::take(&mut st.unsynced))
-        };
-        for (i, f) in self.files.iter().enumerate() {
-            if dirty[i] {
-                f.sync_data()
-                    .map_err(|e| io("fdatasync of", &self.paths[i], &e))?;
+        self.synced.sync_upto(target, || {
+            let (upto, dirty) = {
+                let mut st = lock(&self.state);
+                (st.last, std::mem::take(&mut st.unsynced))
+            };
+            for (i, f) in self.files.iter().enumerate() {
+                if dirty[i] {
+                    f.sync_data()
+                        .map_err(|e| io("fdatasync of", &self.paths[i], &e))?;
+                }
             }
-        }
-        let mut synced = lock(&self.synced);
-        *synced = (*synced).max(upto);
-        Ok(())
+            Ok(upto)
+        })
     }
 
     /// Bytes in the journal now.
@@ -408,10 +396,7 @@ impl Journal {
     /// holds past the new records is records the durable commit covers (LSNs at or below the
     /// durable one, which replay skips) or a torn one (where replay stops reading the file).
     pub fn release(&self, seal: &Seal) -> Result<(), FsError> {
-        {
-            let mut synced = lock(&self.synced);
-            *synced = (*synced).max(seal.lsn);
-        }
+        self.synced.mark(seal.lsn);
         let Some(old) = seal.old else { return Ok(()) };
         let mut st = lock(&self.state);
         st.len[old] = 0;
@@ -674,7 +659,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (j, _) = Journal::open(dir.path(), 0).expect("open");
         j.finish_replay().expect("finish");
-        let synced = |j: &Journal| *lock(&j.synced);
+        let synced = |j: &Journal| j.synced.done();
         let unsynced = |j: &Journal| lock(&j.state).unsynced;
         let payload = RecRef::FreeOrphans { fs: FsId(1) }.encode().expect("enc");
         j.append(&payload).expect("append");

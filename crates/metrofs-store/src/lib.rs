@@ -21,6 +21,7 @@
 mod apply;
 mod check;
 mod data;
+mod group;
 mod journal;
 mod rec;
 mod recovery;
@@ -29,6 +30,7 @@ mod store;
 pub use apply::sync::{sync_op_bytes, DIGESTS_MAX, SEGMENTS_MAX_BYTES};
 pub use check::{FsImage, ImageInode};
 pub use data::{DIRECT_ALIGN, DIRECT_WRITE_MIN_BYTES};
+pub use group::GroupSync;
 pub use journal::{drop_cached, zero_fill};
 pub use recovery::RecoveryReport;
 pub use store::{FsInfo, Store, READ_MAX_BYTES};

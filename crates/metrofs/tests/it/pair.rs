@@ -48,6 +48,16 @@ pub(crate) fn wait_state(a: &ArrayProc, id: &str, state: &str, ms: u64) -> Value
     }
 }
 
+/// The recent events of a `pair show --json` view.
+pub(crate) fn events(v: &Value) -> Vec<&str> {
+    v["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 /// `pair create FS --remote site-b` on `a`; the pair's id.
 fn create_pair(a: &ArrayProc, fs: &str) -> String {
     let v: Value =
@@ -221,12 +231,7 @@ fn serving_side_killed_during_the_initial_sync_finishes_it_after_a_restart() {
     p.a.kill9();
     p.a.spawn();
     let v = wait_state(&p.a, &id, "Normal", NORMAL_WAIT_MS);
-    let events: Vec<&str> = v["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let events = events(&v);
     assert!(
         events
             .iter()
@@ -322,12 +327,7 @@ fn killed_peer_returns_and_resyncs_by_itself() {
     // The peer returns while the writer still writes: Synchronizing, then Normal, alone.
     p.b.spawn();
     let v = wait_state(&p.a, &id, "Normal", NORMAL_WAIT_MS);
-    let events: Vec<&str> = v["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let events = events(&v);
     assert!(
         events
             .iter()

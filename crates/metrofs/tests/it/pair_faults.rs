@@ -113,7 +113,7 @@ fn write_secret(path: &Path) {
 /// The data bytes the resyncs after the cut sent: the `resync done: N bytes of data` events
 /// newer than the pair's move to ToBeSynchronized (events are newest first).
 fn resync_sent_since_cut(v: &Value) -> (u64, usize) {
-    let events: Vec<&str> = v["events"].as_array().expect("events").iter().filter_map(Value::as_str).collect();
+    let events = crate::pair::events(&v);
     let cut = events
         .iter()
         .position(|e| e.contains("-> ToBeSynchronized"))
@@ -245,7 +245,7 @@ fn link_cut_in_network_namespaces_resyncs_only_the_dcl() {
     net.set_link(true);
     let v = wait_state(&view, "Normal", NORMAL_WAIT_MS, &mut seen, &log);
     let normal_at = Instant::now();
-    let events: Vec<&str> = v["events"].as_array().expect("events").iter().filter_map(Value::as_str).collect();
+    let events = crate::pair::events(&v);
     assert!(events.iter().any(|e| e.contains("ToBeSynchronized -> Synchronizing")), "{events:?}");
     assert!(events.iter().any(|e| e.contains("Synchronizing -> Normal")), "{events:?}");
     wait_copies(done() + 2, "after the heal");
