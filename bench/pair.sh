@@ -52,38 +52,36 @@ pair_metrics() {
 }
 
 # pair_bench FS RUN: all workloads against fs FS (solo or paired) of site-a -> $RES/FS.RUN.json,
-# with site-a's and site-b's CPU time. For `paired`, the pair is watched during the run: a run
-# during which it left Normal is not a paired measurement (its changes were partly not
-# replicated); it is kept, flagged (left_normal), and left out of the medians.
+# with site-a's and site-b's CPU time. For `paired`, site-a's event log is read after the run: a
+# run during which the pair changed state or lost its link is not a paired measurement (its
+# changes were partly not replicated); it is kept, flagged (left_normal), and left out of the
+# medians. The event log is read once after the run, not polled during it: a poller (a
+# `metrofs pair show` and two `jq` every 0.2 s) took about 0.3 of the 2 cores, and only during
+# the paired runs.
 LEFT_NORMAL=""
+# last_event_id: the id of site-a's newest event (0 when none).
+last_event_id() { "$METROFS" events --json --limit 1 --api "$A" | jq '.[-1].id // 0'; }
 pair_bench() {
-    local fs=$1 run=$2 watch watch_pid="" a0 a1 b0 b1 left=false
+    local fs=$1 run=$2 ev0="" changes a0 a1 b0 b1 left=false
     if [ "$fs" = paired ] && [ "$(pair_json | jq -r .state)" != Normal ]; then
         log "the pair is $(pair_json | jq -r .state) before run $run: waiting for Normal"
         wait_normal 300
     fi
     log "run $run/$RUNS: $fs (all workloads)"
-    watch="$RES/$fs.$run.states"
-    : >"$watch"
-    if [ "$fs" = paired ]; then
-        ( while :; do
-              j=$(pair_json 2>/dev/null | jq -c '{state, link}') || j='{"state":"?"}'
-              jq -e '.state != "Normal"' >/dev/null <<<"$j" && echo "$(date -u +%H:%M:%S.%N | cut -c1-12) $j" >>"$watch"
-              sleep 0.2
-          done ) &
-        watch_pid=$!
-        PIDS+=("$watch_pid")
-    fi
+    [ "$fs" = paired ] && ev0=$(last_event_id)
     a0=$(cpu_s "$A_PID"); b0=$(cpu_s "$B_PID")
     timeout "$STEP_TIMEOUT_S" "${BENCH[@]}" "$(fs_url "$fs")" "${BENCH_ARGS[@]}" \
         >"$RES/$fs.$run.json.tmp" 2>>"$WORK/bench.log" || die "bench against $fs failed"
     a1=$(cpu_s "$A_PID"); b1=$(cpu_s "$B_PID")
-    if [ -n "$watch_pid" ]; then
-        stop_pid "$watch_pid"
-        if [ -s "$watch" ] || [ "$(pair_json | jq -r .state)" != Normal ]; then
+    if [ -n "$ev0" ]; then
+        # State and link events of this pair (or of the link, which names no pair) since ev0.
+        changes=$("$METROFS" events --json --after "$ev0" --limit 1000 --api "$A" |
+            jq -r --arg p "$PAIR" '.[] | select((.kind == "state" or .kind == "link") and (.pair == $p or .pair == null))
+                | "\(.time_ms / 1000 | strftime("%H:%M:%S")) \(.kind): \(.text)"')
+        if [ -n "$changes" ] || [ "$(pair_json | jq -r .state)" != Normal ]; then
             left=true
-            LEFT_NORMAL+="run $run ($fs): $(head -n 1 "$watch" 2>/dev/null) … $(tail -n 1 "$watch" 2>/dev/null); alarms: $(pair_json | jq -c .alarms)"$'\n'
-            log "the pair left Normal during run $run: $(head -n 1 "$watch")"
+            LEFT_NORMAL+="run $run ($fs): $(head -n 1 <<<"$changes") … $(tail -n 1 <<<"$changes"); alarms: $(pair_json | jq -c .alarms)"$'\n'
+            log "the pair left Normal during run $run: $(head -n 1 <<<"$changes")"
         fi
     fi
     # server_cpu_s is what bench/compare.sh's table shows for one array.
@@ -252,11 +250,11 @@ pair_section() {
         echo "Written by \`$writer\` on $(date -u '+%Y-%m-%d %H:%M UTC'); metrofs at \`$git_rev\`$git_dirty."
         echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo) GiB memory, Linux $(uname -r). Load average at the start of the runs: $LOAD_START; when the section was written: $(cut -d' ' -f1-3 /proc/loadavg) — **the machine was loaded by other work during the run** (other builds and tests on the same 2 cores), so absolute numbers are noisy; solo and paired runs alternate so the noise falls on both."
         echo
-        echo "Two arrays on this machine, linked on loopback: site-a (preferred, serves both file systems) and site-b (the twin). Fs \`solo\` is unpaired; fs \`paired\` is paired with site-b and Normal for every run (watched with \`pair show --json\` every 0.2 s during each run; a run during which it leaves Normal is flagged and left out of the medians). Site-a's data was on a dedicated **ext4 image with a journal** on a loop device with direct I/O (\`mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0\`, mounted \`$MNT_OPTS\`), made and removed by the script; $SITE_B_DESC. Client: \`metrofs bench URL ${BENCH_ARGS[*]}\`, same workloads as the sections above; $RUNS_DONE run(s) of each fs, alternating; **medians** (of an even number of runs: the lower middle one)."
+        echo "Two arrays on this machine, linked on loopback: site-a (preferred, serves both file systems) and site-b (the twin). Fs \`solo\` is unpaired; fs \`paired\` is paired with site-b and Normal for every run (site-a's event log, \`metrofs events --after ID\`, read after each run: a run during which the pair changed state or lost its link is flagged and left out of the medians; nothing polls during a run). Site-a's data was on a dedicated **ext4 image with a journal** on a loop device with direct I/O (\`mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0\`, mounted \`$MNT_OPTS\`), made and removed by the script; $SITE_B_DESC. Client: \`metrofs bench URL ${BENCH_ARGS[*]}\`, same workloads as the sections above; $RUNS_DONE run(s) of each fs, alternating; **medians** (of an even number of runs: the lower middle one)."
         [ "$RUNS_DONE" -lt "$RUNS" ] && echo "Only $RUNS_DONE of the $RUNS planned rounds ran (\`--budget-s $BUDGET_S\`: the deadline of this run)."
         if [ -n "$LEFT_NORMAL" ]; then
             echo
-            echo "**The pair left Normal during a run** ($((RUNS_DONE - NORMAL_RUNS)) of $RUNS_DONE paired runs; such runs are listed as \"(left Normal)\" and left out of the paired medians). What the watcher (\`pair show --json\` every 0.2 s) saw:"
+            echo "**The pair left Normal during a run** ($((RUNS_DONE - NORMAL_RUNS)) of $RUNS_DONE paired runs; such runs are listed as \"(left Normal)\" and left out of the paired medians). The state and link events site-a's event log recorded during those runs (first … last):"
             echo
             echo '```'
             printf '%s' "$LEFT_NORMAL"

@@ -227,6 +227,43 @@ impl ActivityLog {
         Ok(())
     }
 
+    /// Whether `key` is resident: entering it appends nothing.
+    pub fn is_resident(&self, fs: FsId, key: LogKey) -> bool {
+        self.lock().resident.contains_key(&(fs, key))
+    }
+
+    /// Makes `keys` resident without a change in flight (appending the ones that are not), so
+    /// that the changes expected to touch them soon append nothing: the keys of the inodes the
+    /// next creations will get (see `Metro::dual_change`). Returns how many were appended.
+    /// After a crash they are moved to the DCL like any other resident key; a key of an inode
+    /// that was never made costs its resync next to nothing.
+    pub fn reserve(&self, fs: FsId, keys: &[LogKey]) -> std::io::Result<usize> {
+        let mut g = self.lock();
+        g.tick += 1;
+        let tick = g.tick;
+        let now = std::time::Instant::now();
+        let mut new = Vec::new();
+        let mut added = Vec::new();
+        for &k in keys {
+            if let std::collections::hash_map::Entry::Vacant(v) = g.resident.entry((fs, k)) {
+                new.extend_from_slice(&LogKey::encode(fs, k));
+                v.insert(Slot { active: 0, last_use: tick, at: now });
+                added.push(k);
+            }
+        }
+        if !new.is_empty() {
+            if let Err(e) = Self::append(&mut g, &new) {
+                for k in &added {
+                    g.resident.remove(&(fs, *k));
+                }
+                return Err(e);
+            }
+            g.records += (new.len() / RECORD_BYTES) as u64;
+            g.appended += 1;
+        }
+        Ok(added.len())
+    }
+
     /// Writes `new` (whole records) after the last record, extending the zeros first when
     /// they run out.
     fn append(g: &mut Inner, new: &[u8]) -> std::io::Result<()> {
@@ -284,9 +321,11 @@ impl ActivityLog {
         }
     }
 
-    /// Whether a change touching inode `ino` (its attributes, entries or data) is in flight.
-    pub fn busy(&self, fs: FsId, ino: Ino) -> bool {
-        self.lock().active_inos.contains_key(&(fs, ino))
+    /// Whether a change touching inode `ino` (its attributes, entries or data) is in flight,
+    /// besides the caller's own: `own` is how many of the caller's entered keys name `ino`
+    /// (0 when the caller entered none).
+    pub fn busy(&self, fs: FsId, ino: Ino, own: usize) -> bool {
+        self.lock().active_inos.get(&(fs, ino)).is_some_and(|n| *n as usize > own)
     }
 
     /// Whether every record appended so far is durable: [`ActivityLog::flush`] would return
@@ -436,18 +475,54 @@ mod tests {
         let create = [LogKey::Object(Ino(2)), LogKey::Object(Ino(7))];
         log.enter(fs, &write).expect("enter");
         log.enter(fs, &create).expect("enter");
-        assert!(log.busy(fs, Ino(7)) && log.busy(fs, Ino(2)));
-        assert!(!log.busy(fs, Ino(8)) && !log.busy(FsId(2), Ino(7)));
+        assert!(log.busy(fs, Ino(7), 0) && log.busy(fs, Ino(2), 0));
+        assert!(!log.busy(fs, Ino(8), 0) && !log.busy(FsId(2), Ino(7), 0));
+        // The create's own key of inode 2 aside, nothing else touches it; inode 7 has the write.
+        assert!(!log.busy(fs, Ino(2), 1));
+        assert!(log.busy(fs, Ino(7), 1));
         log.leave(fs, &create);
-        assert!(log.busy(fs, Ino(7)), "the write is still in flight");
-        assert!(!log.busy(fs, Ino(2)));
+        assert!(log.busy(fs, Ino(7), 0), "the write is still in flight");
+        assert!(!log.busy(fs, Ino(2), 0));
         log.leave(fs, &write);
-        assert!(!log.busy(fs, Ino(7)));
+        assert!(!log.busy(fs, Ino(7), 0));
+        // A COMMIT's own key: busy only with it counted.
+        let commit = [LogKey::Object(Ino(7))];
+        log.enter(fs, &commit).expect("enter");
+        assert!(log.busy(fs, Ino(7), 0) && !log.busy(fs, Ino(7), 1));
+        log.leave(fs, &commit);
         // Idle keys stay resident: entering them again appends nothing.
         let before = log.appended();
         log.enter(fs, &write).expect("enter");
         assert_eq!(log.appended(), before);
-        assert!(log.busy(fs, Ino(7)));
+        assert!(log.busy(fs, Ino(7), 0));
+    }
+
+    #[test]
+    fn reserved_keys_are_resident_idle_and_survive_a_crash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("log");
+        let fs = FsId(3);
+        let keys = [LogKey::Object(Ino(40)), LogKey::Region { ino: Ino(40), region: 0 }, LogKey::Object(Ino(41))];
+        {
+            let (log, left) = ActivityLog::open(&path).expect("open");
+            assert!(left.is_empty());
+            log.enter(fs, &keys[2..]).expect("enter");
+            assert_eq!(log.reserve(fs, &keys).expect("reserve"), 2, "inode 41's key was resident already");
+            assert!(keys.iter().all(|k| log.is_resident(fs, *k)));
+            assert!(!log.busy(fs, Ino(40), 0), "reserved, not in flight");
+            assert!(!log.is_durable());
+            log.flush().expect("flush");
+            let before = log.appended();
+            log.enter(fs, &keys[..2]).expect("enter");
+            assert_eq!(log.appended(), before, "a reserved key appends nothing when entered");
+            assert!(log.is_durable());
+            log.leave(fs, &keys[..2]);
+            assert_eq!(log.reserve(fs, &keys).expect("reserve"), 0);
+        }
+        let (_, left) = ActivityLog::open(&path).expect("reopen");
+        let mut want: Vec<_> = keys.iter().map(|k| (fs, *k)).collect();
+        want.sort_unstable();
+        assert_eq!(left, want);
     }
 
     #[test]

@@ -927,6 +927,31 @@ impl Store {
         })
     }
 
+    /// The inode numbers the next `n` creations in `fs` will get if nothing is freed
+    /// meanwhile: the lowest free ones, then the allocator's next ones (see
+    /// [`Store::next_inode`]). A forecast: the metro LOG makes their keys resident ahead.
+    pub fn upcoming_inodes(&self, fs: FsId, n: usize) -> Result<Vec<Ino>, FsError> {
+        self.check_fs(fs)?;
+        let r = self.db.begin_read().map_err(db_err)?;
+        let free = r.open_table(FREE).map_err(db_err)?;
+        let mut out = Vec::with_capacity(n);
+        for row in free.range((fs.0, 0)..=(fs.0, u64::MAX)).map_err(db_err)?.take(n) {
+            let (k, _) = row.map_err(db_err)?;
+            out.push(Ino(k.value().1));
+        }
+        if out.len() < n {
+            let alloc = r.open_table(ALLOC).map_err(db_err)?;
+            let next = alloc
+                .get(fs.0)
+                .map_err(db_err)?
+                .ok_or_else(|| corrupt(format!("fs {fs} has no allocator row")))?
+                .value()
+                .0;
+            out.extend((next..).take(n - out.len()).map(Ino));
+        }
+        Ok(out)
+    }
+
     // ---- durability ----
 
     /// Makes everything applied so far durable: data files fsync'd, then metadata committed

@@ -382,3 +382,26 @@ async fn quick_record_changes_reach_the_twin_in_order() {
         assert!(last.is_none(), "round {round}: the serving side is Normal, the twin still {last:?}");
     }
 }
+
+/// The LOG keys of the inodes the next creations get are made resident ahead, a batch at a
+/// time: new files then append nothing to the LOG (so their COMMIT finds it durable), and the
+/// sides stay identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_files_find_their_log_keys_reserved() {
+    let (a, b) = pair_of_sites().await;
+    let fs = a.metro.array().create_fs("t", ExportRules::default()).expect("fs").id;
+    a.metro.create_pair("t", "site-b").await.expect("pair create");
+    wait_state(&a.metro, PairState::Normal).await;
+    let first = create(&a.metro, fs, ROOT_INO, "f0").await;
+    write(&a.metro, fs, first, 0, b"0").await;
+    let (resident, _) = a.metro.log_extents();
+    // 64 inodes: attributes and first region of each, the new file's among them.
+    assert!(resident >= 128, "reserved ahead: {resident} resident keys");
+    for i in 1..40 {
+        let f = create(&a.metro, fs, ROOT_INO, &format!("f{i}")).await;
+        write(&a.metro, fs, f, 0, &[i as u8; 4096]).await;
+        a.metro.change(fs, OpBody::Commit { ino: f }, &caller()).await.expect("commit");
+    }
+    assert_eq!(a.metro.log_extents().0, resident, "the next 39 files appended no LOG key");
+    assert_identical(&a, &b, fs);
+}
