@@ -114,8 +114,8 @@ struct Slot {
     active: u32,
     /// Logical time of the last use, for eviction of idle keys.
     last_use: u64,
-    /// When it was last entered.
-    at: std::time::Instant,
+    /// When it was last entered; `None` for a key reserved ahead and not entered since.
+    at: Option<std::time::Instant>,
 }
 
 #[derive(Debug)]
@@ -206,11 +206,11 @@ impl ActivityLog {
             let now = std::time::Instant::now();
             let slot = g.resident.entry((fs, k)).or_insert_with(|| {
                 new.extend_from_slice(&LogKey::encode(fs, k));
-                Slot { active: 0, last_use: tick, at: now }
+                Slot { active: 0, last_use: tick, at: Some(now) }
             });
             slot.active += 1;
             slot.last_use = tick;
-            slot.at = now;
+            slot.at = Some(now);
             *g.active_inos.entry((fs, k.ino())).or_default() += 1;
         }
         if !new.is_empty() {
@@ -241,13 +241,12 @@ impl ActivityLog {
         let mut g = self.lock();
         g.tick += 1;
         let tick = g.tick;
-        let now = std::time::Instant::now();
         let mut new = Vec::new();
         let mut added = Vec::new();
         for &k in keys {
             if let std::collections::hash_map::Entry::Vacant(v) = g.resident.entry((fs, k)) {
                 new.extend_from_slice(&LogKey::encode(fs, k));
-                v.insert(Slot { active: 0, last_use: tick, at: now });
+                v.insert(Slot { active: 0, last_use: tick, at: None });
                 added.push(k);
             }
         }
@@ -370,7 +369,7 @@ impl ActivityLog {
     /// Every key active now or entered within `window`: what was changed recently.
     pub fn recent_keys(&self, window: std::time::Duration) -> Vec<(FsId, LogKey)> {
         let g = self.lock();
-        g.resident.iter().filter(|(_, s)| s.active > 0 || s.at.elapsed() <= window).map(|(k, _)| *k).collect()
+        g.resident.iter().filter(|(_, s)| s.active > 0 || s.at.is_some_and(|at| at.elapsed() <= window)).map(|(k, _)| *k).collect()
     }
 
     /// Keys being dual-written or resident.
@@ -510,6 +509,8 @@ mod tests {
             assert_eq!(log.reserve(fs, &keys).expect("reserve"), 2, "inode 41's key was resident already");
             assert!(keys.iter().all(|k| log.is_resident(fs, *k)));
             assert!(!log.busy(fs, Ino(40), 0), "reserved, not in flight");
+            let recent = log.recent_keys(std::time::Duration::from_secs(60));
+            assert_eq!(recent, vec![(fs, keys[2])], "a reserved key changed nothing: not recent");
             assert!(!log.is_durable());
             log.flush().expect("flush");
             let before = log.appended();
