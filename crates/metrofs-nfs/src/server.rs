@@ -24,7 +24,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -203,6 +203,9 @@ impl Drop for OpenGuard {
 /// reply (no hop through a writer task: one wake-up less per call). `None` once closed by us.
 struct Writer {
     w: tokio::sync::Mutex<Option<BufWriter<OwnedWriteHalf>>>,
+    /// Set by [`Writer::close`]; `closing` wakes a write in progress so that it gives up.
+    closed: AtomicBool,
+    closing: tokio::sync::Notify,
     peer: SocketAddr,
 }
 
@@ -210,14 +213,26 @@ impl Writer {
     /// Sends one reply; a failed write closes the connection's write half (the reader then
     /// ends on the client's reset or close).
     async fn send(&self, reply: &Reply) {
+        let closing = self.closing.notified();
+        tokio::pin!(closing);
+        closing.as_mut().enable();
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
         let mut g = self.w.lock().await;
         let Some(w) = g.as_mut() else {
             // Closed by us: nobody to answer.
             return;
         };
-        let sent = match write_reply(w, reply).await {
-            Ok(()) => w.flush().await,
-            Err(e) => Err(e),
+        let write = async {
+            write_reply(w, reply).await?;
+            w.flush().await
+        };
+        let sent = tokio::select! {
+            sent = write => sent,
+            // Closed while this reply was being written (a client that does not read): the
+            // half is dropped mid-reply, as nothing more will be written on it.
+            () = &mut closing => Err(std::io::Error::other("connection closed by the server")),
         };
         if let Err(e) = sent {
             tracing::debug!(peer = %self.peer, error = %e, "cannot send a reply; closing");
@@ -225,8 +240,11 @@ impl Writer {
         }
     }
 
-    /// Closes the write half at once: replies still due are dropped.
+    /// Closes the write half at once: replies still due are dropped, a reply being written is
+    /// cut short.
     async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.closing.notify_waiters();
         *self.w.lock().await = None;
     }
 }
@@ -252,6 +270,8 @@ async fn connection<B: Backend>(
     let (rd, wr) = stream.into_split();
     let writer = Arc::new(Writer {
         w: tokio::sync::Mutex::new(Some(BufWriter::with_capacity(WRITE_BUFFER_BYTES, wr))),
+        closed: AtomicBool::new(false),
+        closing: tokio::sync::Notify::new(),
         peer,
     });
     let slots = Arc::new(Semaphore::new(IN_FLIGHT_MAX));

@@ -147,6 +147,51 @@ async fn close_all_closes_every_connection_and_the_server_goes_on() {
     srv.stop().await;
 }
 
+/// A client that stops reading its replies: the server's write blocks on a full socket. A
+/// close_all must still close that connection at once, not after the client reads again.
+#[tokio::test]
+async fn close_all_closes_a_connection_whose_client_does_not_read() {
+    let srv = Server::start().await;
+    let mut c = root(&srv).await;
+    let rfh = root_fh(&c);
+    let (f, _) = create(&mut c, &rfh, "big").await.expect("create");
+    let mib = vec![7u8; 1 << 20];
+    write(&mut c, &f, 0, &mib, stable_how::UNSTABLE).await.expect("write");
+    drop(c);
+    let who = cred(0, 0, &[]);
+    let mut burst = Vec::new();
+    for xid in 0..64u32 {
+        let args = READ3args { file: f.clone(), offset: 0, count: 1 << 20 };
+        burst.extend(raw::record(&raw::call(xid, raw::NFS, 3, 6, &who, &args)));
+    }
+    let mut r = Raw::connect(srv.addr).await;
+    r.send(&burst).await;
+    // 64 MiB of replies, none read: the socket buffers fill and the server's write waits.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    srv.conns.close_all();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while srv.conns.open() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} connection(s) still open 3 s after close_all",
+            srv.conns.open()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // What the client reads now ends: no more than what was sent before the close.
+    let mut sink = vec![0u8; 1 << 20];
+    let mut total = 0usize;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), tokio::io::AsyncReadExt::read(&mut r.s, &mut sink)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => total += n,
+            Err(_) => panic!("the connection stayed open after close_all ({total} bytes read)"),
+        }
+    }
+    assert!(total < 64 << 20, "the replies were not all sent: {total} bytes");
+    srv.stop().await;
+}
+
 #[tokio::test]
 async fn shutdown_stops_accepting_and_closes() {
     let srv = Server::start().await;
