@@ -198,7 +198,6 @@ impl Drop for OpenGuard {
     }
 }
 
-/// A reply on its way to the writer, holding its connection's slot until written.
 /// The connection's write half, shared by the calls running on it: each call writes its own
 /// reply (no hop through a writer task: one wake-up less per call). `None` once closed by us.
 struct Writer {
@@ -325,9 +324,14 @@ async fn connection<B: Backend>(
         }
     };
     match closed {
-        // The calls in flight answer (each holds the writer); the write half closes when the
-        // last of them is done.
-        Closed::Eof => {}
+        Closed::Eof => {
+            // The calls in flight still answer (each holds a slot until its reply is written),
+            // unless the server closes everything meanwhile.
+            tokio::select! {
+                _ = slots.acquire_many(IN_FLIGHT_MAX as u32) => {}
+                _ = close.changed() => writer.close().await,
+            }
+        }
         Closed::Now => writer.close().await,
     }
     tracing::debug!(%peer, "connection closed");
