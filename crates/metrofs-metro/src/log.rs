@@ -221,15 +221,14 @@ impl ActivityLog {
                 }
                 return Err(e);
             }
-            g.records += (new.len() / RECORD_BYTES) as u64;
-            g.appended += 1;
         }
         Ok(())
     }
 
-    /// Whether `key` is resident: entering it appends nothing.
-    pub fn is_resident(&self, fs: FsId, key: LogKey) -> bool {
-        self.lock().resident.contains_key(&(fs, key))
+    /// Whether every one of `keys` is resident: entering them appends nothing.
+    pub fn is_resident(&self, fs: FsId, keys: &[LogKey]) -> bool {
+        let g = self.lock();
+        keys.iter().all(|k| g.resident.contains_key(&(fs, *k)))
     }
 
     /// Makes `keys` resident without a change in flight (appending the ones that are not), so
@@ -257,14 +256,12 @@ impl ActivityLog {
                 }
                 return Err(e);
             }
-            g.records += (new.len() / RECORD_BYTES) as u64;
-            g.appended += 1;
         }
         Ok(added.len())
     }
 
     /// Writes `new` (whole records) after the last record, extending the zeros first when
-    /// they run out.
+    /// they run out, and counts them: one more append for a flush to cover.
     fn append(g: &mut Inner, new: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         let at = g.records * RECORD_BYTES as u64;
@@ -277,7 +274,10 @@ impl ActivityLog {
             g.file.sync_all()?;
             g.capacity = capacity;
         }
-        g.file.write_all_at(new, at)
+        g.file.write_all_at(new, at)?;
+        g.records += (new.len() / RECORD_BYTES) as u64;
+        g.appended += 1;
+        Ok(())
     }
 
     /// Marks `keys` no longer active (both results are back). Idle keys stay resident until
@@ -507,7 +507,7 @@ mod tests {
             assert!(left.is_empty());
             log.enter(fs, &keys[2..]).expect("enter");
             assert_eq!(log.reserve(fs, &keys).expect("reserve"), 2, "inode 41's key was resident already");
-            assert!(keys.iter().all(|k| log.is_resident(fs, *k)));
+            assert!(log.is_resident(fs, &keys));
             assert!(!log.busy(fs, Ino(40), 0), "reserved, not in flight");
             let recent = log.recent_keys(std::time::Duration::from_secs(60));
             assert_eq!(recent, vec![(fs, keys[2])], "a reserved key changed nothing: not recent");

@@ -588,7 +588,7 @@ impl Metro {
         };
         // Crash recovery: every key left in the LOG may differ between the sides.
         // A key reserved for an inode never made (`Metro::reserve_upcoming`) names no data.
-        let store = array.store().clone();
+        let store = array.store();
         let by_fs = log_to_dcl(left, |fs| pairs.contains_key(&fs), |fs, ino| !matches!(store.inode(fs, ino), Ok(None)));
         let recovered = !by_fs.is_empty();
         for (fs, keys) in by_fs {
@@ -822,7 +822,7 @@ impl Metro {
         let (_ranges, touched) = self.range_locks(fs, &body).await?;
         let op = self.array.determine(fs, body)?;
         if let Some(n) = op.new_inode {
-            if !self.log.is_resident(fs, LogKey::Object(n.ino)) || !self.log.is_resident(fs, LogKey::Region { ino: n.ino, region: 0 }) {
+            if !self.log.is_resident(fs, &reserved_keys(n.ino)) {
                 self.reserve_upcoming(fs);
             }
         }
@@ -866,7 +866,7 @@ impl Metro {
     /// reports a broken LOG).
     fn reserve_upcoming(&self, fs: FsId) {
         let keys: Vec<LogKey> = match self.array.store().upcoming_inodes(fs, LOG_RESERVE_INODES) {
-            Ok(inos) => inos.into_iter().flat_map(|ino| [LogKey::Object(ino), LogKey::Region { ino, region: 0 }]).collect(),
+            Ok(inos) => inos.into_iter().flat_map(reserved_keys).collect(),
             Err(e) => {
                 tracing::debug!(%fs, error = %e, "no LOG reservation: cannot read the inode allocator");
                 return;
@@ -2581,6 +2581,12 @@ fn log_to_dcl(keys: Vec<(FsId, LogKey)>, paired: impl Fn(FsId) -> bool, exists: 
     by_fs
 }
 
+/// The LOG keys [`Metro::reserve_upcoming`] makes resident ahead for an inode to be made: its
+/// attributes and its first data region (a small file's CREATE, WRITE and COMMIT use no other).
+fn reserved_keys(ino: Ino) -> [LogKey; 2] {
+    [LogKey::Object(ino), LogKey::Region { ino, region: 0 }]
+}
+
 /// What the LOG names for a change (see `log.rs`).
 fn log_keys(op: &FsOp) -> Vec<LogKey> {
     let mut k = Vec::new();
@@ -2718,7 +2724,6 @@ impl Backend for Metro {
         }
     }
 }
-
 
 #[cfg(test)]
 mod tests {

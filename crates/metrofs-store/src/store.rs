@@ -902,42 +902,32 @@ impl Store {
     /// generation + 1) or the next never-used one (generation 1). Reads only; `apply` of the
     /// creating op consumes it. The caller serialises creating ops per fs.
     pub fn next_inode(&self, fs: FsId) -> Result<NewInode, FsError> {
-        self.check_fs(fs)?;
-        let r = self.db.begin_read().map_err(db_err)?;
-        let free = r.open_table(FREE).map_err(db_err)?;
-        if let Some(row) = free
-            .range((fs.0, 0)..=(fs.0, u64::MAX))
-            .map_err(db_err)?
-            .next()
-        {
-            let (k, v) = row.map_err(db_err)?;
-            return Ok(NewInode {
-                ino: Ino(k.value().1),
-                gen: Gen(v.value() + 1),
-            });
-        }
-        let alloc = r.open_table(ALLOC).map_err(db_err)?;
-        let next = alloc
-            .get(fs.0)
-            .map_err(db_err)?
-            .ok_or_else(|| corrupt(format!("fs {fs} has no allocator row")))?;
-        Ok(NewInode {
-            ino: Ino(next.value().0),
-            gen: Gen(1),
-        })
+        let mut next = self.upcoming(fs, 1)?;
+        next.pop()
+            .ok_or_else(|| corrupt(format!("fs {fs} has no inode to give")))
     }
 
     /// The inode numbers the next `n` creations in `fs` will get if nothing is freed
-    /// meanwhile: the lowest free ones, then the allocator's next ones (see
-    /// [`Store::next_inode`]). A forecast: the metro LOG makes their keys resident ahead.
+    /// meanwhile (see [`Store::next_inode`]). A forecast: the metro LOG makes their keys
+    /// resident ahead.
     pub fn upcoming_inodes(&self, fs: FsId, n: usize) -> Result<Vec<Ino>, FsError> {
+        Ok(self.upcoming(fs, n)?.into_iter().map(|n| n.ino).collect())
+    }
+
+    /// What the next `n` creations in `fs` get if nothing is freed meanwhile: the lowest freed
+    /// numbers (each at its last generation + 1), then the allocator's next never-used ones
+    /// (generation 1).
+    fn upcoming(&self, fs: FsId, n: usize) -> Result<Vec<NewInode>, FsError> {
         self.check_fs(fs)?;
         let r = self.db.begin_read().map_err(db_err)?;
         let free = r.open_table(FREE).map_err(db_err)?;
         let mut out = Vec::with_capacity(n);
         for row in free.range((fs.0, 0)..=(fs.0, u64::MAX)).map_err(db_err)?.take(n) {
-            let (k, _) = row.map_err(db_err)?;
-            out.push(Ino(k.value().1));
+            let (k, v) = row.map_err(db_err)?;
+            out.push(NewInode {
+                ino: Ino(k.value().1),
+                gen: Gen(v.value() + 1),
+            });
         }
         if out.len() < n {
             let alloc = r.open_table(ALLOC).map_err(db_err)?;
@@ -947,7 +937,10 @@ impl Store {
                 .ok_or_else(|| corrupt(format!("fs {fs} has no allocator row")))?
                 .value()
                 .0;
-            out.extend((next..).take(n - out.len()).map(Ino));
+            out.extend((next..).take(n - out.len()).map(|ino| NewInode {
+                ino: Ino(ino),
+                gen: Gen(1),
+            }));
         }
         Ok(out)
     }

@@ -69,6 +69,14 @@ fn assert_identical(a: &Site, b: &Site, fs: FsId) {
     assert!(problems.is_empty(), "secondary consistent: {problems:?}");
 }
 
+/// Fs `name` on site-a, paired with site-b and Normal: its id and the pair's view.
+async fn normal_pair(a: &Site, name: &str) -> (FsId, metrofs_metro::PairView) {
+    let fs = a.metro.array().create_fs(name, ExportRules::default()).expect("fs").id;
+    let view = a.metro.create_pair(name, "site-b").await.expect("pair");
+    wait_state(&a.metro, PairState::Normal).await;
+    (fs, view)
+}
+
 async fn wait_state(m: &Metro, want: PairState) {
     for _ in 0..300 {
         if m.list_pairs().first().is_some_and(|p| p.state == want) {
@@ -155,9 +163,7 @@ async fn create_sync_write_pause_resume_verify() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_clients_never_make_the_sides_diverge() {
     let (a, b) = pair_of_sites().await;
-    let fs = a.metro.array().create_fs("c", ExportRules::default()).expect("fs").id;
-    a.metro.create_pair("c", "site-b").await.expect("pair");
-    wait_state(&a.metro, PairState::Normal).await;
+    let (fs, _) = normal_pair(&a, "c").await;
     let shared = create(&a.metro, fs, ROOT_INO, "shared").await;
     let seed: u64 = std::env::var("METROFS_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(7);
     println!("seed {seed}");
@@ -219,9 +225,7 @@ async fn the_secondary_refuses_stale_duplicate_and_misdirected_ops() {
     use metrofs_core::{Epoch, FsOp, Seq, Time};
     use metrofs_metro::proto::{PairId, Request, Response};
     let (a, b) = pair_of_sites().await;
-    let fs = a.metro.array().create_fs("e", ExportRules::default()).expect("fs").id;
-    let view = a.metro.create_pair("e", "site-b").await.expect("pair");
-    wait_state(&a.metro, PairState::Normal).await;
+    let (fs, view) = normal_pair(&a, "e").await;
     let id: PairId = view.id.parse().expect("id");
     let before = visible(b.metro.array().store(), fs);
     let next = b.metro.array().store().next_inode(fs).expect("next inode");
@@ -257,9 +261,7 @@ async fn namespace_ops_are_applied_in_their_order_on_the_twin() {
     use metrofs_core::{Epoch, FsOp, Seq, Time};
     use metrofs_metro::proto::{Order, PairId, Request, Response};
     let (a, b) = pair_of_sites().await;
-    let fs = a.metro.array().create_fs("o", ExportRules::default()).expect("fs").id;
-    let view = a.metro.create_pair("o", "site-b").await.expect("pair");
-    wait_state(&a.metro, PairState::Normal).await;
+    let (fs, view) = normal_pair(&a, "o").await;
     let id: PairId = view.id.parse().expect("id");
     let epoch = Epoch(view.epoch);
     let next = b.metro.array().store().next_inode(fs).expect("next inode");
@@ -318,9 +320,7 @@ async fn namespace_ops_are_applied_in_their_order_on_the_twin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_pages_through_a_directory_larger_than_a_link_header() {
     let (a, b) = pair_of_sites().await;
-    let fs = a.metro.array().create_fs("big", ExportRules::default()).expect("fs").id;
-    let view = a.metro.create_pair("big", "site-b").await.expect("pair");
-    wait_state(&a.metro, PairState::Normal).await;
+    let (fs, view) = normal_pair(&a, "big").await;
     // 4000 names of 60 bytes: about 300 KiB of entries.
     let names: Vec<String> = (0..4000).map(|i| format!("{i:05}-{}", "n".repeat(54))).collect();
     let mut tasks = Vec::new();
@@ -360,9 +360,8 @@ async fn verify_pages_through_a_directory_larger_than_a_link_header() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_record_changes_reach_the_twin_in_order() {
     let (a, b) = pair_of_sites().await;
-    a.metro.array().create_fs("q", ExportRules::default()).expect("fs");
-    let id = a.metro.create_pair("q", "site-b").await.expect("pair").id.parse().expect("pair id");
-    wait_state(&a.metro, PairState::Normal).await;
+    let (_, view) = normal_pair(&a, "q").await;
+    let id = view.id.parse().expect("pair id");
     for round in 0..60 {
         // Paused, then at once Synchronizing and Normal: three records sent back to back.
         a.metro.pause(id).expect("pause");
@@ -389,9 +388,7 @@ async fn quick_record_changes_reach_the_twin_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_files_find_their_log_keys_reserved() {
     let (a, b) = pair_of_sites().await;
-    let fs = a.metro.array().create_fs("t", ExportRules::default()).expect("fs").id;
-    a.metro.create_pair("t", "site-b").await.expect("pair create");
-    wait_state(&a.metro, PairState::Normal).await;
+    let (fs, _) = normal_pair(&a, "t").await;
     let first = create(&a.metro, fs, ROOT_INO, "f0").await;
     write(&a.metro, fs, first, 0, b"0").await;
     let (resident, _) = a.metro.log_extents();

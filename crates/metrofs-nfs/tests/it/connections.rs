@@ -106,6 +106,19 @@ async fn many_calls_in_flight_on_one_connection() {
     srv.stop().await;
 }
 
+/// Waits until the server has no connection open; fails after `within`.
+async fn wait_none_open(srv: &Server, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    while srv.conns.open() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} connection(s) still open after {within:?}",
+            srv.conns.open()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn close_all_closes_every_connection_and_the_server_goes_on() {
     let srv = Server::start().await;
@@ -133,15 +146,7 @@ async fn close_all_closes_every_connection_and_the_server_goes_on() {
     }
     // (nfs3_client spins on a closed connection, so its own are not probed here.)
     drop(a);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while srv.conns.open() != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} connections still open",
-            srv.conns.open()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_none_open(&srv, Duration::from_secs(5)).await;
     let mut b = root(&srv).await;
     b.null().await.expect("a new connection is served");
     srv.stop().await;
@@ -169,15 +174,7 @@ async fn close_all_closes_a_connection_whose_client_does_not_read() {
     // 64 MiB of replies, none read: the socket buffers fill and the server's write waits.
     tokio::time::sleep(Duration::from_millis(500)).await;
     srv.conns.close_all();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    while srv.conns.open() != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{} connection(s) still open 3 s after close_all",
-            srv.conns.open()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_none_open(&srv, Duration::from_secs(3)).await;
     // What the client reads now ends: no more than what was sent before the close.
     let mut sink = vec![0u8; 1 << 20];
     let mut total = 0usize;
