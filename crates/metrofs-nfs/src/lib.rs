@@ -47,4 +47,4 @@ pub mod server;
 pub mod xdr;
 
 pub use nfs::{DIR_BYTES_PREF, IO_BYTES_MAX, LINK_MAX};
-pub use server::{Connections, NfsServer, IN_FLIGHT_MAX};
+pub use server::{Connections, NfsServer, TurnedAway, IN_FLIGHT_MAX};

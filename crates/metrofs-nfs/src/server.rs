@@ -22,8 +22,9 @@
 //! that one resent to the other array after a failover is answered there from
 //! [`metrofs_core::Backend::replayed`] (see `nfs`).
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,6 +52,8 @@ pub const IN_FLIGHT_MAX: usize = 64;
 const WRITE_BUFFER_BYTES: usize = 64 << 10;
 /// Pause after a failed accept (out of file descriptors, usually) before the next one.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// How often [`Connections::release`] looks whether the connections it closed are gone.
+const RELEASE_POLL: Duration = Duration::from_millis(2);
 
 pub const NFS_PROGRAM: u32 = nfs3_types::nfs3::PROGRAM;
 pub const MOUNT_PROGRAM: u32 = nfs3_types::mount::PROGRAM;
@@ -103,6 +106,11 @@ pub(crate) struct Reply {
 pub struct Connections {
     close: Arc<watch::Sender<u64>>,
     open: Arc<AtomicUsize>,
+    /// Open connections by the local address they reached.
+    by_local: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Local addresses being released (see [`Connections::release`]): a connection to one of
+    /// them is closed as soon as it is accepted. A count per address: releases may overlap.
+    turned_away: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 impl Connections {
@@ -116,6 +124,62 @@ impl Connections {
     #[must_use]
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// How many open connections reached local address `ip`.
+    #[must_use]
+    pub fn open_to(&self, ip: IpAddr) -> usize {
+        lock(&self.by_local).get(&ip).copied().unwrap_or(0)
+    }
+
+    /// Before local address `ip` is taken off this host (a floating service address moving
+    /// to another server): turns away new connections to `ip` (closed as soon as accepted)
+    /// until the returned guard is dropped, closes every open connection, and waits up to
+    /// `within` for those to `ip` to be gone. Returns the guard and how many were still open.
+    ///
+    /// Why before: once the address is gone, nothing sent from it leaves the host, so a
+    /// close made after the removal never reaches the client. A client that reconnected in
+    /// the moment between a close and the removal then waits, on an open connection, for its
+    /// RPC timeout (60 s for a Linux client over TCP) instead of reconnecting to the server
+    /// that took the address.
+    pub async fn release(&self, ip: IpAddr, within: Duration) -> (TurnedAway, usize) {
+        *lock(&self.turned_away).entry(ip).or_insert(0) += 1;
+        let guard = TurnedAway {
+            ip,
+            turned_away: self.turned_away.clone(),
+        };
+        self.close_all();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = self.open_to(ip);
+            if left == 0 || tokio::time::Instant::now() >= deadline {
+                return (guard, left);
+            }
+            tokio::time::sleep(RELEASE_POLL).await;
+        }
+    }
+
+    fn turns_away(&self, ip: IpAddr) -> bool {
+        lock(&self.turned_away).contains_key(&ip)
+    }
+}
+
+/// While it lives, new connections to its address are turned away ([`Connections::release`]).
+#[derive(Debug)]
+pub struct TurnedAway {
+    ip: IpAddr,
+    turned_away: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for TurnedAway {
+    fn drop(&mut self) {
+        let mut t = lock(&self.turned_away);
+        if let Some(n) = t.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                t.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -151,6 +215,8 @@ impl<B: Backend> NfsServer<B> {
             conns: Connections {
                 close: Arc::new(close),
                 open: Arc::new(AtomicUsize::new(0)),
+                by_local: Arc::default(),
+                turned_away: Arc::default(),
             },
         }
     }
@@ -172,10 +238,22 @@ impl<B: Backend> NfsServer<B> {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        let local = match stream.local_addr() {
+                            Ok(a) => a.ip(),
+                            Err(e) => {
+                                tracing::debug!(%peer, error = %e, "connection gone before it was served");
+                                continue;
+                            }
+                        };
+                        if self.conns.turns_away(local) {
+                            // Closed now, while the address is still here to send the close from.
+                            tracing::debug!(%peer, %local, "connection to an address being released turned away");
+                            drop(stream);
+                            continue;
+                        }
                         // Subscribed here, not in the task: a close_all from now on reaches it.
                         let close = self.conns.close.subscribe();
-                        self.conns.open.fetch_add(1, Ordering::Relaxed);
-                        let open = OpenGuard(self.conns.open.clone());
+                        let open = OpenGuard::new(&self.conns, local);
                         tokio::spawn(connection(self.shared.clone(), close, open, stream, peer));
                     }
                     Err(e) => {
@@ -189,12 +267,36 @@ impl<B: Backend> NfsServer<B> {
     }
 }
 
-/// Counts an open connection for as long as it lives.
-struct OpenGuard(Arc<AtomicUsize>);
+/// Counts an open connection (in all and by the local address it reached) for as long as it
+/// lives.
+struct OpenGuard {
+    open: Arc<AtomicUsize>,
+    by_local: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    local: IpAddr,
+}
+
+impl OpenGuard {
+    fn new(conns: &Connections, local: IpAddr) -> Self {
+        conns.open.fetch_add(1, Ordering::Relaxed);
+        *lock(&conns.by_local).entry(local).or_insert(0) += 1;
+        Self {
+            open: conns.open.clone(),
+            by_local: conns.by_local.clone(),
+            local,
+        }
+    }
+}
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        let mut m = lock(&self.by_local);
+        if let Some(n) = m.get_mut(&self.local) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.local);
+            }
+        }
     }
 }
 
@@ -379,11 +481,10 @@ impl<B> Drop for Pending<'_, B> {
     }
 }
 
-fn lock(cache: &Mutex<ReplyCache>) -> std::sync::MutexGuard<'_, ReplyCache> {
-    // The cache's invariants hold between its methods, so a panic elsewhere leaves it usable.
-    cache
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // What these mutexes hold (the reply cache, connection counts) is consistent between
+    // their methods, so a panic elsewhere leaves it usable.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A whole reply with a non-success accept status.

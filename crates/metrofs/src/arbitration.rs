@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use metrofs_link::{Identity, LinkConfig};
 use metrofs_metro::{Claim, Metro, Quorum, QuorumFuture, QuorumServerView};
+use metrofs_nfs::Connections;
 use metrofs_quorum::QuorumClient;
 
 use crate::service_addr::ServiceAddress;
@@ -54,8 +55,10 @@ impl Quorum for QuorumAdapter {
 }
 
 /// Holds the service address while this array serves, and lets go of it when it stops: at
-/// start it is removed (a restarted array does not know yet whether it serves).
-pub async fn follow_service(metro: Arc<Metro>, addr: ServiceAddress, stop: Stop) {
+/// start it is removed (a restarted array does not know yet whether it serves). Before the
+/// address goes, the NFS connections (`conns`) are closed and new ones to it turned away, so
+/// the closes reach the hosts (see [`metrofs_nfs::Connections::release`]).
+pub async fn follow_service(metro: Arc<Metro>, addr: ServiceAddress, conns: Connections, stop: Stop) {
     if let Err(e) = addr.deactivate().await {
         tracing::warn!(error = %e, "cannot remove the service address at start");
     }
@@ -64,7 +67,7 @@ pub async fn follow_service(metro: Arc<Metro>, addr: ServiceAddress, stop: Stop)
     loop {
         let active = rx.borrow_and_update().active;
         if active != held {
-            let r = if active { addr.activate().await } else { addr.deactivate().await };
+            let r = if active { addr.activate().await } else { release(&addr, &conns).await };
             match r {
                 Ok(()) => {
                     held = active;
@@ -80,8 +83,25 @@ pub async fn follow_service(metro: Arc<Metro>, addr: ServiceAddress, stop: Stop)
         }
     }
     if held {
-        if let Err(e) = addr.deactivate().await {
+        if let Err(e) = release(&addr, &conns).await {
             tracing::warn!(error = %e, "cannot remove the service address at stop");
         }
     }
+}
+
+/// How long the service address waits, before it goes, for the NFS connections to it to close.
+const RELEASE_WAIT: Duration = Duration::from_millis(500);
+
+/// Closes the NFS connections to the service address (turning new ones away) and removes it.
+async fn release(addr: &ServiceAddress, conns: &Connections) -> Result<(), String> {
+    let (_turned_away, left) = conns.release(addr.addr().into(), RELEASE_WAIT).await;
+    if left > 0 {
+        tracing::warn!(
+            address = %addr.addr(),
+            left,
+            "NFS connections to the service address still open {} ms after their close: the address goes anyway; their hosts wait for their RPC timeout",
+            RELEASE_WAIT.as_millis()
+        );
+    }
+    addr.deactivate().await
 }

@@ -147,23 +147,25 @@ pub fn start(
     let api_addr = listeners.api.local_addr().context("api listener address")?;
     let mut tasks = JoinSet::new();
 
-    {
+    let nfs_conns = {
         let server = metrofs_nfs::NfsServer::new(metro.clone());
         // A pair that moves away from this array: its clients must reconnect (through the
         // service address) to the side that serves now, and resend what got no answer.
         let conns = server.connections();
-        metro.on_service_lost(Arc::new(move || conns.close_all()));
+        let on_lost = conns.clone();
+        metro.on_service_lost(Arc::new(move || on_lost.close_all()));
         let stop = stop.clone();
         let listener = listeners.nfs;
         tasks.spawn(async move {
             server.serve(listener, stop.wait()).await;
         });
-    }
+        conns
+    };
 
     if let Some(svc) = &cfg.service {
         let addr = crate::service_addr::ServiceAddress::new(&svc.address, &svc.interface)
             .map_err(|e| anyhow::anyhow!("service.address / service.interface: {e}"))?;
-        tasks.spawn(crate::arbitration::follow_service(metro.clone(), addr, stop.clone()));
+        tasks.spawn(crate::arbitration::follow_service(metro.clone(), addr, nfs_conns, stop.clone()));
     }
 
     {

@@ -1,6 +1,7 @@
 //! Connections: many calls in flight, out-of-order replies, closing them all, shutdown.
 
 use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use nfs3_client::nfs3_types::nfs3::*;
@@ -126,16 +127,7 @@ async fn close_all_closes_every_connection_and_the_server_goes_on() {
     let mut raws = Vec::new();
     for _ in 0..3 {
         let mut r = Raw::connect(srv.addr).await;
-        r.send(&raw::record(&raw::call(
-            1,
-            raw::NFS,
-            3,
-            0,
-            &cred(0, 0, &[]),
-            &nfs3_client::nfs3_types::xdr_codec::Void,
-        )))
-        .await;
-        r.recv().await.expect("NULL reply");
+        null_answered(&mut r).await;
         raws.push(r);
     }
     // nfs3_client's two connections (MOUNT, NFS) and ours.
@@ -187,6 +179,53 @@ async fn close_all_closes_a_connection_whose_client_does_not_read() {
     }
     assert!(total < 64 << 20, "the replies were not all sent: {total} bytes");
     srv.stop().await;
+}
+
+/// Before a floating address leaves the host, `release` closes the connections, and turns
+/// away new ones to that address (only) until its guard is dropped: a close made after the
+/// address is gone would never reach the client.
+#[tokio::test]
+async fn release_closes_connections_and_turns_away_new_ones_to_the_address() {
+    let srv = Server::start_on_any().await;
+    let at = |ip: [u8; 4]| SocketAddr::from((ip, srv.port));
+    let floating = IpAddr::from([127, 0, 0, 2]);
+    let mut to_floating = Raw::connect(at([127, 0, 0, 2])).await;
+    null_answered(&mut to_floating).await;
+    let mut to_own = Raw::connect(at([127, 0, 0, 1])).await;
+    null_answered(&mut to_own).await;
+    assert_eq!(srv.conns.open_to(floating), 1);
+    let (turned_away, left) = srv.conns.release(floating, Duration::from_secs(3)).await;
+    assert_eq!(left, 0, "release returns once the connections to the address are gone");
+    assert_eq!(srv.conns.open_to(floating), 0);
+    assert!(to_floating.closed().await, "the connection to the released address is closed");
+    assert!(to_own.closed().await, "a release closes every connection, as close_all does");
+    // While the guard lives: a new connection to the address is closed at once, one to
+    // another address is served.
+    for _ in 0..3 {
+        let mut again = Raw::connect(at([127, 0, 0, 2])).await;
+        assert!(again.closed().await, "a new connection to the released address is turned away");
+    }
+    let mut own_again = Raw::connect(at([127, 0, 0, 1])).await;
+    null_answered(&mut own_again).await;
+    drop(turned_away);
+    let mut back = Raw::connect(at([127, 0, 0, 2])).await;
+    null_answered(&mut back).await;
+    assert_eq!(srv.conns.open_to(floating), 1);
+    srv.stop().await;
+}
+
+/// Sends a NULL call on `r` and waits for its reply.
+async fn null_answered(r: &mut Raw) {
+    r.send(&raw::record(&raw::call(
+        1,
+        raw::NFS,
+        3,
+        0,
+        &cred(0, 0, &[]),
+        &nfs3_client::nfs3_types::xdr_codec::Void,
+    )))
+    .await;
+    r.recv().await.expect("NULL reply");
 }
 
 #[tokio::test]

@@ -123,15 +123,23 @@ impl Server {
 
     /// An array with one fs "t" exported under `rules`, served on 127.0.0.1.
     pub async fn start_with(rules: ExportRules) -> Self {
+        Self::start_bound(rules, "127.0.0.1:0").await
+    }
+
+    /// [`Server::start`] listening on every address of the host (`addr` is the 127.0.0.1 one):
+    /// clients may reach it on 127.0.0.1, 127.0.0.2, ...
+    pub async fn start_on_any() -> Self {
+        Self::start_bound(open_rules(), "0.0.0.0:0").await
+    }
+
+    async fn start_bound(rules: ExportRules, bind: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open store");
         let array = Array::new(Arc::new(store), Arc::new(SystemClock));
         let info = array.create_fs("t", rules).expect("create fs");
         let spy = Arc::new(Spy::new(array.clone()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
+        let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
+        let addr = SocketAddr::from(([127, 0, 0, 1], listener.local_addr().expect("addr").port()));
         let server = NfsServer::new(spy.clone());
         let conns = server.connections();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

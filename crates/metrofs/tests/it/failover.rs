@@ -976,7 +976,8 @@ fn swap_under_load_no_client_error_and_a_short_pause() {
         .collect();
     assert!(
         unanswered.is_empty(),
-        "requests left without an answer on an open connection during the swaps, at {unanswered:?}"
+        "requests left without an answer on an open connection during the swaps, at {unanswered:?}\n{}",
+        d.logs()
     );
     let content = read_file(&d.topo, SERVICE, "sw", "w").expect("read back");
     no_ack_lost(9, &log.acks, &content).unwrap_or_else(|e| panic!("{e}"));
