@@ -10,6 +10,9 @@
 #   - the 4 KiB write latencies again in short alternating rounds (solo, paired; LAT_ROUNDS=12 of
 #     LAT_ROUND_OPS=300 writes), on which the latency targets are judged (see
 #     pair_latency_rounds);
+#   - the small-file workload again in short alternating rounds (SMALL_ROUNDS=12 of
+#     SMALL_ROUND_FILES=1000 files), on which the small-file target is judged (see
+#     pair_small_rounds);
 # and write the section "## Metro pair (issue 3)" of docs/BENCHMARKS.md (replaced in place, the
 # rest of the file is left alone): the table, issue 3's targets with verdicts, the exact
 # commands, and a short perf profile of site-a for each missed target.
@@ -97,6 +100,10 @@ pair_bench() {
 # "p50 ≤ unpaired + 150 µs" targets are judged on. Sets LAT_D_UNS, LAT_D_FS (median differences)
 # and LAT_ROUNDS_MD (markdown lines).
 LAT_ROUNDS=${LAT_ROUNDS:-12} LAT_ROUND_OPS=${LAT_ROUND_OPS:-300}
+# The median of the numbers given (of an even count: the lower middle one), and a list of them.
+lat_median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+lat_list() { printf '%s\n' "$@" | awk '{ printf "%s%+.0f", (NR > 1 ? " · " : ""), $1 }'; }
+round_list() { printf '%s\n' "$@" | awk '{ printf "%s%.0f", (NR > 1 ? " · " : ""), $1 }'; }
 pair_latency_rounds() {
     local i fs su sf pu pf d_uns=() d_fs=()
     log "alternating latency rounds: $LAT_ROUNDS x $LAT_ROUND_OPS writes each, solo then paired"
@@ -109,11 +116,47 @@ pair_latency_rounds() {
         pu=$(jq .rand_write_unstable.p50_us "$RES/lat.paired.$i.json"); pf=$(jq .rand_write_file_sync.p50_us "$RES/lat.paired.$i.json")
         d_uns+=("$(echo "$pu - $su" | bc -l)"); d_fs+=("$(echo "$pf - $sf" | bc -l)")
     done
-    lat_median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-    lat_list() { printf '%s\n' "$@" | awk '{ printf "%s%+.0f", (NR > 1 ? " · " : ""), $1 }'; }
     LAT_D_UNS=$(lat_median "${d_uns[@]}"); LAT_D_FS=$(lat_median "${d_fs[@]}")
     LAT_ROUNDS_MD="Alternating latency rounds (\`metrofs bench URL --latency-ops $LAT_ROUND_OPS --only rand-write --json\`, solo then paired, $LAT_ROUNDS rounds): paired p50 minus solo p50 of the same round, UNSTABLE **$(printf %+.0f "$LAT_D_UNS") µs** median ($(lat_list "${d_uns[@]}")), FILE_SYNC **$(printf %+.0f "$LAT_D_FS") µs** median ($(lat_list "${d_fs[@]}")). The latency targets are judged on these medians."
     log "latency rounds: UNSTABLE $(printf %+.0f "$LAT_D_UNS") µs, FILE_SYNC $(printf %+.0f "$LAT_D_FS") µs (medians of the per-round differences)"
+}
+
+# pair_small_rounds: the small-file workload again, in SMALL_ROUNDS short rounds of
+# SMALL_ROUND_FILES files, solo and paired back to back, the order swapped from one round to the
+# next. A small file's time is mostly its COMMIT's flushes, and the disk's flush latency drifts
+# between the long runs above (the unpaired fs's rate varies by ±13 % from one long run to the
+# next, the pair's, limited by the 2 cores, by ±5 %); within a round, seconds apart, it hardly
+# moves. So issue 3's "paired small-file creates ≥ 60 % of unpaired" is judged on the median of
+# the per-round ratios, as the latency targets are (see pair_latency_rounds). Sets SMALL_RATIO and
+# SMALL_ROUNDS_MD (markdown).
+SMALL_ROUNDS=${SMALL_ROUNDS:-12} SMALL_ROUND_FILES=${SMALL_ROUND_FILES:-1000}
+pair_small_rounds() {
+    local i fs order s p ev0 changes ratios=() solos=() paireds=()
+    if [ "$(pair_json | jq -r .state)" != Normal ]; then
+        log "the pair is $(pair_json | jq -r .state) before the small-file rounds: waiting for Normal"
+        wait_normal 300
+    fi
+    log "alternating small-file rounds: $SMALL_ROUNDS x $SMALL_ROUND_FILES files each, solo and paired"
+    ev0=$(last_event_id)
+    for i in $(seq "$SMALL_ROUNDS"); do
+        order="solo paired"
+        [ $((i % 2)) = 0 ] && order="paired solo"
+        for fs in $order; do
+            timeout "$STEP_TIMEOUT_S" "${BENCH[@]}" "$(fs_url "$fs")" --files "$SMALL_ROUND_FILES" --depth "$DEPTH" --only small-files --json \
+                >"$RES/small.$fs.$i.json" 2>>"$WORK/bench.log" || die "small-file round $i against $fs failed"
+        done
+        s=$(jq .small_files.per_s "$RES/small.solo.$i.json"); p=$(jq .small_files.per_s "$RES/small.paired.$i.json")
+        solos+=("$s"); paireds+=("$p")
+        ratios+=("$(echo "100 * $p / $s" | bc -l)")
+    done
+    SMALL_RATIO=$(echo "$(lat_median "${ratios[@]}") / 100" | bc -l)
+    changes=$("$METROFS" events --json --after "$ev0" --limit 1000 --api "$A" |
+        jq -r --arg p "$PAIR" '[.[] | select((.kind == "state" or .kind == "link") and (.pair == $p or .pair == null))] | length')
+    SMALL_ROUNDS_MD="Alternating small-file rounds (\`metrofs bench URL --files $SMALL_ROUND_FILES --depth $DEPTH --only small-files --json\`, $SMALL_ROUNDS rounds, solo then paired in odd rounds, paired then solo in even ones): paired / unpaired of the same round **$(printf %.0f "$(echo "100 * $SMALL_RATIO" | bc -l)") %** median ($(round_list "${ratios[@]}") %; files/s unpaired $(round_list "${solos[@]}"), paired $(round_list "${paireds[@]}")). The small-file target is judged on this median."
+    if [ "$changes" != 0 ]; then
+        SMALL_ROUNDS_MD+=" **The pair changed state or lost its link $changes time(s) during these rounds** (site-a's event log): the paired rounds were not all Normal."
+    fi
+    log "small-file rounds: paired / unpaired $(printf %.2f "$SMALL_RATIO") (median of the per-round ratios)"
 }
 
 # pair_resync: pause, change RESYNC_BYTES in the paired fs, resume, time until Normal.
@@ -183,9 +226,8 @@ pair_targets() {
         PAIR_RESULT[$k]=$(pair_check "$d" "<=" 150)
         PAIR_MEASURED[$k]="$(printf %+.0f "$d") µs (median of the alternating rounds); long runs: $(fmt "${P[$k]}") vs $(fmt "${S[$k]}") µs = $(awk -v a="${P[$k]}" -v b="${S[$k]}" 'BEGIN { printf "%+.0f", a - b }') µs"
     done
-    PAIR_LIMIT[small]=$(awk -v s="${S[small]}" 'BEGIN { print 0.6 * s }')
-    PAIR_RESULT[small]=$(pair_check "${P[small]}" ">=" "${PAIR_LIMIT[small]}")
-    PAIR_MEASURED[small]="$(fmt "${P[small]}") vs $(fmt "${S[small]}") files/s = $(pct "${P[small]}" "${S[small]}")"
+    PAIR_RESULT[small]=$(pair_check "$SMALL_RATIO" ">=" 0.6)
+    PAIR_MEASURED[small]="$(pct "$SMALL_RATIO" 1) (median of the alternating rounds); long runs: $(fmt "${P[small]}") vs $(fmt "${S[small]}") files/s = $(pct "${P[small]}" "${S[small]}")"
     PAIR_LIMIT[resync]=$(awk -v s="${P[seqw]}" 'BEGIN { print 0.7 * s }')
     PAIR_RESULT[resync]=$(pair_check "$RESYNC_MIBS" ">=" "${PAIR_LIMIT[resync]}")
     PAIR_MEASURED[resync]="$(fmt "$RESYNC_MIBS") vs $(fmt "${P[seqw]}") MiB/s = $(pct "$RESYNC_MIBS" "${P[seqw]}")"
@@ -271,6 +313,8 @@ pair_section() {
         echo "Resync after a change of **$RESYNC**$([ "$RESYNC_BYTES" != 2147483648 ] && echo " (reduced from issue 3's 2 GiB for this run)"): \`pair pause\`, \`nfs-cp\` of a $RESYNC_MIB MiB file of random bytes (made on the image) into the paired fs ($(printf %.1f "$CP_S") s), DCL then $(fmt "$(echo "$DCL_BYTES / 1048576" | bc -l)") MiB ($(jq -r '.dcl | "\(.chunks) chunks, \(.inodes) inodes, \(.dirs) dirs"' "$RES/paused.json")); \`pair resume\` to Normal: **$(printf %.1f "$RESYNC_S") s, $(fmt "$RESYNC_MIBS") MiB/s** of changed data. The worker reported sent_bytes = $SYNC_SENT ($(pct "$SYNC_SENT" "$RESYNC_BYTES") of the bytes changed) and bytes_per_s = $SYNC_RATE ($(fmt "$(awk -v r="$SYNC_RATE" 'BEGIN { if (r == "null") print ""; else print r / 1048576 }')") MiB/s) in its last sample; its event: \`$SYNC_EVENT\`."
         echo
         echo "$LAT_ROUNDS_MD"
+        echo
+        echo "$SMALL_ROUNDS_MD"
         echo
         echo "### Targets (issue 3)"
         echo
@@ -373,6 +417,8 @@ pair_main() {
     pair_resync
     settle
     pair_latency_rounds
+    settle
+    pair_small_rounds
     pair_targets
     [ "$DO_PROFILE" = 1 ] && pair_profiles
 
