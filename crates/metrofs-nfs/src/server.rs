@@ -245,15 +245,17 @@ impl<B: Backend> NfsServer<B> {
                                 continue;
                             }
                         };
+                        // Counted and subscribed here, not in the task, and before the check
+                        // below: a release that starts after the check counts this connection,
+                        // and its close_all reaches it.
+                        let open = OpenGuard::new(&self.conns, local);
+                        let close = self.conns.close.subscribe();
                         if self.conns.turns_away(local) {
                             // Closed now, while the address is still here to send the close from.
                             tracing::debug!(%peer, %local, "connection to an address being released turned away");
                             drop(stream);
                             continue;
                         }
-                        // Subscribed here, not in the task: a close_all from now on reaches it.
-                        let close = self.conns.close.subscribe();
-                        let open = OpenGuard::new(&self.conns, local);
                         tokio::spawn(connection(self.shared.clone(), close, open, stream, peer));
                     }
                     Err(e) => {
