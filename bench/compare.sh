@@ -377,7 +377,7 @@ tmp_out=$(mktemp)
     echo
     echo "Written by \`bench/compare.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'); metrofs at \`$GIT_REV\`$GIT_DIRTY."
     echo "Machine: $(nproc) cores ($CPU), ${MEM_GIB} GiB memory, Linux $(uname -r), Debian $(cat /etc/debian_version 2>/dev/null || echo '?')."
-    echo "Load average when the runs started: $LOAD_START; when the report was written: $LOADAVG (other builds and tests shared the machine)."
+    echo "Load average when the runs started: $LOAD_START; when the report was written: $LOADAVG (they count the runs' own processes, and what ran in the minutes before)."
     echo
     echo "All data was on a dedicated **ext4 image with a journal** on a loop device with direct I/O to its image file (\`losetup --direct-io=on\`, \`mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0\`, mounted \`$MNT_OPTS\`), backed by a file on the machine's root disk, made and removed by the script. All servers ran on it at the same time, each in its own directory (the pair's site-b: see its section); the client and the servers share the $(nproc) cores."
     echo
