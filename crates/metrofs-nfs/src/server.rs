@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -105,12 +105,11 @@ pub(crate) struct Reply {
 #[derive(Clone, Debug)]
 pub struct Connections {
     close: Arc<watch::Sender<u64>>,
-    open: Arc<AtomicUsize>,
     /// Open connections by the local address they reached.
-    by_local: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    open: Arc<PerAddress>,
     /// Local addresses being released (see [`Connections::release`]): a connection to one of
     /// them is closed as soon as it is accepted. A count per address: releases may overlap.
-    turned_away: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    turned_away: Arc<PerAddress>,
 }
 
 impl Connections {
@@ -123,13 +122,13 @@ impl Connections {
     /// How many connections are open.
     #[must_use]
     pub fn open(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
+        lock(&self.open.0).values().sum()
     }
 
     /// How many open connections reached local address `ip`.
     #[must_use]
     pub fn open_to(&self, ip: IpAddr) -> usize {
-        lock(&self.by_local).get(&ip).copied().unwrap_or(0)
+        self.open.get(ip)
     }
 
     /// Before local address `ip` is taken off this host (a floating service address moving
@@ -143,10 +142,8 @@ impl Connections {
     /// RPC timeout (60 s for a Linux client over TCP) instead of reconnecting to the server
     /// that took the address.
     pub async fn release(&self, ip: IpAddr, within: Duration) -> (TurnedAway, usize) {
-        *lock(&self.turned_away).entry(ip).or_insert(0) += 1;
         let guard = TurnedAway {
-            ip,
-            turned_away: self.turned_away.clone(),
+            _count: Counted::new(&self.turned_away, ip),
         };
         self.close_all();
         let deadline = tokio::time::Instant::now() + within;
@@ -160,24 +157,50 @@ impl Connections {
     }
 
     fn turns_away(&self, ip: IpAddr) -> bool {
-        lock(&self.turned_away).contains_key(&ip)
+        self.turned_away.get(ip) > 0
     }
 }
 
 /// While it lives, new connections to its address are turned away ([`Connections::release`]).
 #[derive(Debug)]
 pub struct TurnedAway {
-    ip: IpAddr,
-    turned_away: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    _count: Counted,
 }
 
-impl Drop for TurnedAway {
+/// A count per local address (an address counted 0 times has no entry).
+#[derive(Debug, Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerAddress {
+    fn get(&self, ip: IpAddr) -> usize {
+        lock(&self.0).get(&ip).copied().unwrap_or(0)
+    }
+}
+
+/// One count of an address in a [`PerAddress`], for as long as it lives.
+#[derive(Debug)]
+struct Counted {
+    counts: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl Counted {
+    fn new(counts: &Arc<PerAddress>, ip: IpAddr) -> Self {
+        *lock(&counts.0).entry(ip).or_insert(0) += 1;
+        Self {
+            counts: counts.clone(),
+            ip,
+        }
+    }
+}
+
+impl Drop for Counted {
     fn drop(&mut self) {
-        let mut t = lock(&self.turned_away);
-        if let Some(n) = t.get_mut(&self.ip) {
+        let mut m = lock(&self.counts.0);
+        if let Some(n) = m.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                t.remove(&self.ip);
+                m.remove(&self.ip);
             }
         }
     }
@@ -214,8 +237,7 @@ impl<B: Backend> NfsServer<B> {
             }),
             conns: Connections {
                 close: Arc::new(close),
-                open: Arc::new(AtomicUsize::new(0)),
-                by_local: Arc::default(),
+                open: Arc::default(),
                 turned_away: Arc::default(),
             },
         }
@@ -248,7 +270,7 @@ impl<B: Backend> NfsServer<B> {
                         // Counted and subscribed here, not in the task, and before the check
                         // below: a release that starts after the check counts this connection,
                         // and its close_all reaches it.
-                        let open = OpenGuard::new(&self.conns, local);
+                        let open = Counted::new(&self.conns.open, local);
                         let close = self.conns.close.subscribe();
                         if self.conns.turns_away(local) {
                             // Closed now, while the address is still here to send the close from.
@@ -266,39 +288,6 @@ impl<B: Backend> NfsServer<B> {
             }
         }
         self.conns.close_all();
-    }
-}
-
-/// Counts an open connection (in all and by the local address it reached) for as long as it
-/// lives.
-struct OpenGuard {
-    open: Arc<AtomicUsize>,
-    by_local: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    local: IpAddr,
-}
-
-impl OpenGuard {
-    fn new(conns: &Connections, local: IpAddr) -> Self {
-        conns.open.fetch_add(1, Ordering::Relaxed);
-        *lock(&conns.by_local).entry(local).or_insert(0) += 1;
-        Self {
-            open: conns.open.clone(),
-            by_local: conns.by_local.clone(),
-            local,
-        }
-    }
-}
-
-impl Drop for OpenGuard {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::Relaxed);
-        let mut m = lock(&self.by_local);
-        if let Some(n) = m.get_mut(&self.local) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.local);
-            }
-        }
     }
 }
 
@@ -362,7 +351,8 @@ enum Closed {
 async fn connection<B: Backend>(
     shared: Arc<Shared<B>>,
     mut close: watch::Receiver<u64>,
-    _open: OpenGuard,
+    // Counts the connection as open (by the local address it reached) until it ends.
+    _open: Counted,
     stream: TcpStream,
     peer: SocketAddr,
 ) {
