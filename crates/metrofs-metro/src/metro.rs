@@ -185,10 +185,17 @@ pub struct ArbitrationView {
 /// What the array's service address should do: held by the array that serves.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceState {
-    /// This array serves at least one pair (or, with no pair, it is the preferred site).
+    /// This array holds the service address: it serves at least one pair of `confirmed` (or,
+    /// with no pair, it is the preferred site).
     pub active: bool,
-    /// The paired file systems this array serves now.
+    /// The paired file systems this array serves now, or may serve: a restarted array's pairs
+    /// are here while it learns whether it still holds them (their calls wait).
     pub serving: Vec<FsId>,
+    /// Those of `serving` this process knows it holds: open, or deciding after they were open
+    /// (an arbitration while serving keeps the address). A restarted array does not take the
+    /// address on its old word: the other array may have taken over meanwhile and hold it, and
+    /// a second holder's announcements would pull the hosts' connections away from it.
+    pub confirmed: Vec<FsId>,
 }
 
 /// What `pair verify` found.
@@ -1725,10 +1732,22 @@ impl Metro {
         let pairs = self.pair_list();
         let serving: Vec<FsId> =
             pairs.iter().filter(|p| p.role() == Role::Primary && p.phase() != Phase::Stopped).map(|p| p.fs()).collect();
-        let active = if pairs.is_empty() { self.config.peer.is_none() || self.config.preferred } else { !serving.is_empty() };
         let mut lost = false;
         self.service.send_if_modified(|cur| {
-            let next = ServiceState { active, serving: serving.clone() };
+            let confirmed: Vec<FsId> = pairs
+                .iter()
+                .filter(|p| {
+                    p.role() == Role::Primary
+                        && match p.phase() {
+                            Phase::Open => true,
+                            Phase::Deciding => cur.confirmed.contains(&p.fs()),
+                            Phase::Stopped => false,
+                        }
+                })
+                .map(|p| p.fs())
+                .collect();
+            let active = if pairs.is_empty() { self.config.peer.is_none() || self.config.preferred } else { !confirmed.is_empty() };
+            let next = ServiceState { active, serving: serving.clone(), confirmed };
             if *cur == next {
                 return false;
             }

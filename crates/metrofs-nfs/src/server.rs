@@ -14,7 +14,9 @@
 //!   backend's buffer, never copied into the reply.
 //!
 //! [`Connections::close_all`] closes every connection at once (a failover does, so that
-//! clients reconnect to the side that serves now).
+//! clients reconnect to the side that serves now). [`Connections::release`] does it before a
+//! floating address leaves the host, and also takes, through the accept loop, the connections
+//! the kernel completed but nobody accepted yet.
 //!
 //! Retransmissions of non-idempotent calls are answered from the reply cache
 //! ([`crate::cache`]) when they reach this server again. The namespace and attribute changes
@@ -25,6 +27,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -101,10 +104,16 @@ pub(crate) struct Reply {
     pub data: Bytes,
 }
 
+/// A request to the accept loop to take every connection waiting in the listen backlog now;
+/// answered once it has.
+type Sweep = tokio::sync::oneshot::Sender<()>;
+
 /// A handle on the open connections of a server.
 #[derive(Clone, Debug)]
 pub struct Connections {
     close: Arc<watch::Sender<u64>>,
+    /// To the accept loop ([`NfsServer::serve`]): sweeps of the listen backlog.
+    sweeps: tokio::sync::mpsc::UnboundedSender<Sweep>,
     /// Open connections by the local address they reached.
     open: Arc<PerAddress>,
     /// Local addresses being released (see [`Connections::release`]): a connection to one of
@@ -133,8 +142,13 @@ impl Connections {
 
     /// Before local address `ip` is taken off this host (a floating service address moving
     /// to another server): turns away new connections to `ip` (closed as soon as accepted)
-    /// until the returned guard is dropped, closes every open connection, and waits up to
+    /// until the returned guard is dropped, closes every open connection, has the accept loop
+    /// take (and so turn away) the connections waiting in the listen backlog, and waits up to
     /// `within` for those to `ip` to be gone. Returns the guard and how many were still open.
+    ///
+    /// The backlog matters: the kernel completes a handshake without the server, and the
+    /// client then sends its calls. A connection still waiting there when the address goes
+    /// would be accepted afterwards, served, and its replies and close would never leave.
     ///
     /// Why before: once the address is gone, nothing sent from it leaves the host, so a
     /// close made after the removal never reaches the client. A client that reconnected in
@@ -147,6 +161,12 @@ impl Connections {
         };
         self.close_all();
         let deadline = tokio::time::Instant::now() + within;
+        let (swept, done) = tokio::sync::oneshot::channel();
+        if self.sweeps.send(swept).is_ok() {
+            // No answer: the accept loop has ended (nothing left to accept) or is too slow;
+            // the count below says what is left either way.
+            let _ = tokio::time::timeout_at(deadline, done).await;
+        }
         loop {
             let left = self.open_to(ip);
             if left == 0 || tokio::time::Instant::now() >= deadline {
@@ -210,6 +230,7 @@ impl Drop for Counted {
 pub struct NfsServer<B: Backend> {
     shared: Arc<Shared<B>>,
     conns: Connections,
+    sweeps: tokio::sync::mpsc::UnboundedReceiver<Sweep>,
 }
 
 impl<B: Backend> NfsServer<B> {
@@ -229,6 +250,7 @@ impl<B: Backend> NfsServer<B> {
             tracing::warn!(failpoint = ?f, "test failpoint armed: this process kills itself when it fires");
         }
         let (close, _) = watch::channel(0);
+        let (sweep_tx, sweeps) = tokio::sync::mpsc::unbounded_channel();
         Self {
             shared: Arc::new(Shared {
                 backend,
@@ -237,9 +259,11 @@ impl<B: Backend> NfsServer<B> {
             }),
             conns: Connections {
                 close: Arc::new(close),
+                sweeps: sweep_tx,
                 open: Arc::default(),
                 turned_away: Arc::default(),
             },
+            sweeps,
         }
     }
 
@@ -250,36 +274,31 @@ impl<B: Backend> NfsServer<B> {
     }
 
     /// Accepts connections until `shutdown` completes, then closes them all.
-    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    pub async fn serve(mut self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(%addr, "NFS and MOUNT v3 listening");
         }
+        // The same listening socket, for the sweeps: its accept answers WouldBlock once the
+        // backlog is empty (the socket is non-blocking), where tokio's waits for readiness.
+        let backlog = match listener.as_fd().try_clone_to_owned() {
+            Ok(fd) => Some(std::net::TcpListener::from(fd)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot duplicate the listening socket: releases of an address will not sweep the backlog");
+                None
+            }
+        };
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let local = match stream.local_addr() {
-                            Ok(a) => a.ip(),
-                            Err(e) => {
-                                tracing::debug!(%peer, error = %e, "connection gone before it was served");
-                                continue;
-                            }
-                        };
-                        // Counted and subscribed here, not in the task, and before the check
-                        // below: a release that starts after the check counts this connection,
-                        // and its close_all reaches it.
-                        let open = Counted::new(&self.conns.open, local);
-                        let close = self.conns.close.subscribe();
-                        if self.conns.turns_away(local) {
-                            // Closed now, while the address is still here to send the close from.
-                            tracing::debug!(%peer, %local, "connection to an address being released turned away");
-                            drop(stream);
-                            continue;
-                        }
-                        tokio::spawn(connection(self.shared.clone(), close, open, stream, peer));
+                Some(swept) = self.sweeps.recv() => {
+                    if let Some(l) = &backlog {
+                        self.sweep(l);
                     }
+                    let _ = swept.send(());
+                }
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => self.admit(stream, peer),
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(ACCEPT_RETRY).await;
@@ -288,6 +307,53 @@ impl<B: Backend> NfsServer<B> {
             }
         }
         self.conns.close_all();
+    }
+
+    /// Accepts every connection waiting in the backlog of `listener` now.
+    fn sweep(&self, listener: &std::net::TcpListener) {
+        loop {
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    let stream = stream
+                        .set_nonblocking(true)
+                        .and_then(|()| TcpStream::from_std(stream));
+                    match stream {
+                        Ok(stream) => self.admit(stream, peer),
+                        Err(e) => tracing::debug!(%peer, error = %e, "connection gone before it was served"),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed while sweeping the backlog");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Serves an accepted connection, or closes it at once when it reached an address being
+    /// released.
+    fn admit(&self, stream: TcpStream, peer: SocketAddr) {
+        let local = match stream.local_addr() {
+            Ok(a) => a.ip(),
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "connection gone before it was served");
+                return;
+            }
+        };
+        // Counted and subscribed here, not in the task, and before the check below: a
+        // release that starts after the check counts this connection, and its close_all
+        // reaches it.
+        let open = Counted::new(&self.conns.open, local);
+        let close = self.conns.close.subscribe();
+        if self.conns.turns_away(local) {
+            // Closed now, while the address is still here to send the close from.
+            tracing::debug!(%peer, %local, "connection to an address being released turned away");
+            drop(stream);
+            return;
+        }
+        tokio::spawn(connection(self.shared.clone(), close, open, stream, peer));
     }
 }
 

@@ -115,3 +115,33 @@ async fn a_restarted_primary_resynchronises_what_its_word_claimed_beyond_the_tru
         "the change is told: {events:?}"
     );
 }
+
+/// A restarted serving side that was replicating does not take the service address on its
+/// old word: the other array may have taken over while it was down, and two arrays announcing
+/// one address pull the hosts' connections to whichever spoke last (seen: a restarted site-a
+/// held it for 15 ms while site-b served, and a libnfs client was left on a connection nobody
+/// would close). One that served alone (ToBeSynchronized) holds the only whole copy: nobody
+/// took over, it takes the address at once.
+#[tokio::test]
+async fn a_restarted_primary_takes_the_service_address_only_once_it_knows_it_serves() {
+    for (state, holds) in [(PairState::Normal, false), (PairState::ToBeSynchronized, true)] {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let fs = open(dir).await.array().create_fs("f", ExportRules::default()).expect("create fs");
+        {
+            let db = Database::create(dir.join("metro").join("metro.redb")).expect("redb");
+            let w = db.begin_write().expect("write");
+            {
+                let mut t = w.open_table(PAIRS).expect("pairs");
+                let r = record(&fs, 1, "site-a", state);
+                t.insert(r.id.0, serde_json::to_vec(&r).expect("json").as_slice()).expect("insert");
+            }
+            w.commit().expect("commit");
+        }
+        let m = open(dir).await;
+        let service = m.service_watch().borrow().clone();
+        assert_eq!(service.active, holds, "{state:?}: {service:?}");
+        // Its calls wait for the answer either way: the pair is this array's to serve or decide.
+        assert_eq!(service.serving, vec![fs.id], "{state:?}");
+    }
+}

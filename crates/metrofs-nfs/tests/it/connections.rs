@@ -214,6 +214,33 @@ async fn release_closes_connections_and_turns_away_new_ones_to_the_address() {
     srv.stop().await;
 }
 
+/// A connection the kernel completed but the server had not accepted yet is closed before
+/// `release` returns: accepted after the address is gone, it would be served, and its replies
+/// and its close would never leave (a libnfs client then waits for ever).
+#[tokio::test]
+async fn release_closes_the_connections_still_waiting_to_be_accepted() {
+    use std::io::{Read as _, Write as _};
+    let srv = Server::start_on_any().await;
+    let floating = IpAddr::from([127, 0, 0, 2]);
+    // A blocking connect: the kernel completes the handshake, and this runtime (one thread)
+    // does not run the accept loop before `release`. The client's first call waits with it.
+    let mut waiting = std::net::TcpStream::connect((floating, srv.port)).expect("connect");
+    let null = raw::record(&raw::call(1, raw::NFS, 3, 0, &cred(0, 0, &[]), &nfs3_client::nfs3_types::xdr_codec::Void));
+    waiting.write_all(&null).expect("send NULL");
+    let (turned_away, left) = srv.conns.release(floating, Duration::from_secs(3)).await;
+    assert_eq!(left, 0);
+    // The address would go now. Without letting the server run any further, the client has
+    // been told: its read ends (a close, or a reset for the unread call) instead of waiting.
+    drop(turned_away);
+    waiting.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+    match waiting.read(&mut [0u8; 256]) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the connection still waiting to be accepted was not closed by release: {other:?}"),
+    }
+    srv.stop().await;
+}
+
 /// Sends a NULL call on `r` and waits for its reply.
 async fn null_answered(r: &mut Raw) {
     r.send(&raw::record(&raw::call(

@@ -261,11 +261,15 @@ async fn write_loop(
     Ok(())
 }
 
-/// Reads `file` of `fs` through `server` from the host namespace (a new MOUNT).
+/// How long [`read_file`] may take (a new MOUNT and a read of a few MB).
+const READ_FILE_MS: u64 = 60_000;
+
+/// Reads `file` of `fs` through `server` from the host namespace (a new MOUNT); an error
+/// after [`READ_FILE_MS`] (nfs3_client has no timeout of its own).
 pub fn read_file(topo: &Topo, server: Ipv4Addr, fs: &str, file: &str) -> Result<Vec<u8>, String> {
     let (fs, file) = (fs.to_owned(), file.to_owned());
     Topo::spawn_in(&topo.host, move || {
-        crate::nfs::rt().block_on(async {
+        let read = async {
             let addr = SocketAddr::new(IpAddr::V4(server), NFS_PORT);
             let mut c = Client::mount(addr, &fs, IpAddr::V4(HOST))
                 .await
@@ -283,6 +287,11 @@ pub fn read_file(topo: &Topo, server: Ipv4Addr, fs: &str, file: &str) -> Result<
             c.read(&fh, 0, usize::try_from(size).expect("size"))
                 .await
                 .map_err(|e| format!("read: {e:?}"))
+        };
+        crate::nfs::rt().block_on(async {
+            timed(READ_FILE_MS, read)
+                .await
+                .unwrap_or_else(|| Err(format!("no answer within {READ_FILE_MS} ms")))
         })
     })
     .join()
@@ -395,7 +404,21 @@ pub fn check_healed_and_identical(d: &mut Domain, serving: Site, id: &str, fs_na
 pub struct CopyLoop {
     stop: Arc<AtomicBool>,
     done: Arc<Mutex<Vec<(String, u64)>>>,
-    handle: std::thread::JoinHandle<u64>,
+    handle: std::thread::JoinHandle<Copies>,
+}
+
+/// How long one `nfs-cp` of the copy loop may take before it counts as hung (and is killed):
+/// a 40 kB copy. libnfs has no RPC timeout, so a connection that died without a close
+/// reaching the host leaves it waiting for ever; the loop records that instead of hanging.
+const COPY_LIMIT: Duration = Duration::from_secs(30);
+
+/// What the copy loop saw besides the copies that succeeded.
+#[derive(Debug, Default)]
+pub struct Copies {
+    /// Copies that failed (while nobody served), retried under a new name.
+    pub failed: u64,
+    /// Copies killed after [`COPY_LIMIT`]: a host stuck on a connection nobody closed.
+    pub hung: Vec<String>,
 }
 
 impl CopyLoop {
@@ -405,7 +428,7 @@ impl CopyLoop {
         let (s, dn, host, fs) = (stop.clone(), done.clone(), topo.host.clone(), fs.to_owned());
         let handle = std::thread::spawn(move || {
             let tmp = tempfile::tempdir().expect("tmp");
-            let mut failed = 0;
+            let mut seen = Copies::default();
             for n in 0u64.. {
                 if s.load(Ordering::SeqCst) {
                     break;
@@ -413,24 +436,27 @@ impl CopyLoop {
                 let name = format!("cp{n}");
                 let src = tmp.path().join(&name);
                 std::fs::write(&src, tools::pattern(9000 + n, 40_000)).expect("source");
-                let out = crate::netns::in_ns(
-                    &host,
-                    &tools::tool("nfs-cp"),
-                    &[
-                        &src.to_string_lossy(),
-                        &crate::topo::url(SERVICE, &fs, &name),
-                    ],
-                )
-                .output()
-                .expect("nfs-cp");
-                if out.status.success() {
-                    dn.lock().expect("done").push((name, n));
-                } else {
-                    failed += 1;
-                    std::thread::sleep(Duration::from_millis(100));
+                let out = crate::harness::output_within(
+                    &mut crate::netns::in_ns(
+                        &host,
+                        &tools::tool("nfs-cp"),
+                        &[
+                            &src.to_string_lossy(),
+                            &crate::topo::url(SERVICE, &fs, &name),
+                        ],
+                    ),
+                    COPY_LIMIT,
+                );
+                match out {
+                    Ok(out) if out.status.success() => dn.lock().expect("done").push((name, n)),
+                    Ok(_) => {
+                        seen.failed += 1;
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    Err(e) => seen.hung.push(e),
                 }
             }
-            failed
+            seen
         });
         Self { stop, done, handle }
     }
@@ -439,14 +465,11 @@ impl CopyLoop {
         self.done.lock().expect("done").len()
     }
 
-    /// Stops; the files copied and the number of failed copies.
-    pub fn finish(self) -> (Vec<(String, u64)>, u64) {
+    /// Stops; the files copied, and the failed and hung copies.
+    pub fn finish(self) -> (Vec<(String, u64)>, Copies) {
         self.stop.store(true, Ordering::SeqCst);
-        let failed = self.handle.join().expect("copy loop");
-        (
-            std::mem::take(&mut *self.done.lock().expect("done")),
-            failed,
-        )
+        let seen = self.handle.join().expect("copy loop");
+        (std::mem::take(&mut *self.done.lock().expect("done")), seen)
     }
 }
 
@@ -578,18 +601,33 @@ fn kill9_of_the_serving_array_moves_service_and_automatic_recovery_brings_it_bac
         "swap",
         &["planned swap", "to site-a"],
     );
+    // The restarted site-a took the service address only with the swap, never on its old
+    // word while site-b served (two holders pull the hosts' connections back and forth).
+    let log = d.a.log();
+    let (taken, swap) = (log.find("service address taken"), log.find("planned swap"));
+    assert!(
+        taken.is_some() && taken > swap,
+        "site-a took the service address before the swap back:\n{log}"
+    );
     let n = w.acked();
     w.wait_acks(n + 20, 30_000, "after the failback", &|| d.logs());
     let copied_during = cp.copied();
     let log = w.finish();
-    let (copied, failed_copies) = cp.finish();
+    let (copied, copies) = cp.finish();
     eprint_timeline("kill9 writer", kill_at, &log);
 
     let rto = first_ack_after(&log, kill_at).map(|t| t - kill_at);
     eprintln!(
-        "kill -9 of the serving array: service address at site-b after {:?}, first write acknowledged by the survivor after {rto:?}; back on site-a {:?} after the kill; libnfs: {copied_during} copies, {failed_copies} failed attempts",
+        "kill -9 of the serving array: service address at site-b after {:?}, first write acknowledged by the survivor after {rto:?}; back on site-a {:?} after the kill; libnfs: {copied_during} copies, {} failed attempts",
         served_at - kill_at,
-        back_at - kill_at
+        back_at - kill_at,
+        copies.failed
+    );
+    assert!(
+        copies.hung.is_empty(),
+        "libnfs copies hung (a host left on a connection nobody closed): {:#?}\n{}",
+        copies.hung,
+        d.logs()
     );
     assert!(rto.is_some(), "no write acknowledged by the survivor");
     assert!(

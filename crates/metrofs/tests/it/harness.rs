@@ -287,30 +287,45 @@ pub fn wait_timeout(child: &mut Child, ms: u64) -> Option<ExitStatus> {
 
 /// Runs the binary with `args` (no `--api` added), with a time limit.
 pub fn run_bin(args: &[&str], cwd: &Path) -> Output {
-    let child = Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
+    output_within(
+        Command::new(BIN).args(args).current_dir(cwd),
+        Duration::from_millis(STOP_TIMEOUT_MS),
+    )
+    .unwrap_or_else(|e| panic!("metrofs {args:?}: {e}"))
+}
+
+/// Runs `cmd` (stdin closed, stdout and stderr captured) for at most `limit`. Past it the
+/// process is killed and the error says so, with what it printed until then.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Result<Output, String> {
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn metrofs");
-    let pid = child.id();
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let pid = rustix::process::Pid::from_child(&child);
     let out = std::thread::scope(|s| {
-        let h = s.spawn(move || child.wait_with_output().expect("wait"));
-        let deadline = Instant::now() + Duration::from_millis(STOP_TIMEOUT_MS);
+        let h = s.spawn(move || child.wait_with_output());
+        let deadline = Instant::now() + limit;
+        let mut killed = false;
         while !h.is_finished() {
-            if Instant::now() >= deadline {
-                let pid =
-                    rustix::process::Pid::from_raw(i32::try_from(pid).expect("pid")).expect("pid");
+            if !killed && Instant::now() >= deadline {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-                panic!("metrofs {args:?} did not finish in {STOP_TIMEOUT_MS} ms");
+                killed = true;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(10));
         }
-        h.join().expect("join")
+        h.join().expect("join").map(|out| (out, killed))
     });
-    out
+    match out {
+        Ok((out, false)) => Ok(out),
+        Ok((out, true)) => Err(format!(
+            "{cmd:?} did not finish within {limit:?} and was killed; it printed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )),
+        Err(e) => Err(format!("wait for {cmd:?}: {e}")),
+    }
 }
 
 /// An HTTP call to the API: status and body; `None` if nothing answers.

@@ -187,10 +187,8 @@ impl NsArray {
 
     /// A libnfs tool (`nfs-cp`, ...) inside the namespace.
     pub fn tool(&self, name: &str, args: &[&str]) -> Output {
-        in_ns(&self.ns, &crate::tools::tool(name), args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run a libnfs tool in a namespace")
+        crate::harness::output_within(&mut in_ns(&self.ns, &crate::tools::tool(name), args), crate::tools::TOOL_LIMIT)
+            .unwrap_or_else(|e| panic!("in {}: {e}\n{}", self.ns, self.log()))
     }
 
     pub fn url(&self, fs: &str, path: &str) -> String {

@@ -1,8 +1,10 @@
 //! Debian's libnfs tools (package libnfs-utils): `nfs-cp`, `nfs-ls`, `nfs-cat`. A client
 //! nobody here wrote. Missing tools fail the test (scripts/test.sh installs them).
 
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
@@ -21,13 +23,16 @@ pub fn tool(name: &str) -> PathBuf {
     panic!("`{name}` not found: install Debian's libnfs-utils (scripts/test.sh does: apt-get install -y libnfs-utils)");
 }
 
-/// Runs a libnfs tool; stdout and stderr captured.
+/// How long one run of a libnfs tool may take in a test. libnfs (4.0, Debian 12) has no RPC
+/// timeout by default: a client whose connection died without a close reaching it waits for
+/// its reply for ever, so an unbounded run would hang the test instead of failing it.
+pub const TOOL_LIMIT: Duration = Duration::from_secs(180);
+
+/// Runs a libnfs tool for at most [`TOOL_LIMIT`]; stdout and stderr captured. Panics when
+/// it hangs.
 pub fn run(name: &str, args: &[&str]) -> Output {
-    Command::new(tool(name))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run libnfs tool")
+    crate::harness::output_within(Command::new(tool(name)).args(args), TOOL_LIMIT)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs a libnfs tool and insists on success.
@@ -56,7 +61,6 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
 }
 
 pub fn sha256_file(p: &Path) -> String {
-    use std::io::Read as _;
     let mut f = std::fs::File::open(p).expect("open for sha256");
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

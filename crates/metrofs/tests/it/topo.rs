@@ -335,10 +335,8 @@ impl Topo {
 
     /// A libnfs tool (`nfs-cp`, `nfs-cat`, `nfs-ls`) run in the host namespace.
     pub fn host_tool(&self, name: &str, args: &[&str]) -> Output {
-        in_ns(&self.host, &tools::tool(name), args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run a libnfs tool in the host namespace")
+        crate::harness::output_within(&mut in_ns(&self.host, &tools::tool(name), args), tools::TOOL_LIMIT)
+            .unwrap_or_else(|e| panic!("in the host namespace: {e}"))
     }
 
     fn delete(&self) {
@@ -519,12 +517,14 @@ pub fn write_secret(path: &Path, seed: u64) {
 pub fn site_config(site: Site, data_dir: &Path, secret: &Path, o: &Opts) -> String {
     let mut s = format!(
         "name = \"{name}\"\ndata_dir = \"{data}\"\nnfs_listen = \"0.0.0.0:{NFS_PORT}\"\napi_listen = \"{API_LISTEN}\"\n\
-         sync_interval_ms = 200\n\n[log]\nlevel = \"info\"\n\n\
+         sync_interval_ms = 200\n\n[log]\nlevel = \"{level}\"\n\n\
          [domain]\nname = \"{DOMAIN}\"\npreferred = {pref}\nrecovery = \"{rec}\"\n\n\
          [peer]\nname = \"{peer}\"\naddress = \"{peer_addr}:{LINK_PORT}\"\n\n\
          [link]\nlisten = \"{addr}:{LINK_PORT}\"\nsecret_file = \"{secret}\"\n",
         name = site.name(),
         data = data_dir.display(),
+        // METROFS_IT_LOG=debug, to see every connection in the arrays' logs of a failure.
+        level = std::env::var("METROFS_IT_LOG").unwrap_or_else(|_| "info".into()),
         pref = site == Site::A,
         rec = o.recovery,
         peer = site.other().name(),
