@@ -55,6 +55,9 @@ pub const IN_FLIGHT_MAX: usize = 64;
 const WRITE_BUFFER_BYTES: usize = 64 << 10;
 /// Pause after a failed accept (out of file descriptors, usually) before the next one.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// Connections taken from the listen backlog by one sweep, at most: the kernel's own limit on
+/// that backlog (`somaxconn`) is 4096 by default.
+const SWEEP_MAX: usize = 4096;
 /// How often [`Connections::release`] looks whether the connections it closed are gone.
 const RELEASE_POLL: Duration = Duration::from_millis(2);
 
@@ -309,9 +312,10 @@ impl<B: Backend> NfsServer<B> {
         self.conns.close_all();
     }
 
-    /// Accepts every connection waiting in the backlog of `listener` now.
+    /// Accepts every connection waiting in the backlog of `listener` now (at most
+    /// [`SWEEP_MAX`]: a flood of new connections does not hold the loop here).
     fn sweep(&self, listener: &std::net::TcpListener) {
-        loop {
+        for _ in 0..SWEEP_MAX {
             match listener.accept() {
                 Ok((stream, peer)) => {
                     let stream = stream
