@@ -20,10 +20,12 @@
 #
 # Usage: sudo bench/compare.sh [--runs N] [--size SIZE] [--files N] [--latency-ops N]
 #                              [--depth N] [--resync SIZE] [--image-gib N] [--out FILE]
-#                              [--site-b own|shared] [--no-metrofs] [--no-ganesha] [--no-pair]
-#                              [--no-profile] [--no-install]
+#                              [--site-b own|shared] [--array-workers N|cores] [--no-metrofs]
+#                              [--no-ganesha] [--no-pair] [--no-profile] [--no-install]
 # --site-b: where the pair's site-b keeps its data (bench/pair.sh): its own disk (default, an ext4
 # image in memory on this one-disk machine) or `shared`, the image everything else is on.
+# --array-workers: `worker_threads` of both arrays; default `cores` (unset: one per core each).
+# bench/pair.sh's default is 1 (see there); give `--array-workers 1` for the same pair numbers.
 # --resync defaults to $METROFS_BENCH_RESYNC, else 2GiB (issue 3's size); smaller for quick runs.
 # METROFS_BIN=PATH measures that binary instead of building target/release/metrofs.
 # Needs root (loop device, mount, drop_caches, ports < 1024 for the client). Installs with apt
@@ -60,7 +62,7 @@ while [ $# -gt 0 ]; do
         --no-pair) DO_PAIR=0; shift ;;
         --no-profile) DO_PROFILE=0; shift ;;
         --no-install) DO_INSTALL=0; shift ;;
-        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
         *) die "unknown argument $1 (see --help)" ;;
     esac
 done

@@ -25,7 +25,7 @@ positive() { case "$2" in ''|*[!0-9]*|0) die "$1 wants a positive number, got '$
 # succeeds when ARG is one of them (the caller then shifts 2), fails otherwise.
 bench_opt() {
     case "$1" in
-        --runs|--size|--files|--latency-ops|--depth|--resync|--image-gib|--out|--site-b) ;;
+        --runs|--size|--files|--latency-ops|--depth|--resync|--image-gib|--out|--site-b|--array-workers) ;;
         *) return 1 ;;
     esac
     [ -n "${2:-}" ] || die "$1 wants a value"
@@ -39,6 +39,7 @@ bench_opt() {
         --image-gib) IMAGE_GIB=$2 ;;
         --out) OUT=$2 ;;
         --site-b) SITE_B=$2 ;;
+        --array-workers) ARRAY_WORKERS=$2 ;;
     esac
 }
 # bench_check_opts: validates the shared options; sets SIZE_BYTES, RESYNC_BYTES.
@@ -48,6 +49,7 @@ bench_check_opts() {
     SIZE_BYTES=$(to_bytes "$SIZE"); [ -n "$SIZE_BYTES" ] || die "--size $SIZE: use forms like 512MiB or 1GiB"
     RESYNC_BYTES=$(to_bytes "$RESYNC"); [ -n "$RESYNC_BYTES" ] || die "--resync $RESYNC: use forms like 1GiB or 2GiB"
     case "${SITE_B:=own}" in own|shared) ;; *) die "--site-b wants own or shared, got '$SITE_B'" ;; esac
+    [ "${ARRAY_WORKERS:=cores}" = cores ] || positive --array-workers "$ARRAY_WORKERS"
 }
 
 port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }
@@ -197,6 +199,8 @@ name = "$1"
 data_dir = "$8/$1"
 nfs_listen = "127.0.0.1:$2"
 api_listen = "127.0.0.1:$3"
+
+$([ "${ARRAY_WORKERS:-cores}" = cores ] || echo "worker_threads = $ARRAY_WORKERS")
 
 [log]
 level = "warn"

@@ -23,10 +23,16 @@
 #
 # Usage: sudo bench/pair.sh [--runs N] [--size SIZE] [--files N] [--latency-ops N] [--depth N]
 #                           [--resync SIZE] [--image-gib N] [--budget-s N] [--out FILE]
-#                           [--site-b own|shared] [--no-profile]
+#                           [--site-b own|shared] [--array-workers N|cores] [--no-profile]
 # --site-b: where site-b keeps its data: `own` (default) a disk of its own, here an ext4 image in
 # memory, as the twin at the other site has its own disk; `shared` the image of site-a (one disk
 # takes every paired byte and flush twice). See bench_site_b in bench/lib.sh.
+# --array-workers: `worker_threads` of both arrays (docs/configuration.md); `cores` leaves it unset
+# (one per core each). Default 1 here: the two arrays, each made to run on a machine of its own,
+# share this machine's cores with each other and the client, and one worker each leaves them two
+# runnable threads instead of four plus the client's (fewer switches between threads). Site-a
+# serves the unpaired fs with the same setting, so both sides of every ratio have it.
+# bench/compare.sh leaves it at `cores` unless given.
 # --resync defaults to $METROFS_BENCH_RESYNC, else 2GiB (issue 3's size); smaller for quick runs.
 # --budget-s: no new round of runs starts when the rounds so far say it would end after this
 # many seconds from the start of the runs (at least one round always runs).
@@ -292,7 +298,7 @@ pair_section() {
         echo "Written by \`$writer\` on $(date -u '+%Y-%m-%d %H:%M UTC'); metrofs at \`$git_rev\`$git_dirty."
         echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo) GiB memory, Linux $(uname -r). Load averages (they count this run's own processes, and what ran in the minutes before): $LOAD_START at the start of the runs, $(cut -d' ' -f1-3 /proc/loadavg) when the section was written. Absolute numbers on this machine are noisy (the disk's flush latency drifts, other work may share the 2 cores); solo and paired runs alternate so the noise falls on both."
         echo
-        echo "Two arrays on this machine, linked on loopback: site-a (preferred, serves both file systems) and site-b (the twin). Fs \`solo\` is unpaired; fs \`paired\` is paired with site-b and Normal for every run (site-a's event log, \`metrofs events --after ID\`, read after each run: a run during which the pair changed state or lost its link is flagged and left out of the medians; nothing polls during a run). Site-a's data was on a dedicated **ext4 image with a journal** on a loop device with direct I/O (\`mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0\`, mounted \`$MNT_OPTS\`), made and removed by the script; $SITE_B_DESC. Client: \`metrofs bench URL ${BENCH_ARGS[*]}\`, same workloads as the sections above; $RUNS_DONE run(s) of each fs, alternating; **medians** (of an even number of runs: the lower middle one)."
+        echo "Two arrays on this machine, linked on loopback: site-a (preferred, serves both file systems) and site-b (the twin). Fs \`solo\` is unpaired; fs \`paired\` is paired with site-b and Normal for every run (site-a's event log, \`metrofs events --after ID\`, read after each run: a run during which the pair changed state or lost its link is flagged and left out of the medians; nothing polls during a run). Site-a's data was on a dedicated **ext4 image with a journal** on a loop device with direct I/O (\`mkfs.ext4 -E lazy_itable_init=0,lazy_journal_init=0\`, mounted \`$MNT_OPTS\`), made and removed by the script; $SITE_B_DESC. Worker threads of each array (\`worker_threads\`, \`--array-workers\`): $([ "$ARRAY_WORKERS" = cores ] && echo "one per core (unset)" || echo "**$ARRAY_WORKERS**, as both arrays share the machine's 2 cores"). Client: \`metrofs bench URL ${BENCH_ARGS[*]}\`, same workloads as the sections above; $RUNS_DONE run(s) of each fs, alternating; **medians** (of an even number of runs: the lower middle one)."
         [ "$RUNS_DONE" -lt "$RUNS" ] && echo "Only $RUNS_DONE of the $RUNS planned rounds ran (\`--budget-s $BUDGET_S\`: the deadline of this run)."
         if [ -n "$LEFT_NORMAL" ]; then
             echo
@@ -368,6 +374,9 @@ pair_main() {
     set -euo pipefail
     BENCH_NAME=pair
     RUNS=3 SIZE=1GiB FILES=5000 LAT_OPS=2000 DEPTH=8 IMAGE_GIB=10 BUDGET_S=0 OUT=docs/BENCHMARKS.md
+    # Both arrays share this machine's cores (on their own sites each has a machine): one
+    # worker thread each, not one per core each (see --array-workers in the usage above).
+    ARRAY_WORKERS=1
     RESYNC=${METROFS_BENCH_RESYNC:-2GiB}
     DO_PROFILE=1
     STEP_TIMEOUT_S=900
@@ -377,7 +386,7 @@ pair_main() {
         case "$1" in
             --budget-s) BUDGET_S=$2; shift 2 ;;
             --no-profile) DO_PROFILE=0; shift ;;
-            -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+            -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
             *) die "unknown argument $1 (see --help)" ;;
         esac
     done

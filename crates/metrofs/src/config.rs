@@ -36,6 +36,8 @@ pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 1000;
 /// minutes too much UNSTABLE data waits in the page cache.
 pub const SYNC_INTERVAL_MS_MIN: u64 = 10;
 pub const SYNC_INTERVAL_MS_MAX: u64 = 600_000;
+/// Most `worker_threads` accepted.
+pub const WORKER_THREADS_MAX: usize = 1024;
 /// Longest array name, in characters.
 pub const NAME_LEN_MAX: usize = 64;
 
@@ -53,6 +55,9 @@ pub struct RawConfig {
     pub api_listen: Option<String>,
     /// Period of the background flush of the store, in milliseconds (10 ..= 600000). Default 1000.
     pub sync_interval_ms: Option<u64>,
+    /// Threads that run the array's network and metadata work (1 ..= 1024). Default: one per
+    /// core this process may use.
+    pub worker_threads: Option<usize>,
     /// `[log]` section.
     #[serde(default)]
     pub log: RawLog,
@@ -96,6 +101,8 @@ pub struct Config {
     pub nfs_listen: SocketAddr,
     pub api_listen: SocketAddr,
     pub sync_interval_ms: u64,
+    /// `None`: one per core (the runtime's default).
+    pub worker_threads: Option<usize>,
     pub log_level: tracing::Level,
     /// The pair settings; `None` for an array on its own (it refuses pairs).
     pub peer: Option<PeerSettings>,
@@ -218,6 +225,16 @@ impl RawConfig {
             });
         }
 
+        if let Some(n) = self.worker_threads {
+            if !(1..=WORKER_THREADS_MAX).contains(&n) {
+                return Err(ConfigError::Invalid {
+                    key: "worker_threads",
+                    value: n.to_string(),
+                    expected: format!("a number of threads from 1 to {WORKER_THREADS_MAX}"),
+                });
+            }
+        }
+
         let log_level = match self.log.level.as_deref() {
             None => tracing::Level::INFO,
             Some(l) => parse_level(l).ok_or_else(|| ConfigError::Invalid {
@@ -244,6 +261,7 @@ impl RawConfig {
             nfs_listen,
             api_listen,
             sync_interval_ms,
+            worker_threads: self.worker_threads,
             log_level,
             peer,
             quorum,
@@ -318,6 +336,7 @@ mod tests {
         assert_eq!(c.nfs_listen.to_string(), DEFAULT_NFS_LISTEN);
         assert_eq!(c.api_listen.to_string(), DEFAULT_API_LISTEN);
         assert_eq!(c.sync_interval_ms, DEFAULT_SYNC_INTERVAL_MS);
+        assert_eq!(c.worker_threads, None, "one per core unless set");
         assert_eq!(c.log_level, tracing::Level::INFO);
         assert_eq!(
             DEFAULT_API_URL.strip_prefix("http://"),
@@ -329,7 +348,7 @@ mod tests {
     fn full_file_and_overrides() {
         let raw = RawConfig::parse(
             "name = \"site-a\"\ndata_dir = \"/d\"\nnfs_listen = \"127.0.0.1:1\"\napi_listen = \"[::1]:2\"\n\
-             sync_interval_ms = 50\n[log]\nlevel = \"DEBUG\"\n",
+             sync_interval_ms = 50\nworker_threads = 1\n[log]\nlevel = \"DEBUG\"\n",
         )
         .expect("parses");
         let c = raw
@@ -343,6 +362,7 @@ mod tests {
         assert_eq!(c.nfs_listen.to_string(), "127.0.0.1:3");
         assert_eq!(c.api_listen.to_string(), "[::1]:2");
         assert_eq!(c.sync_interval_ms, 50);
+        assert_eq!(c.worker_threads, Some(1));
         assert_eq!(c.log_level, tracing::Level::DEBUG);
         let any = RawConfig::parse("name = \"a\"\ndata_dir = \"/d\"\nnfs_listen = \"127.0.0.1:0\"\napi_listen = \"127.0.0.1:0\"\n")
             .expect("parses")
@@ -396,6 +416,9 @@ mod tests {
             ("name = \"\"\ndata_dir = \"/d\"\n", "name"),
             ("name = 7\ndata_dir = \"/d\"\n", "name"),
             ("name = \"a\"\ndata_dir = \"/d\"\nsync_interval_ms = \"fast\"\n", "sync_interval_ms"),
+            ("name = \"a\"\ndata_dir = \"/d\"\nworker_threads = 0\n", "worker_threads"),
+            ("name = \"a\"\ndata_dir = \"/d\"\nworker_threads = 5000\n", "worker_threads"),
+            ("name = \"a\"\ndata_dir = \"/d\"\nworker_threads = -1\n", "worker_threads"),
         ] {
             let e = validate(text).expect_err(text);
             assert!(e.contains(key), "{text:?} -> {e}");

@@ -197,7 +197,8 @@ pub fn start(
         })
     });
 
-    tracing::info!(array = %cfg.name, data_dir = %cfg.data_dir.display(), nfs = %nfs_addr, api = %api_addr, "array serving");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    tracing::info!(array = %cfg.name, data_dir = %cfg.data_dir.display(), nfs = %nfs_addr, api = %api_addr, workers, "array serving");
     Ok(Running {
         metro,
         nfs_addr,
@@ -354,6 +355,7 @@ mod tests {
             nfs_listen: "127.0.0.1:0".parse().expect("addr"),
             api_listen: "127.0.0.1:0".parse().expect("addr"),
             sync_interval_ms: 10,
+            worker_threads: None,
             log_level: tracing::Level::INFO,
             peer: None,
             quorum: None,

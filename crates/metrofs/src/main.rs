@@ -151,10 +151,19 @@ fn init_logging(level: tracing::Level) {
 
 /// Runs an async command on a multi-threaded runtime; an error is printed and exits 1.
 fn block_on(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    block_on_with(None, f)
+}
+
+/// [`block_on`] with `workers` worker threads (`None`: the runtime's default, one per core).
+fn block_on_with(
+    workers: Option<usize>,
+    f: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -188,7 +197,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(cfg.log_level);
-            block_on(daemon::run(cfg))
+            block_on_with(cfg.worker_threads, daemon::run(cfg))
         }
         Cmd::Status { api } => cli::status::run(cli::status::Show::Status, &api),
         Cmd::Domain { api } => cli::status::run(cli::status::Show::Domain, &api),
