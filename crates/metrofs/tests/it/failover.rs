@@ -602,12 +602,20 @@ fn kill9_of_the_serving_array_moves_service_and_automatic_recovery_brings_it_bac
         &["planned swap", "to site-a"],
     );
     // The restarted site-a took the service address only with the swap, never on its old
-    // word while site-b served (two holders pull the hosts' connections back and forth).
-    let log = d.a.log();
+    // word while site-b served (two holders pull the hosts' connections back and forth). Its
+    // log says so a moment after the address is there.
+    let deadline = Instant::now() + Duration::from_millis(EVENT_MS);
+    let log = loop {
+        let log = d.a.log();
+        if log.contains("service address taken") || Instant::now() >= deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let (taken, swap) = (log.find("service address taken"), log.find("planned swap"));
     assert!(
-        taken.is_some() && taken > swap,
-        "site-a took the service address before the swap back:\n{log}"
+        swap.is_some() && taken > swap,
+        "site-a's log: the service address taken (at {taken:?}) before the swap back (at {swap:?}), or either missing:\n{log}"
     );
     let n = w.acked();
     w.wait_acks(n + 20, 30_000, "after the failback", &|| d.logs());
