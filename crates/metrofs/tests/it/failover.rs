@@ -436,15 +436,10 @@ impl CopyLoop {
                 let name = format!("cp{n}");
                 let src = tmp.path().join(&name);
                 std::fs::write(&src, tools::pattern(9000 + n, 40_000)).expect("source");
-                let out = crate::harness::output_within(
-                    &mut crate::netns::in_ns(
-                        &host,
-                        &tools::tool("nfs-cp"),
-                        &[
-                            &src.to_string_lossy(),
-                            &crate::topo::url(SERVICE, &fs, &name),
-                        ],
-                    ),
+                let out = tools::run_in(
+                    &host,
+                    "nfs-cp",
+                    &[&src.to_string_lossy(), &crate::topo::url(SERVICE, &fs, &name)],
                     COPY_LIMIT,
                 );
                 match out {

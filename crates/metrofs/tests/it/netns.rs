@@ -187,7 +187,7 @@ impl NsArray {
 
     /// A libnfs tool (`nfs-cp`, ...) inside the namespace.
     pub fn tool(&self, name: &str, args: &[&str]) -> Output {
-        crate::harness::output_within(&mut in_ns(&self.ns, &crate::tools::tool(name), args), crate::tools::TOOL_LIMIT)
+        crate::tools::run_in(&self.ns, name, args, crate::tools::TOOL_LIMIT)
             .unwrap_or_else(|e| panic!("in {}: {e}\n{}", self.ns, self.log()))
     }
 

@@ -202,10 +202,7 @@ fn link_cut_in_network_namespaces_resyncs_only_the_dcl() {
                 let src = dir.join(format!("w{n}"));
                 std::fs::write(&src, tools::pattern(100 + n, FILE)).map_err(|e| e.to_string())?;
                 let start = Instant::now();
-                let out = crate::harness::output_within(
-                    &mut crate::netns::in_ns(&ns, &tools::tool("nfs-cp"), &[&src.to_string_lossy(), &url_of(&format!("w{n}"))]),
-                    tools::TOOL_LIMIT,
-                )?;
+                let out = tools::run_in(&ns, "nfs-cp", &[&src.to_string_lossy(), &url_of(&format!("w{n}"))], tools::TOOL_LIMIT)?;
                 if !out.status.success() {
                     return Err(format!("nfs-cp w{n}: {}", text(&out)));
                 }

@@ -35,6 +35,12 @@ pub fn run(name: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Runs libnfs tool `name` inside network namespace `ns` for at most `limit`; an error when it
+/// had to be killed ([`crate::harness::output_within`]).
+pub fn run_in(ns: &str, name: &str, args: &[&str], limit: Duration) -> Result<Output, String> {
+    crate::harness::output_within(&mut crate::netns::in_ns(ns, &tool(name), args), limit)
+}
+
 /// Runs a libnfs tool and insists on success.
 pub fn run_ok(name: &str, args: &[&str]) -> Output {
     let out = run(name, args);

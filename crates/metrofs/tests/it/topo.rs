@@ -335,7 +335,7 @@ impl Topo {
 
     /// A libnfs tool (`nfs-cp`, `nfs-cat`, `nfs-ls`) run in the host namespace.
     pub fn host_tool(&self, name: &str, args: &[&str]) -> Output {
-        crate::harness::output_within(&mut in_ns(&self.host, &tools::tool(name), args), tools::TOOL_LIMIT)
+        tools::run_in(&self.host, name, args, tools::TOOL_LIMIT)
             .unwrap_or_else(|e| panic!("in the host namespace: {e}"))
     }
 
