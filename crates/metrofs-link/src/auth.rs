@@ -41,6 +41,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::LinkError;
 use crate::frame::{self, Frame, Kind, ReadError};
+use crate::pool::BodyPool;
 
 /// The link protocol this build speaks. Both ends must speak the same one.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -466,7 +467,9 @@ where
             Kind::Hello => "before its Hello",
             _ => "before its Proof",
         };
-        let f = match frame::read_frame(self.r, self.buf, || {}).await {
+        // Handshake frames are small: a large one would only borrow a buffer from a pool of
+        // its own.
+        let f = match frame::read_frame(self.r, self.buf, &BodyPool::new(), || {}).await {
             Ok(Some(f)) => f,
             Ok(None) => {
                 return Err(LinkError::HandshakeClosed {

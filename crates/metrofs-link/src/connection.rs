@@ -50,6 +50,7 @@ use crate::auth::{self, Identity, Me, Peer, Side, NONCE_BYTES};
 use crate::config::LinkConfig;
 use crate::error::{DownReason, LinkError};
 use crate::frame::{self, Frame, Kind, ReadError, BODY_MAX_BYTES, HEADER_MAX_BYTES};
+use crate::pool::BodyPool;
 
 /// Bodies up to this size are copied into the writer's batch buffer; larger ones are written
 /// from their own buffer.
@@ -636,11 +637,12 @@ async fn reader_task<R, H>(
     H: Handler,
 {
     let mut down = shared.down.subscribe();
+    let pool = BodyPool::new();
     loop {
         let read = tokio::select! {
             biased;
             _ = wait_down(&mut down) => return,
-            read = frame::read_frame(&mut r, &mut buf, || shared.touch()) => read,
+            read = frame::read_frame(&mut r, &mut buf, &pool, || shared.touch()) => read,
         };
         let f = match read {
             Ok(Some(f)) => f,

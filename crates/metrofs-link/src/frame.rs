@@ -20,10 +20,13 @@
 //! - Decoding validates the head before it waits for the rest, so an absurd length is an error
 //!   at once and never an allocation; the most a decoder ever reserves is one maximal frame.
 //! - Decoding does not copy: header and body are `Bytes` views into the read buffer
-//!   (`BytesMut::split_to(..).freeze()`).
+//!   (`BytesMut::split_to(..).freeze()`). A large frame (body of [`ALIGNED_BODY_MIN_BYTES`] or
+//!   more) is read into a buffer of its own from a [`BodyPool`], with its body page-aligned.
 //! - Malformed input is a [`FrameError`], never a panic.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::pool::BodyPool;
 
 /// Size of the fixed head of every frame.
 pub const HEAD_BYTES: usize = 20;
@@ -228,6 +231,13 @@ struct Head {
     id: u64,
 }
 
+impl Head {
+    /// Bytes of the whole frame, head included.
+    fn total(&self) -> usize {
+        HEAD_BYTES + self.header_len + self.body_len
+    }
+}
+
 fn parse_head(mut h: &[u8]) -> Result<Head, FrameError> {
     debug_assert!(h.len() >= HEAD_BYTES);
     let magic = h.get_u16();
@@ -260,29 +270,12 @@ pub const ALIGNED_BODY_MIN_BYTES: usize = 64 * 1024;
 /// Alignment of a large body in memory: a page, which any block device's `O_DIRECT` accepts.
 pub const BODY_ALIGN: usize = 4096;
 
-/// A buffer holding what `src` holds, with room for the whole frame of `total` bytes, placed
-/// so that the byte at `body_at` is [`BODY_ALIGN`]-aligned. `src` holds only the start of that
-/// frame (less than `total` bytes), so the copy is of what was read so far.
-fn aligned_for_body(src: &BytesMut, body_at: usize, total: usize) -> BytesMut {
-    let mut fresh = BytesMut::with_capacity(total + BODY_ALIGN);
-    let misalign = (fresh.as_ptr() as usize + body_at) % BODY_ALIGN;
-    let pad = (BODY_ALIGN - misalign) % BODY_ALIGN;
-    // The pad stays in front of the buffer's start, unused (a fresh buffer advances in place).
-    fresh.put_bytes(0, pad);
-    fresh.advance(pad);
-    fresh.extend_from_slice(src);
-    debug_assert!((fresh.as_ptr() as usize + body_at).is_multiple_of(BODY_ALIGN));
-    fresh
-}
-
 /// Takes one frame off the front of `src`, if it holds a whole one.
 ///
 /// - `Ok(Some(frame))`: the frame's bytes are removed from `src`; header and body share its
 ///   allocation (no copy).
 /// - `Ok(None)`: more bytes are needed; `src` is unchanged except that its capacity was grown
-///   to hold the whole frame once the head is known (at most [`FRAME_MAX_BYTES`] plus a page).
-///   For a body of [`ALIGNED_BODY_MIN_BYTES`] or more, the bytes are moved (once) to a buffer
-///   where the body will start [`BODY_ALIGN`]-aligned.
+///   to hold the whole frame once the head is known (at most [`FRAME_MAX_BYTES`]).
 /// - `Err(_)`: the bytes are not a valid frame; the stream cannot be resynchronised and must be
 ///   closed.
 pub fn decode(src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
@@ -298,17 +291,9 @@ pub fn decode(src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         return Ok(None);
     }
     let head = parse_head(&src[..HEAD_BYTES])?;
-    let total = HEAD_BYTES + head.header_len + head.body_len;
+    let total = head.total();
     if src.len() < total {
-        let body_at = HEAD_BYTES + head.header_len;
-        if head.body_len >= ALIGNED_BODY_MIN_BYTES
-            && !(src.as_ptr() as usize + body_at).is_multiple_of(BODY_ALIGN)
-        {
-            // Moved once, while little of the frame is in: the body will arrive page-aligned.
-            *src = aligned_for_body(src, body_at, total);
-        } else {
-            src.reserve(total - src.len());
-        }
+        src.reserve(total - src.len());
         return Ok(None);
     }
     src.advance(HEAD_BYTES);
@@ -331,7 +316,7 @@ pub fn decode_eof(src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         None => {
             let need = if src.len() >= HEAD_BYTES {
                 let head = parse_head(&src[..HEAD_BYTES])?;
-                HEAD_BYTES + head.header_len + head.body_len
+                head.total()
             } else {
                 HEAD_BYTES
             };
@@ -357,9 +342,15 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// `Ok(None)` is a clean end of stream (between frames). `on_read` runs after every read that
 /// returned bytes (the link counts any byte from the peer as a sign of life, so a large frame
 /// on a slow network does not look like silence).
+///
+/// A frame whose body is [`ALIGNED_BODY_MIN_BYTES`] or more is read into a buffer from `pool`,
+/// placed so that its body starts [`BODY_ALIGN`]-aligned, and only its own bytes are read into
+/// it: header and body are views of that buffer, which goes back to the pool when both are
+/// dropped. Smaller frames are views of `buf`.
 pub(crate) async fn read_frame<R>(
     r: &mut R,
     buf: &mut BytesMut,
+    pool: &BodyPool,
     mut on_read: impl FnMut(),
 ) -> Result<Option<Frame>, ReadError>
 where
@@ -367,11 +358,16 @@ where
 {
     use tokio::io::AsyncReadExt;
     loop {
+        if buf.len() >= HEAD_BYTES {
+            let head = parse_head(&buf[..HEAD_BYTES]).map_err(ReadError::Frame)?;
+            if head.body_len >= ALIGNED_BODY_MIN_BYTES && buf.len() < head.total() {
+                return read_large(r, buf, pool, &head, on_read).await.map(Some);
+            }
+        }
         if let Some(f) = decode(buf).map_err(ReadError::Frame)? {
             return Ok(Some(f));
         }
-        // Once a head is in, `decode` reserved room for the whole frame: growing the buffer
-        // further would move (copy) a large frame read so far, and lose its body's alignment.
+        // Once a head is in, `decode` reserved room for the whole (small) frame.
         if buf.len() < HEAD_BYTES && buf.capacity() - buf.len() < 4096 {
             buf.reserve(READ_CHUNK_BYTES);
         }
@@ -381,6 +377,52 @@ where
         }
         on_read();
     }
+}
+
+/// The rest of the large frame whose start (and nothing more) `buf` holds, read into a buffer
+/// from `pool` (see [`read_frame`]); `buf` is left empty.
+async fn read_large<R>(
+    r: &mut R,
+    buf: &mut BytesMut,
+    pool: &BodyPool,
+    head: &Head,
+    mut on_read: impl FnMut(),
+) -> Result<Frame, ReadError>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let total = head.total();
+    let body_at = HEAD_BYTES + head.header_len;
+    let mut space = pool.take(total + BODY_ALIGN);
+    let misalign = (space.as_ptr() as usize + body_at) % BODY_ALIGN;
+    let start = (BODY_ALIGN - misalign) % BODY_ALIGN;
+    let frame = &mut space[start..start + total];
+    let mut filled = buf.len();
+    frame[..filled].copy_from_slice(buf);
+    buf.clear();
+    while filled < total {
+        let n = r
+            .read(&mut frame[filled..])
+            .await
+            .map_err(ReadError::Io)?;
+        if n == 0 {
+            return Err(ReadError::Frame(FrameError::Truncated {
+                have: filled,
+                need: total,
+            }));
+        }
+        filled += n;
+        on_read();
+    }
+    let whole = pool.lend(space, start..start + total);
+    debug_assert!((whole.as_ptr() as usize + body_at).is_multiple_of(BODY_ALIGN));
+    Ok(Frame {
+        kind: head.kind,
+        id: head.id,
+        header: whole.slice(HEAD_BYTES..body_at),
+        body: whole.slice(body_at..total),
+    })
 }
 
 #[cfg(test)]
@@ -445,29 +487,66 @@ mod tests {
         assert_eq!(decode(&mut b), Err(FrameError::BadFlags(1)));
     }
 
+    /// A stream that hands out at most `chunk` bytes per read, as a socket may.
+    struct Chunked {
+        data: Vec<u8>,
+        at: usize,
+        chunk: usize,
+    }
+
+    impl tokio::io::AsyncRead for Chunked {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            out: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let n = self.chunk.min(out.remaining()).min(self.data.len() - self.at);
+            out.put_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    fn patterned(kind: Kind, header_len: usize, body_len: usize) -> Frame {
+        let body: Vec<u8> = (0..body_len).map(|i| (i % 251) as u8).collect();
+        Frame::new(
+            kind,
+            9,
+            Bytes::from(vec![7u8; header_len]),
+            Bytes::from(body),
+        )
+        .expect("frame within limits")
+    }
+
+    /// Every frame `read_frame` finds in `wire`, read `chunk` bytes at a time.
+    fn read_all(wire: Vec<u8>, chunk: usize, pool: &BodyPool) -> Result<Vec<Frame>, ReadError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut r = Chunked {
+                data: wire,
+                at: 0,
+                chunk,
+            };
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            while let Some(f) = read_frame(&mut r, &mut buf, pool, || {}).await? {
+                got.push(f);
+            }
+            Ok(got)
+        })
+    }
+
     #[test]
     fn a_large_body_is_received_page_aligned() {
         for body_len in [ALIGNED_BODY_MIN_BYTES - 1, ALIGNED_BODY_MIN_BYTES, 1 << 20] {
             for header_len in [0usize, 1, 37] {
-                let body: Vec<u8> = (0..body_len).map(|i| (i % 251) as u8).collect();
-                let f = Frame::new(
-                    Kind::Request,
-                    9,
-                    Bytes::from(vec![7u8; header_len]),
-                    Bytes::from(body),
-                )
-                .expect("frame within limits");
-                // As a stream brings it: a few KiB at a time, then the start of the next frame.
+                let f = patterned(Kind::Request, header_len, body_len);
+                // As a stream brings it: a few KiB at a time, then the next frame.
                 let mut wire = f.to_bytes().to_vec();
                 wire.extend_from_slice(&Frame::text(Kind::Close, 0, "bye").to_bytes());
-                let mut src = BytesMut::new();
-                let mut got = Vec::new();
-                for chunk in wire.chunks(5000) {
-                    src.extend_from_slice(chunk);
-                    while let Some(frame) = decode(&mut src).expect("valid frames") {
-                        got.push(frame);
-                    }
-                }
+                let got = read_all(wire, 5000, &BodyPool::new()).expect("valid frames");
                 assert_eq!(got.len(), 2, "body {body_len}, header {header_len}");
                 assert_eq!(got[0], f);
                 let aligned = (got[0].body().as_ptr() as usize).is_multiple_of(BODY_ALIGN);
@@ -479,6 +558,55 @@ mod tests {
                 }
                 assert_eq!(got[1].kind(), Kind::Close);
             }
+        }
+    }
+
+    #[test]
+    fn large_frames_mixed_with_small_ones_arrive_whole_and_in_order() {
+        let mut frames = Vec::new();
+        for i in 0..12usize {
+            let body_len = [1 << 20, 100, ALIGNED_BODY_MIN_BYTES, 0][i % 4] + i;
+            frames.push(patterned(Kind::Request, i * 3, body_len));
+        }
+        let mut wire = Vec::new();
+        for f in &frames {
+            wire.extend_from_slice(&f.to_bytes());
+        }
+        // Reads of any size: one byte, odd sizes, larger than a frame.
+        for chunk in [1usize, 4093, 70_000, 4 << 20] {
+            let pool = BodyPool::new();
+            let got = read_all(wire.clone(), chunk, &pool).expect("valid frames");
+            assert_eq!(got, frames, "reads of {chunk} bytes");
+            drop(got);
+            assert!(pool.idle_bytes() > 0, "the large frames' buffers came back");
+        }
+    }
+
+    #[test]
+    fn a_large_frame_reuses_the_buffer_of_one_dropped_before() {
+        let f = patterned(Kind::Response, 10, 1 << 20);
+        let pool = BodyPool::new();
+        let first = read_all(f.to_bytes().to_vec(), 65_536, &pool).expect("valid");
+        let at = first[0].body().as_ptr();
+        drop(first);
+        let second = read_all(f.to_bytes().to_vec(), 65_536, &pool).expect("valid");
+        assert_eq!(second[0].body().as_ptr(), at);
+        assert_eq!(second[0], f);
+    }
+
+    #[test]
+    fn a_stream_that_ends_inside_a_large_frame_is_truncated() {
+        let f = patterned(Kind::Request, 5, 1 << 20);
+        let wire = f.to_bytes()[..300_000].to_vec();
+        match read_all(wire, 65_536, &BodyPool::new()) {
+            Err(ReadError::Frame(e)) => assert_eq!(
+                e,
+                FrameError::Truncated {
+                    have: 300_000,
+                    need: f.encoded_len()
+                }
+            ),
+            other => panic!("expected a truncated frame, got {other:?}"),
         }
     }
 
