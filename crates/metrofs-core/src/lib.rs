@@ -8,11 +8,13 @@
 //!   both arrays, and `OpReply`, its result.
 //! - [`error`]: `FsError`, the file-system level error (mapped to `nfsstat3` once, in the nfs crate).
 //! - [`backend`]: the seam between the NFS front end and what lies below it (the metro module).
+//! - [`bufpool`]: receive buffers for large messages, lent as `Bytes` and used again.
 //!
 //! Nothing here does I/O.
 
 pub mod attr;
 pub mod backend;
+pub mod bufpool;
 pub mod error;
 pub mod ids;
 pub mod metrics;

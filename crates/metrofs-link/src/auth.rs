@@ -36,12 +36,12 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hmac::{Hmac, KeyInit, Mac};
+use metrofs_core::bufpool::BufPool;
 use sha2::Sha256;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::error::LinkError;
 use crate::frame::{self, Frame, Kind, ReadError};
-use crate::pool::BodyPool;
 
 /// The link protocol this build speaks. Both ends must speak the same one.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -469,7 +469,7 @@ where
         };
         // Handshake frames are small: a large one would only borrow a buffer from a pool of
         // its own.
-        let f = match frame::read_frame(self.r, self.buf, &BodyPool::new(), || {}).await {
+        let f = match frame::read_frame(self.r, self.buf, &BufPool::new(0), || {}).await {
             Ok(Some(f)) => f,
             Ok(None) => {
                 return Err(LinkError::HandshakeClosed {

@@ -40,6 +40,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use metrofs_core::bufpool::BufPool;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -50,7 +51,6 @@ use crate::auth::{self, Identity, Me, Peer, Side, NONCE_BYTES};
 use crate::config::LinkConfig;
 use crate::error::{DownReason, LinkError};
 use crate::frame::{self, Frame, Kind, ReadError, BODY_MAX_BYTES, HEADER_MAX_BYTES};
-use crate::pool::BodyPool;
 
 /// Bodies up to this size are copied into the writer's batch buffer; larger ones are written
 /// from their own buffer.
@@ -637,7 +637,7 @@ async fn reader_task<R, H>(
     H: Handler,
 {
     let mut down = shared.down.subscribe();
-    let pool = BodyPool::new();
+    let pool = BufPool::new(frame::POOL_IDLE_MAX_BYTES);
     loop {
         let read = tokio::select! {
             biased;

@@ -21,12 +21,11 @@
 //!   at once and never an allocation; the most a decoder ever reserves is one maximal frame.
 //! - Decoding does not copy: header and body are `Bytes` views into the read buffer
 //!   (`BytesMut::split_to(..).freeze()`). A large frame (body of [`ALIGNED_BODY_MIN_BYTES`] or
-//!   more) is read into a buffer of its own from a [`BodyPool`], with its body page-aligned.
+//!   more) is read into a buffer of its own from a [`BufPool`], with its body page-aligned.
 //! - Malformed input is a [`FrameError`], never a panic.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-
-use crate::pool::BodyPool;
+use metrofs_core::bufpool::BufPool;
 
 /// Size of the fixed head of every frame.
 pub const HEAD_BYTES: usize = 20;
@@ -269,6 +268,8 @@ fn parse_head(mut h: &[u8]) -> Result<Head, FrameError> {
 pub const ALIGNED_BODY_MIN_BYTES: usize = 64 * 1024;
 /// Alignment of a large body in memory: a page, which any block device's `O_DIRECT` accepts.
 pub const BODY_ALIGN: usize = 4096;
+/// Most bytes of large-frame buffers a link keeps between uses: sixteen 1 MiB writes.
+pub const POOL_IDLE_MAX_BYTES: usize = 17 * 1024 * 1024;
 
 /// Takes one frame off the front of `src`, if it holds a whole one.
 ///
@@ -350,7 +351,7 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 pub(crate) async fn read_frame<R>(
     r: &mut R,
     buf: &mut BytesMut,
-    pool: &BodyPool,
+    pool: &BufPool,
     mut on_read: impl FnMut(),
 ) -> Result<Option<Frame>, ReadError>
 where
@@ -384,7 +385,7 @@ where
 async fn read_large<R>(
     r: &mut R,
     buf: &mut BytesMut,
-    pool: &BodyPool,
+    pool: &BufPool,
     head: &Head,
     mut on_read: impl FnMut(),
 ) -> Result<Frame, ReadError>
@@ -402,10 +403,7 @@ where
     frame[..filled].copy_from_slice(buf);
     buf.clear();
     while filled < total {
-        let n = r
-            .read(&mut frame[filled..])
-            .await
-            .map_err(ReadError::Io)?;
+        let n = r.read(&mut frame[filled..]).await.map_err(ReadError::Io)?;
         if n == 0 {
             return Err(ReadError::Frame(FrameError::Truncated {
                 have: filled,
@@ -500,7 +498,10 @@ mod tests {
             _: &mut std::task::Context<'_>,
             out: &mut tokio::io::ReadBuf<'_>,
         ) -> std::task::Poll<std::io::Result<()>> {
-            let n = self.chunk.min(out.remaining()).min(self.data.len() - self.at);
+            let n = self
+                .chunk
+                .min(out.remaining())
+                .min(self.data.len() - self.at);
             out.put_slice(&self.data[self.at..self.at + n]);
             self.at += n;
             std::task::Poll::Ready(Ok(()))
@@ -519,7 +520,7 @@ mod tests {
     }
 
     /// Every frame `read_frame` finds in `wire`, read `chunk` bytes at a time.
-    fn read_all(wire: Vec<u8>, chunk: usize, pool: &BodyPool) -> Result<Vec<Frame>, ReadError> {
+    fn read_all(wire: Vec<u8>, chunk: usize, pool: &BufPool) -> Result<Vec<Frame>, ReadError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("runtime");
@@ -546,7 +547,8 @@ mod tests {
                 // As a stream brings it: a few KiB at a time, then the next frame.
                 let mut wire = f.to_bytes().to_vec();
                 wire.extend_from_slice(&Frame::text(Kind::Close, 0, "bye").to_bytes());
-                let got = read_all(wire, 5000, &BodyPool::new()).expect("valid frames");
+                let got =
+                    read_all(wire, 5000, &BufPool::new(POOL_IDLE_MAX_BYTES)).expect("valid frames");
                 assert_eq!(got.len(), 2, "body {body_len}, header {header_len}");
                 assert_eq!(got[0], f);
                 let aligned = (got[0].body().as_ptr() as usize).is_multiple_of(BODY_ALIGN);
@@ -574,7 +576,7 @@ mod tests {
         }
         // Reads of any size: one byte, odd sizes, larger than a frame.
         for chunk in [1usize, 4093, 70_000, 4 << 20] {
-            let pool = BodyPool::new();
+            let pool = BufPool::new(POOL_IDLE_MAX_BYTES);
             let got = read_all(wire.clone(), chunk, &pool).expect("valid frames");
             assert_eq!(got, frames, "reads of {chunk} bytes");
             drop(got);
@@ -585,7 +587,7 @@ mod tests {
     #[test]
     fn a_large_frame_reuses_the_buffer_of_one_dropped_before() {
         let f = patterned(Kind::Response, 10, 1 << 20);
-        let pool = BodyPool::new();
+        let pool = BufPool::new(POOL_IDLE_MAX_BYTES);
         let first = read_all(f.to_bytes().to_vec(), 65_536, &pool).expect("valid");
         let at = first[0].body().as_ptr();
         drop(first);
@@ -598,7 +600,7 @@ mod tests {
     fn a_stream_that_ends_inside_a_large_frame_is_truncated() {
         let f = patterned(Kind::Request, 5, 1 << 20);
         let wire = f.to_bytes()[..300_000].to_vec();
-        match read_all(wire, 65_536, &BodyPool::new()) {
+        match read_all(wire, 65_536, &BufPool::new(POOL_IDLE_MAX_BYTES)) {
             Err(ReadError::Frame(e)) => assert_eq!(
                 e,
                 FrameError::Truncated {

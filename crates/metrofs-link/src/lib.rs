@@ -5,7 +5,6 @@
 //!
 //! # Layout
 //! - [`frame`]: the frame format (length-prefixed head, small header, raw body) and its codec.
-//! - [`pool`]: receive buffers for large frames, lent as `Bytes` and used again.
 //! - [`auth`]: the handshake: Hello both ways, then an HMAC-SHA256 proof of the domain's shared
 //!   secret both ways; typed refusals (`WrongSecret`, `WrongDomain`, `VersionMismatch`, ...).
 //! - [`connection`]: [`Link`]: concurrent calls matched by id, a handler for the peer's
@@ -29,7 +28,6 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod frame;
-pub mod pool;
 pub mod tcp;
 
 pub use auth::{random_nonce, Identity, Peer, Secret, Side, PROTOCOL_VERSION};

@@ -5,6 +5,9 @@
 //! fragment's length. Contract of [`RecordReader::next`]:
 //! - a record of one fragment (what every client sends) comes back as a [`Bytes`] slice of the
 //!   read buffer, never copied, so WRITE data can go to the backend as a slice of it;
+//! - a record of one fragment of [`POOLED_RECORD_MIN_BYTES`] or more (a large WRITE) is read
+//!   into a buffer of its own from a [`BufPool`], used again once the record is dropped, so a
+//!   stream of 1 MiB writes does not fault in fresh zeroed pages for each one;
 //! - a record of several fragments is assembled into one buffer;
 //! - a record whose length (all fragments together) would exceed the limit is refused with
 //!   [`RecordError::TooLong`] as soon as its header is read, before anything is buffered;
@@ -15,6 +18,7 @@
 //! Replies are always one fragment: [`mark`] gives its header.
 
 use bytes::{Buf, Bytes, BytesMut};
+use metrofs_core::bufpool::BufPool;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Largest record accepted, in bytes: a 1 MiB WRITE (FSINFO's wtmax) plus room for the RPC
@@ -23,6 +27,9 @@ pub const RECORD_BYTES_MAX: usize = (1 << 20) + (64 << 10);
 
 /// Read buffer growth for small records: room for many small calls per read.
 const READ_CHUNK_BYTES: usize = 64 << 10;
+
+/// A record of one fragment at least this long is read into a buffer from the pool.
+pub const POOLED_RECORD_MIN_BYTES: usize = 64 << 10;
 
 const LAST_FRAGMENT: u32 = 0x8000_0000;
 
@@ -51,17 +58,38 @@ pub struct RecordReader<R> {
     /// Fragments of a record not complete yet (only for multi-fragment records).
     assembled: BytesMut,
     max: usize,
+    pool: BufPool,
 }
 
 impl<R: AsyncRead + Unpin> RecordReader<R> {
+    /// Reads records of at most `max` bytes from `io`; large ones into buffers from `pool`.
     #[must_use]
-    pub fn new(io: R, max: usize) -> Self {
+    pub fn new(io: R, max: usize, pool: BufPool) -> Self {
         Self {
             io,
             buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
             assembled: BytesMut::new(),
             max,
+            pool,
         }
+    }
+
+    /// The rest of a large one-fragment record of `len` bytes, whose start (and nothing more)
+    /// the buffer holds after the fragment header, read into a buffer from the pool.
+    async fn read_pooled(&mut self, len: usize) -> Result<Bytes, RecordError> {
+        let mut space = self.pool.take(len);
+        let record = &mut space[..len];
+        let mut filled = self.buf.len();
+        record[..filled].copy_from_slice(&self.buf);
+        self.buf.clear();
+        while filled < len {
+            let n = self.io.read(&mut record[filled..]).await?;
+            if n == 0 {
+                return Err(RecordError::Truncated);
+            }
+            filled += n;
+        }
+        Ok(self.pool.lend(space, 0..len))
     }
 
     /// Reads more bytes into the buffer; false at end of stream.
@@ -97,6 +125,14 @@ impl<R: AsyncRead + Unpin> RecordReader<R> {
                 });
             }
             let need = 4 + len;
+            if last
+                && self.assembled.is_empty()
+                && len >= POOLED_RECORD_MIN_BYTES
+                && self.buf.len() < need
+            {
+                self.buf.advance(4);
+                return self.read_pooled(len).await.map(Some);
+            }
             while self.buf.len() < need {
                 if !self.fill(need).await? {
                     return Err(RecordError::Truncated);
@@ -130,7 +166,7 @@ mod tests {
     }
 
     async fn read_all(input: Vec<u8>, max: usize) -> (Vec<Bytes>, Option<RecordError>) {
-        let mut r = RecordReader::new(&input[..], max);
+        let mut r = RecordReader::new(&input[..], max, BufPool::new(4 << 20));
         let mut out = Vec::new();
         loop {
             match r.next().await {
@@ -206,11 +242,53 @@ mod tests {
                 .await
                 .expect("write");
         });
-        let mut r = RecordReader::new(client, RECORD_BYTES_MAX);
+        let mut r = RecordReader::new(client, RECORD_BYTES_MAX, BufPool::new(4 << 20));
         let rec = r.next().await.expect("read").expect("record");
         assert_eq!(&rec[..], &data[..]);
         writer.await.expect("writer");
         assert!(r.next().await.expect("clean end").is_none());
+    }
+
+    #[tokio::test]
+    async fn large_records_between_small_ones_reuse_their_buffer() {
+        let big: Vec<u8> = (0..(1usize << 20)).map(|i| (i % 251) as u8).collect();
+        let mut input = Vec::new();
+        for i in 0..6u8 {
+            input.extend(frag(&[i; 10], true));
+            input.extend(frag(&big[usize::from(i)..], true));
+        }
+        input.extend(frag(b"end", true));
+        let (client, mut server) = tokio::io::duplex(70_000);
+        let writer = tokio::spawn(async move {
+            tokio::io::AsyncWriteExt::write_all(&mut server, &input)
+                .await
+                .expect("write");
+        });
+        let pool = BufPool::new(4 << 20);
+        let mut r = RecordReader::new(client, RECORD_BYTES_MAX, pool.clone());
+        let mut large_at = Vec::new();
+        for i in 0..6u8 {
+            let small = r.next().await.expect("read").expect("record");
+            assert_eq!(&small[..], &[i; 10]);
+            let large = r.next().await.expect("read").expect("record");
+            assert_eq!(&large[..], &big[usize::from(i)..]);
+            large_at.push(large.as_ptr());
+        }
+        assert_eq!(&r.next().await.expect("read").expect("record")[..], b"end");
+        writer.await.expect("writer");
+        assert!(
+            large_at.iter().all(|p| *p == large_at[0]),
+            "each large record was dropped before the next: one buffer serves them all"
+        );
+        assert!(pool.idle_bytes() >= 1 << 20);
+    }
+
+    #[tokio::test]
+    async fn the_stream_ending_inside_a_large_record_is_truncated() {
+        let mut input = frag(&vec![1u8; 200_000], true);
+        input.truncate(150_000);
+        let (_, err) = read_all(input, RECORD_BYTES_MAX).await;
+        assert!(matches!(err, Some(RecordError::Truncated)), "{err:?}");
     }
 
     #[test]

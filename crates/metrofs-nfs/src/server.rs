@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use metrofs_core::bufpool::BufPool;
 use metrofs_core::{Backend, ReplyKey};
 use nfs3_types::nfs3::nfsstat3;
 use nfs3_types::rpc::accept_stat_data;
@@ -50,6 +51,9 @@ use crate::xdr::{padded, Dec};
 
 /// Calls of one connection running or waiting for their reply to be written, at most.
 pub const IN_FLIGHT_MAX: usize = 64;
+/// Most bytes of large-record buffers the server keeps between uses, for all connections:
+/// thirty 1 MiB WRITEs (eight clients streaming with a few calls in flight each).
+pub const RECORD_POOL_IDLE_MAX_BYTES: usize = 32 * 1024 * 1024;
 /// Write buffer per connection, in bytes: many small replies per send; a READ's data larger
 /// than this goes straight to the socket.
 const WRITE_BUFFER_BYTES: usize = 64 << 10;
@@ -88,6 +92,8 @@ pub(crate) struct Shared<B> {
     pub cache: Mutex<ReplyCache>,
     /// Read once at startup from `METROFS_FAILPOINT` (test only, see [`crate::failpoint`]).
     pub failpoint: Option<Failpoint>,
+    /// Buffers for large records (WRITEs), shared by all connections.
+    pub records: BufPool,
 }
 
 /// One call, as the procedures see it.
@@ -259,6 +265,7 @@ impl<B: Backend> NfsServer<B> {
                 backend,
                 cache: Mutex::new(ReplyCache::default()),
                 failpoint,
+                records: BufPool::new(RECORD_POOL_IDLE_MAX_BYTES),
             }),
             conns: Connections {
                 close: Arc::new(close),
@@ -438,7 +445,7 @@ async fn connection<B: Backend>(
         peer,
     });
     let slots = Arc::new(Semaphore::new(IN_FLIGHT_MAX));
-    let mut records = RecordReader::new(rd, RECORD_BYTES_MAX);
+    let mut records = RecordReader::new(rd, RECORD_BYTES_MAX, shared.records.clone());
     let closed = loop {
         let slot = tokio::select! {
             biased;
@@ -464,7 +471,14 @@ async fn connection<B: Backend>(
         let mut d = Dec::new(rec);
         match rpc::parse_call(&mut d) {
             Ok(call) => {
-                tokio::spawn(run_call(shared.clone(), peer, call, d, slot, writer.clone()));
+                tokio::spawn(run_call(
+                    shared.clone(),
+                    peer,
+                    call,
+                    d,
+                    slot,
+                    writer.clone(),
+                ));
             }
             Err(Refused::Drop(why)) => {
                 tracing::warn!(%peer, why, "not an RPC call; closing the connection");

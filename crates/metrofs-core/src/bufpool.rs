@@ -1,16 +1,15 @@
-//! Receive buffers for large frames, used again and again.
+//! Receive buffers for large messages (1 MiB writes), used again and again.
 //!
-//! A replicated 1 MiB write arrives as one frame. Received into a fresh allocation each time,
-//! every frame would fault in pages the kernel first zeroes: a profile of a twin during a
-//! paired sequential write had `clear_page_erms` at 15 % of its CPU, as much as the receive
-//! copy itself. A [`BodyPool`] keeps the buffers of frames whose bodies were dropped and lends
-//! them again, so their pages stay mapped.
+//! A 1 MiB write arrives as one NFS record, and again as one link frame at the twin. Received
+//! into a fresh allocation each time, every one would fault in pages the kernel first zeroes: a
+//! profile of a twin during a paired sequential write had `clear_page_erms` at 15 % of its CPU,
+//! as much as the receive copy itself. A [`BufPool`] keeps the buffers of messages that were
+//! dropped and lends them again, so their pages stay mapped.
 //!
-//! - The pool belongs to one link's reader. A lent buffer goes back when the last `Bytes` view
-//!   of its frame (header or body) is dropped, from whatever thread drops it; if the link is gone
-//!   by then, the buffer is freed.
-//! - At most [`IDLE_MAX_BYTES`] wait in the pool; the least recently returned go first, so
-//!   buffers of a size no longer asked for do not stay.
+//! - A buffer is lent as [`Bytes`]; it goes back when the last view of it is dropped, from
+//!   whatever thread drops it. If the pool is gone by then, the buffer is freed.
+//! - At most the pool's idle limit waits in it; the least recently returned go first, so buffers
+//!   of a size no longer asked for do not stay.
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -18,22 +17,20 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use bytes::Bytes;
 
-/// Most bytes of buffers a pool keeps idle (per link): sixteen 1 MiB frames.
-pub const IDLE_MAX_BYTES: usize = 17 * 1024 * 1024;
-/// Buffer sizes are multiples of this, so frames of nearly the same size share buffers.
-const GRANULE_BYTES: usize = 64 * 1024;
+/// Buffer sizes are multiples of this, so messages of nearly the same size share buffers.
+pub const GRANULE_BYTES: usize = 64 * 1024;
 
-/// Idle receive buffers of one link. Cheap to clone (the clones share the buffers).
-#[derive(Clone, Default)]
-pub struct BodyPool {
+/// Idle receive buffers. Cheap to clone (the clones share the buffers).
+#[derive(Clone)]
+pub struct BufPool {
     idle: Arc<Mutex<Idle>>,
 }
 
-#[derive(Default)]
 struct Idle {
     /// Oldest returned first.
     bufs: VecDeque<Vec<u8>>,
     bytes: usize,
+    max: usize,
 }
 
 fn lock(m: &Mutex<Idle>) -> MutexGuard<'_, Idle> {
@@ -41,10 +38,17 @@ fn lock(m: &Mutex<Idle>) -> MutexGuard<'_, Idle> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl BodyPool {
+impl BufPool {
+    /// A pool that keeps at most `idle_max_bytes` of buffers between uses.
     #[must_use]
-    pub fn new() -> BodyPool {
-        BodyPool::default()
+    pub fn new(idle_max_bytes: usize) -> BufPool {
+        BufPool {
+            idle: Arc::new(Mutex::new(Idle {
+                bufs: VecDeque::new(),
+                bytes: 0,
+                max: idle_max_bytes,
+            })),
+        }
     }
 
     /// A buffer of at least `len` bytes: an idle one if one fits without wasting more than
@@ -89,11 +93,11 @@ impl BodyPool {
     }
 
     fn give_back(idle: &Mutex<Idle>, buf: Vec<u8>) {
-        if buf.len() > IDLE_MAX_BYTES {
+        let mut idle = lock(idle);
+        if buf.len() > idle.max {
             return;
         }
-        let mut idle = lock(idle);
-        while idle.bytes + buf.len() > IDLE_MAX_BYTES {
+        while idle.bytes + buf.len() > idle.max {
             let Some(old) = idle.bufs.pop_front() else {
                 break;
             };
@@ -104,7 +108,18 @@ impl BodyPool {
     }
 }
 
-/// A buffer on loan as `Bytes` (see [`BodyPool::lend`]).
+impl std::fmt::Debug for BufPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = lock(&self.idle);
+        f.debug_struct("BufPool")
+            .field("idle_bufs", &idle.bufs.len())
+            .field("idle_bytes", &idle.bytes)
+            .field("idle_max_bytes", &idle.max)
+            .finish()
+    }
+}
+
+/// A buffer on loan as `Bytes` (see [`BufPool::lend`]).
 struct Lent {
     buf: Vec<u8>,
     range: Range<usize>,
@@ -120,7 +135,7 @@ impl AsRef<[u8]> for Lent {
 impl Drop for Lent {
     fn drop(&mut self) {
         if let Some(idle) = self.home.upgrade() {
-            BodyPool::give_back(&idle, std::mem::take(&mut self.buf));
+            BufPool::give_back(&idle, std::mem::take(&mut self.buf));
         }
     }
 }
@@ -130,10 +145,11 @@ mod tests {
     use super::*;
 
     const MIB: usize = 1024 * 1024;
+    const IDLE_MAX_BYTES: usize = 17 * MIB;
 
     #[test]
     fn a_buffer_comes_back_when_its_last_view_is_dropped_and_is_lent_again() {
-        let pool = BodyPool::new();
+        let pool = BufPool::new(IDLE_MAX_BYTES);
         let mut buf = pool.take(MIB + 100);
         assert_eq!(buf.len(), MIB + GRANULE_BYTES);
         buf[10] = 7;
@@ -152,16 +168,20 @@ mod tests {
 
     #[test]
     fn a_buffer_twice_too_large_is_not_lent_for_a_small_frame() {
-        let pool = BodyPool::new();
+        let pool = BufPool::new(IDLE_MAX_BYTES);
         drop(pool.lend(pool.take(4 * MIB), 0..1));
         assert_eq!(pool.take(MIB).len(), MIB);
-        assert_eq!(pool.idle_bytes(), 4 * MIB, "the large one waits for a large frame");
+        assert_eq!(
+            pool.idle_bytes(),
+            4 * MIB,
+            "the large one waits for a large frame"
+        );
         assert_eq!(pool.take(3 * MIB).len(), 4 * MIB);
     }
 
     #[test]
     fn the_pool_keeps_at_most_its_limit_and_drops_the_oldest_first() {
-        let pool = BodyPool::new();
+        let pool = BufPool::new(IDLE_MAX_BYTES);
         let small: Vec<Vec<u8>> = (0..IDLE_MAX_BYTES / GRANULE_BYTES)
             .map(|_| pool.take(GRANULE_BYTES))
             .collect();
@@ -182,7 +202,7 @@ mod tests {
 
     #[test]
     fn a_view_that_outlives_its_pool_frees_its_buffer() {
-        let pool = BodyPool::new();
+        let pool = BufPool::new(IDLE_MAX_BYTES);
         let b = pool.lend(pool.take(MIB), 5..9);
         drop(pool);
         assert_eq!(b.len(), 4);
