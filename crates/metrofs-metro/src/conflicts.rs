@@ -90,8 +90,8 @@ pub fn keep_aside(store: &Store, fs: FsId, snap: &DclSnapshot, dir: &Path) -> Re
             let Ok(Some((attr, _))) = store.inode(fs, ino) else { continue };
             match attr.ftype {
                 FileType::Directory => {
-                    if !paths.contains_key(&ino) {
-                        paths.insert(ino, p);
+                    if let std::collections::hash_map::Entry::Vacant(e) = paths.entry(ino) {
+                        e.insert(p);
                         queue.push_back(ino);
                     }
                 }

@@ -30,10 +30,13 @@ struct Held {
     notify: Arc<Notify>,
 }
 
+/// What is held, by inode, and the id of the next lock taken.
+type HeldByInode = (u64, HashMap<(FsId, Ino), Held>);
+
 /// Range locks of one array.
 #[derive(Default)]
 pub struct RangeLocks {
-    inner: Mutex<(u64, HashMap<(FsId, Ino), Held>)>,
+    inner: Mutex<HeldByInode>,
 }
 
 impl std::fmt::Debug for RangeLocks {

@@ -806,8 +806,8 @@ impl Metro {
     ///    LOG entry for what it touches ([`ActivityLog::enter`]; durable before any local
     ///    apply that waits for the disk).
     /// 3. Send it to the local store and, over the link, to the remote store, concurrently.
-    /// 4–5. Each store applies it (into its cache, or its disk for COMMIT / FILE_SYNC) and
-    ///    answers.
+    /// 4. and 5. Each store applies it (into its cache, or its disk for COMMIT / FILE_SYNC)
+    ///    and answers.
     /// 6. Gather both results.
     /// 7. Both succeeded alike: release the LOG entry and answer. The remote side failed or
     ///    answered differently: record the difference in the DCL (durable before the answer),
@@ -1627,9 +1627,7 @@ impl Metro {
 
     /// Not serving until the link or the quorum returns.
     fn stand(&self, pair: &PairRt, reason: String) {
-        if pair.role() == Role::Primary {
-            self.stop_serving(pair);
-        } else if pair.phase() == Phase::Deciding {
+        if pair.role() == Role::Primary || pair.phase() == Phase::Deciding {
             self.stop_serving(pair);
         }
         self.note_arbitration(pair, None, pair.epoch(), reason);

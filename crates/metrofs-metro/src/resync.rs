@@ -394,10 +394,13 @@ fn push_whole_file(runs: &mut Vec<(Ino, u64, u64)>, ino: Ino, size: u64) {
     }
 }
 
+/// How a copy task ended: its bytes done and sent, its error, or its panic.
+type RunOutcome = Result<Result<(u64, u64), String>, tokio::task::JoinError>;
+
 fn account(
     progress: &Arc<Mutex<Progress>>,
     started: tokio::time::Instant,
-    r: Option<Result<Result<(u64, u64), String>, tokio::task::JoinError>>,
+    r: Option<RunOutcome>,
 ) -> Result<(), String> {
     let Some(r) = r else { return Ok(()) };
     let (done, sent) = r.map_err(|e| e.to_string())??;

@@ -40,14 +40,10 @@ pub fn free_port() -> u16 {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     fs::create_dir_all(PORT_LOCK_DIR).expect("port lock directory");
     let span = u64::from(RESERVED_PORTS.end - RESERVED_PORTS.start);
-    // A start that differs between concurrent test processes, then a walk through the range.
+    // A start that differs between concurrent test processes (the process id, and the random
+    // keys std gives every process for its hash maps), then a walk through the range.
     let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ u64::from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0),
-        );
+        ^ std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
     for _ in 0..span {
         let step = NEXT.fetch_add(1, Ordering::Relaxed);
         let port = RESERVED_PORTS.start

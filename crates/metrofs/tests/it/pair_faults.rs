@@ -113,7 +113,7 @@ fn write_secret(path: &Path) {
 /// The data bytes the resyncs after the cut sent: the `resync done: N bytes of data` events
 /// newer than the pair's move to ToBeSynchronized (events are newest first).
 fn resync_sent_since_cut(v: &Value) -> (u64, usize) {
-    let events = crate::pair::events(&v);
+    let events = crate::pair::events(v);
     let cut = events
         .iter()
         .position(|e| e.contains("-> ToBeSynchronized"))
