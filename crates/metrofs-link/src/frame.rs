@@ -280,6 +280,26 @@ pub const POOL_IDLE_MAX_BYTES: usize = 17 * 1024 * 1024;
 /// - `Err(_)`: the bytes are not a valid frame; the stream cannot be resynchronised and must be
 ///   closed.
 pub fn decode(src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+    match take_frame(src)? {
+        Next::Frame(f) => Ok(Some(f)),
+        Next::Need(Some(head)) => {
+            src.reserve(head.total() - src.len());
+            Ok(None)
+        }
+        Next::Need(None) => Ok(None),
+    }
+}
+
+/// What [`take_frame`] found at the front of a buffer.
+enum Next {
+    /// A whole frame, taken off the buffer.
+    Frame(Frame),
+    /// More bytes are needed; the head, once it is all in (and valid).
+    Need(Option<Head>),
+}
+
+/// [`decode`] without growing `src`: the frame if it is all in, else its head if that is.
+fn take_frame(src: &mut BytesMut) -> Result<Next, FrameError> {
     if src.len() < HEAD_BYTES {
         // Even a partial head can be wrong: fail early on a bad magic (a peer that is not
         // metrofs, e.g. an HTTP client) rather than wait for 20 bytes that may never come.
@@ -289,18 +309,16 @@ pub fn decode(src: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
                 return Err(FrameError::BadMagic { found });
             }
         }
-        return Ok(None);
+        return Ok(Next::Need(None));
     }
     let head = parse_head(&src[..HEAD_BYTES])?;
-    let total = head.total();
-    if src.len() < total {
-        src.reserve(total - src.len());
-        return Ok(None);
+    if src.len() < head.total() {
+        return Ok(Next::Need(Some(head)));
     }
     src.advance(HEAD_BYTES);
     let header = src.split_to(head.header_len).freeze();
     let body = src.split_to(head.body_len).freeze();
-    Ok(Some(Frame {
+    Ok(Next::Frame(Frame {
         kind: head.kind,
         id: head.id,
         header,
@@ -359,18 +377,15 @@ where
 {
     use tokio::io::AsyncReadExt;
     loop {
-        if buf.len() >= HEAD_BYTES {
-            let head = parse_head(&buf[..HEAD_BYTES]).map_err(ReadError::Frame)?;
-            if head.body_len >= ALIGNED_BODY_MIN_BYTES && buf.len() < head.total() {
+        match take_frame(buf).map_err(ReadError::Frame)? {
+            Next::Frame(f) => return Ok(Some(f)),
+            Next::Need(Some(head)) if head.body_len >= ALIGNED_BODY_MIN_BYTES => {
                 return read_large(r, buf, pool, &head, on_read).await.map(Some);
             }
-        }
-        if let Some(f) = decode(buf).map_err(ReadError::Frame)? {
-            return Ok(Some(f));
-        }
-        // Once a head is in, `decode` reserved room for the whole (small) frame.
-        if buf.len() < HEAD_BYTES && buf.capacity() - buf.len() < 4096 {
-            buf.reserve(READ_CHUNK_BYTES);
+            // Room for the whole (small) frame, once.
+            Next::Need(Some(head)) => buf.reserve(head.total() - buf.len()),
+            Next::Need(None) if buf.capacity() - buf.len() < 4096 => buf.reserve(READ_CHUNK_BYTES),
+            Next::Need(None) => {}
         }
         let n = r.read_buf(buf).await.map_err(ReadError::Io)?;
         if n == 0 {

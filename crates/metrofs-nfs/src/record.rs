@@ -78,18 +78,14 @@ impl<R: AsyncRead + Unpin> RecordReader<R> {
     /// the buffer holds after the fragment header, read into a buffer from the pool.
     async fn read_pooled(&mut self, len: usize) -> Result<Bytes, RecordError> {
         let mut space = self.pool.take(len);
-        let record = &mut space[..len];
-        let mut filled = self.buf.len();
-        record[..filled].copy_from_slice(&self.buf);
+        let have = self.buf.len();
+        space[..have].copy_from_slice(&self.buf);
         self.buf.clear();
-        while filled < len {
-            let n = self.io.read(&mut record[filled..]).await?;
-            if n == 0 {
-                return Err(RecordError::Truncated);
-            }
-            filled += n;
+        match self.io.read_exact(&mut space[have..len]).await {
+            Ok(_) => Ok(self.pool.lend(space, 0..len)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(RecordError::Truncated),
+            Err(e) => Err(e.into()),
         }
-        Ok(self.pool.lend(space, 0..len))
     }
 
     /// Reads more bytes into the buffer; false at end of stream.

@@ -471,14 +471,7 @@ async fn connection<B: Backend>(
         let mut d = Dec::new(rec);
         match rpc::parse_call(&mut d) {
             Ok(call) => {
-                tokio::spawn(run_call(
-                    shared.clone(),
-                    peer,
-                    call,
-                    d,
-                    slot,
-                    writer.clone(),
-                ));
+                tokio::spawn(run_call(shared.clone(), peer, call, d, slot, writer.clone()));
             }
             Err(Refused::Drop(why)) => {
                 tracing::warn!(%peer, why, "not an RPC call; closing the connection");
