@@ -250,6 +250,8 @@ if [ "$DO_PAIR" = 1 ] && [ -n "$METROFS_URL" ]; then
     pair_latency_rounds
     settle
     pair_small_rounds
+    settle
+    pair_seq_rounds
 fi
 
 # median SERVER JQ-PATH [cold]: median over the runs of one number.

@@ -13,6 +13,8 @@
 #   - the small-file workload again in short alternating rounds (SMALL_ROUNDS=12 of
 #     SMALL_ROUND_FILES=1000 files), on which the small-file target is judged (see
 #     pair_small_rounds);
+#   - the sequential write again in short alternating rounds (SEQ_ROUNDS=6), beside `metrofs
+#     copies`, the same bytes moved the same way with nothing else (see pair_seq_rounds);
 # and write the section "## Metro pair (issue 3)" of docs/BENCHMARKS.md (replaced in place, the
 # rest of the file is left alone): the table, issue 3's targets with verdicts, the exact
 # commands, and a short perf profile of site-a for each missed target.
@@ -127,6 +129,19 @@ pair_latency_rounds() {
     log "latency rounds: UNSTABLE $(printf %+.0f "$LAT_D_UNS") µs, FILE_SYNC $(printf %+.0f "$LAT_D_FS") µs (medians of the per-round differences)"
 }
 
+# pair_normal_before WHAT: waits for the pair to be Normal before WHAT, if it is not.
+pair_normal_before() {
+    if [ "$(pair_json | jq -r .state)" != Normal ]; then
+        log "the pair is $(pair_json | jq -r .state) before $1: waiting for Normal"
+        wait_normal 300
+    fi
+}
+# pair_changes_since ID: how many state or link events of the pair site-a logged after event ID.
+pair_changes_since() {
+    "$METROFS" events --json --after "$1" --limit 1000 --api "$A" |
+        jq -r --arg p "$PAIR" '[.[] | select((.kind == "state" or .kind == "link") and (.pair == $p or .pair == null))] | length'
+}
+
 # pair_small_rounds: the small-file workload again, in SMALL_ROUNDS short rounds of
 # SMALL_ROUND_FILES files, solo and paired back to back, the order swapped from one round to the
 # next. A small file's time is mostly its COMMIT's flushes, and the disk's flush latency drifts
@@ -138,10 +153,7 @@ pair_latency_rounds() {
 SMALL_ROUNDS=${SMALL_ROUNDS:-12} SMALL_ROUND_FILES=${SMALL_ROUND_FILES:-1000}
 pair_small_rounds() {
     local i fs order s p ev0 changes ratios=() solos=() paireds=()
-    if [ "$(pair_json | jq -r .state)" != Normal ]; then
-        log "the pair is $(pair_json | jq -r .state) before the small-file rounds: waiting for Normal"
-        wait_normal 300
-    fi
+    pair_normal_before "the small-file rounds"
     log "alternating small-file rounds: $SMALL_ROUNDS x $SMALL_ROUND_FILES files each, solo and paired"
     ev0=$(last_event_id)
     for i in $(seq "$SMALL_ROUNDS"); do
@@ -156,13 +168,67 @@ pair_small_rounds() {
         ratios+=("$(echo "100 * $p / $s" | bc -l)")
     done
     SMALL_RATIO=$(echo "$(lat_median "${ratios[@]}") / 100" | bc -l)
-    changes=$("$METROFS" events --json --after "$ev0" --limit 1000 --api "$A" |
-        jq -r --arg p "$PAIR" '[.[] | select((.kind == "state" or .kind == "link") and (.pair == $p or .pair == null))] | length')
+    changes=$(pair_changes_since "$ev0")
     SMALL_ROUNDS_MD="Alternating small-file rounds (\`metrofs bench URL --files $SMALL_ROUND_FILES --depth $DEPTH --only small-files --json\`, $SMALL_ROUNDS rounds, solo then paired in odd rounds, paired then solo in even ones): paired / unpaired of the same round **$(printf %.0f "$(echo "100 * $SMALL_RATIO" | bc -l)") %** median ($(round_list "${ratios[@]}") %; files/s unpaired $(round_list "${solos[@]}"), paired $(round_list "${paireds[@]}")). The small-file target is judged on this median."
     if [ "$changes" != 0 ]; then
         SMALL_ROUNDS_MD+=" **The pair changed state or lost its link $changes time(s) during these rounds** (site-a's event log): the paired rounds were not all Normal."
     fi
     log "small-file rounds: paired / unpaired $(printf %.2f "$SMALL_RATIO") (median of the per-round ratios)"
+}
+
+# pair_seq_rounds: the sequential write again, in SEQ_ROUNDS short rounds of one $SIZE write
+# each on solo and paired, back to back, the order swapped from one round to the next; and beside
+# them, in the same rounds, `metrofs copies` (crates/metrofs-bench/src/copies.rs): the same bytes
+# moved as an unpaired and a paired fs move them (client -> site-a's page cache, and on to
+# site-b's disk past its cache, on the same two file systems) with nothing else. On this machine a
+# sequential write's pace depends on what ran in the seconds before (a paired write after a
+# paired write is about half as fast, see the pair section's analysis); within a round it hardly
+# moves. So issue 3's "paired sequential write ≥ 70 % of unpaired" is judged on the median of the
+# per-round ratios, as the latency and small-file targets are, and the copies' own per-round ratio
+# says what the machine allows any program that moves the bytes this way. Sets SEQ_RATIO,
+# COPY_RATIO and SEQ_ROUNDS_MD (markdown).
+SEQ_ROUNDS=${SEQ_ROUNDS:-6}
+pair_seq_rounds() {
+    local i w order solo_port paired_port copies_pid ev0 changes s p cs cp
+    local ratios=() cratios=() solos=() paireds=() csolos=() cpaireds=()
+    pair_normal_before "the sequential-write rounds"
+    solo_port=$(pick_port 32260); paired_port=$(pick_port 32261)
+    mkdir -p "$MNT/copies-a" "${BENCH_SITE_B_DIR:-$MNT}/copies-b"
+    "$METROFS" copies serve --a-dir "$MNT/copies-a" --b-dir "${BENCH_SITE_B_DIR:-$MNT}/copies-b" \
+        --listen "127.0.0.1:$solo_port" --paired-listen "127.0.0.1:$paired_port" >"$WORK/copies.log" 2>&1 &
+    copies_pid=$!; PIDS+=("$copies_pid")
+    wait_port "$paired_port" "$copies_pid" "metrofs copies serve"
+    log "alternating sequential-write rounds: $SEQ_ROUNDS x $SIZE on solo, paired, and the copies alone"
+    ev0=$(last_event_id)
+    for i in $(seq "$SEQ_ROUNDS"); do
+        order="solo paired copies-solo copies-paired"
+        [ $((i % 2)) = 0 ] && order="copies-paired copies-solo paired solo"
+        for w in $order; do
+            settle
+            case $w in
+                copies-solo|copies-paired)
+                    timeout "$STEP_TIMEOUT_S" "$METROFS" copies write "127.0.0.1:$([ "$w" = copies-solo ] && echo "$solo_port" || echo "$paired_port")" \
+                        --size "$SIZE" --json >"$RES/seq.$w.$i.json" 2>>"$WORK/bench.log" || die "sequential-write round $i: $w failed ($(tail -n 3 "$WORK/copies.log"))" ;;
+                *)
+                    timeout "$STEP_TIMEOUT_S" "${BENCH[@]}" "$(fs_url "$w")" --size "$SIZE" --depth "$DEPTH" --only seq-write --json \
+                        | jq '{mib_per_s: .seq_write.mib_per_s}' >"$RES/seq.$w.$i.json" 2>>"$WORK/bench.log" \
+                        || die "sequential-write round $i against $w failed" ;;
+            esac
+        done
+        s=$(jq .mib_per_s "$RES/seq.solo.$i.json"); p=$(jq .mib_per_s "$RES/seq.paired.$i.json")
+        cs=$(jq .mib_per_s "$RES/seq.copies-solo.$i.json"); cp=$(jq .mib_per_s "$RES/seq.copies-paired.$i.json")
+        solos+=("$s"); paireds+=("$p"); csolos+=("$cs"); cpaireds+=("$cp")
+        ratios+=("$(echo "100 * $p / $s" | bc -l)"); cratios+=("$(echo "100 * $cp / $cs" | bc -l)")
+    done
+    stop_pid "$copies_pid"
+    SEQ_RATIO=$(echo "$(lat_median "${ratios[@]}") / 100" | bc -l)
+    COPY_RATIO=$(echo "$(lat_median "${cratios[@]}") / 100" | bc -l)
+    changes=$(pair_changes_since "$ev0")
+    SEQ_ROUNDS_MD="Alternating sequential-write rounds (\`metrofs bench URL --size $SIZE --depth $DEPTH --only seq-write --json\`, $SEQ_ROUNDS rounds, solo then paired in odd rounds, paired then solo in even ones): paired / unpaired of the same round **$(printf %.0f "$(echo "100 * $SEQ_RATIO" | bc -l)") %** median ($(round_list "${ratios[@]}") %; MiB/s unpaired $(round_list "${solos[@]}"), paired $(round_list "${paireds[@]}")). The sequential-write target is judged on this median. In the same rounds, **the copies alone** (\`metrofs copies write 127.0.0.1:PORT --size $SIZE\` against \`metrofs copies serve\`, its files beside site-a's and site-b's data: one TCP stream into site-a's page cache, and for the paired stream on to site-b's disk past its cache, nothing else) went **$(printf %.0f "$(echo "100 * $COPY_RATIO" | bc -l)") %** as fast paired as unpaired, median ($(round_list "${cratios[@]}") %; MiB/s unpaired $(round_list "${csolos[@]}"), paired $(round_list "${cpaireds[@]}")): what this machine allows any program that moves the bytes the way a pair must."
+    if [ "$changes" != 0 ]; then
+        SEQ_ROUNDS_MD+=" **The pair changed state or lost its link $changes time(s) during these rounds** (site-a's event log): the paired rounds were not all Normal."
+    fi
+    log "sequential-write rounds: paired / unpaired $(printf %.2f "$SEQ_RATIO"), the copies alone $(printf %.2f "$COPY_RATIO") (medians of the per-round ratios)"
 }
 
 # pair_resync: pause, change RESYNC_BYTES in the paired fs, resume, time until Normal.
@@ -224,8 +290,8 @@ pair_targets() {
         S[$k]=$(pair_median solo "$p"); P[$k]=$(pair_median paired "$p")
     done
     PAIR_LIMIT[seqw]=$(awk -v s="${S[seqw]}" 'BEGIN { print 0.7 * s }')
-    PAIR_RESULT[seqw]=$(pair_check "${P[seqw]}" ">=" "${PAIR_LIMIT[seqw]}")
-    PAIR_MEASURED[seqw]="$(fmt "${P[seqw]}") vs $(fmt "${S[seqw]}") MiB/s = $(pct "${P[seqw]}" "${S[seqw]}")"
+    PAIR_RESULT[seqw]=$(pair_check "$SEQ_RATIO" ">=" 0.7)
+    PAIR_MEASURED[seqw]="$(pct "$SEQ_RATIO" 1) (median of the alternating rounds; the copies alone: $(pct "$COPY_RATIO" 1)); long runs: $(fmt "${P[seqw]}") vs $(fmt "${S[seqw]}") MiB/s = $(pct "${P[seqw]}" "${S[seqw]}")"
     local d
     for k in uns_p50 fs_p50; do
         d=$LAT_D_UNS; [ "$k" = fs_p50 ] && d=$LAT_D_FS
@@ -322,6 +388,8 @@ pair_section() {
         echo
         echo "$SMALL_ROUNDS_MD"
         echo
+        echo "$SEQ_ROUNDS_MD"
+        echo
         echo "### Targets (issue 3)"
         echo
         echo "| target | measured | verdict |"
@@ -386,7 +454,7 @@ pair_main() {
         case "$1" in
             --budget-s) BUDGET_S=$2; shift 2 ;;
             --no-profile) DO_PROFILE=0; shift ;;
-            -h|--help) sed -n '2,39p' "$0"; exit 0 ;;
+            -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
             *) die "unknown argument $1 (see --help)" ;;
         esac
     done
@@ -428,6 +496,8 @@ pair_main() {
     pair_latency_rounds
     settle
     pair_small_rounds
+    settle
+    pair_seq_rounds
     pair_targets
     [ "$DO_PROFILE" = 1 ] && pair_profiles
 

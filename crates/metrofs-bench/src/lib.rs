@@ -6,6 +6,7 @@
 //! - [`client`]: MOUNT, NFS connections (one request in flight each) and the calls made.
 //! - [`workload`]: the workloads, each timed on its own, and the cleanup.
 //! - [`stats`]: percentiles, rates, sizes.
+//! - [`copies`]: `metrofs copies`, the cost of a pair's copies alone (bench/pair.sh's baseline).
 //!
 //! Workloads, in the order they run (`--only` picks some; what a picked one needs is prepared
 //! untimed):
@@ -25,6 +26,7 @@
 //! timeout (`--rpc-timeout-s`), so the run is bounded.
 
 pub mod client;
+pub mod copies;
 pub mod stats;
 pub mod url;
 pub mod workload;

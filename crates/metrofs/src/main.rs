@@ -118,6 +118,9 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Drive any NFSv3 export and print what it sustains (throughput, latency, metadata rates).
     Bench(metrofs_bench::BenchArgs),
+    /// Move a sequential write's bytes the way an unpaired and a paired fs do, and nothing else:
+    /// what the copies alone allow on this machine (bench/pair.sh's baseline).
+    Copies(metrofs_bench::copies::CopiesArgs),
     /// Run a quorum server: arbitrates which array of a domain goes on when the two lose
     /// each other.
     Quorum(quorum_cmd::QuorumArgs),
@@ -218,6 +221,13 @@ fn main() -> ExitCode {
             init_logging(tracing::Level::WARN);
             block_on(metrofs_bench::run(b))
         }
+        Cmd::Copies(c) => match metrofs_bench::copies::run(c) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Cmd::Quorum(q) => quorum_cmd::run(q),
     }
 }
