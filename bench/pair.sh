@@ -13,7 +13,7 @@
 #   - the small-file workload again in short alternating rounds (SMALL_ROUNDS=12 of
 #     SMALL_ROUND_FILES=1000 files), on which the small-file target is judged (see
 #     pair_small_rounds);
-#   - the sequential write again in short alternating rounds (SEQ_ROUNDS=6), beside `metrofs
+#   - the sequential write again in short alternating rounds (SEQ_ROUNDS=12), beside `metrofs
 #     copies`, the same bytes moved the same way with nothing else (see pair_seq_rounds);
 # and write the section "## Metro pair (issue 3)" of docs/BENCHMARKS.md (replaced in place, the
 # rest of the file is left alone): the table, issue 3's targets with verdicts, the exact
@@ -187,7 +187,7 @@ pair_small_rounds() {
 # per-round ratios, as the latency and small-file targets are, and the copies' own per-round ratio
 # says what the machine allows any program that moves the bytes this way. Sets SEQ_RATIO,
 # COPY_RATIO and SEQ_ROUNDS_MD (markdown).
-SEQ_ROUNDS=${SEQ_ROUNDS:-6}
+SEQ_ROUNDS=${SEQ_ROUNDS:-12}
 pair_seq_rounds() {
     local i w order solo_port paired_port copies_pid ev0 changes s p cs cp
     local ratios=() cratios=() solos=() paireds=() csolos=() cpaireds=()

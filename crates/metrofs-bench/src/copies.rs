@@ -263,8 +263,10 @@ fn site_a_stream(
             t.shutdown(Shutdown::Write)?;
             t.read_exact(&mut [0u8; 1]).context("site-b's answer")?;
         }
-        Ok(s.write_all(b"k")?)
-    })
+        Ok(())
+    })?;
+    // Answered only once the file is removed (unless kept): none is left when the client returns.
+    Ok(s.write_all(b"k")?)
 }
 
 /// The site-b role: blocks read on this thread, written past the cache by `threads` others.
@@ -321,22 +323,26 @@ fn site_b_stream(
         }
         read?;
         file.sync_data()?;
-        Ok(s.write_all(b"k")?)
-    })
+        Ok(())
+    })?;
+    // Answered only once the file is removed (unless kept): none is left when the client returns.
+    Ok(s.write_all(b"k")?)
 }
 
-/// The client: `size` bytes in blocks on one connection, timed to the answer. Block `i` is
-/// filled with the byte `i % 251`, so a kept file shows the order it was written in.
+/// The client: `size` bytes in blocks on one connection, timed to the answer. Every block is
+/// the bench's data pattern with its offset in the first 8 bytes, as `metrofs bench` writes it
+/// (one buffer, stamped again for each block).
 pub fn write(addr: SocketAddr, size: u64) -> Result<WriteResult> {
     if size == 0 || !size.is_multiple_of(BLOCK as u64) {
         bail!("--size must be a whole number of MiB (got {size} bytes)");
     }
     let mut s = TcpStream::connect(addr)
         .with_context(|| format!("connecting to {addr} (is `metrofs copies serve` running?)"))?;
-    let blocks: Vec<Vec<u8>> = (0..251u8).map(|i| vec![i; BLOCK]).collect();
+    let mut block = crate::workload::pattern(BLOCK);
     let t = Instant::now();
-    for i in 0..size / BLOCK as u64 {
-        s.write_all(&blocks[(i % 251) as usize])?;
+    for offset in (0..size).step_by(BLOCK) {
+        crate::workload::stamp(&mut block, offset);
+        s.write_all(&block)?;
     }
     s.shutdown(Shutdown::Write)?;
     s.read_exact(&mut [0u8; 1])
@@ -361,16 +367,14 @@ mod tests {
         Ok(v)
     }
 
-    /// `path` holds `blocks` blocks, block `i` all `i % 251` (as [`write`] sends them).
+    /// `path` holds `blocks` blocks as [`write`] sends them.
     fn check(path: &Path, blocks: usize) -> Result<()> {
         let bytes = std::fs::read(path)?;
         assert_eq!(bytes.len(), blocks * BLOCK, "{}", path.display());
+        let mut expect = crate::workload::pattern(BLOCK);
         for (i, b) in bytes.chunks(BLOCK).enumerate() {
-            assert!(
-                b.iter().all(|&x| usize::from(x) == i % 251),
-                "block {i} of {}",
-                path.display()
-            );
+            crate::workload::stamp(&mut expect, (i * BLOCK) as u64);
+            assert!(b == expect.as_slice(), "block {i} of {}", path.display());
         }
         Ok(())
     }

@@ -37,7 +37,7 @@ fn splitmix64(x: u64) -> u64 {
 }
 
 /// The fixed data pattern of every block (`len` bytes).
-fn pattern(len: usize) -> Vec<u8> {
+pub(crate) fn pattern(len: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(len + 8);
     let mut i = 0u64;
     while v.len() < len {
@@ -49,7 +49,7 @@ fn pattern(len: usize) -> Vec<u8> {
 }
 
 /// The content of the block at `offset`: the pattern with the offset stamped in front.
-fn stamp(buf: &mut [u8], offset: u64) {
+pub(crate) fn stamp(buf: &mut [u8], offset: u64) {
     let n = buf.len().min(8);
     buf[..n].copy_from_slice(&offset.to_le_bytes()[..n]);
 }
