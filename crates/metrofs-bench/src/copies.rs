@@ -3,7 +3,7 @@
 //! A paired WRITE moves its bytes more times than an unpaired one, and on one machine every move
 //! is a copy on the same cores. This tool moves the bytes exactly the way a pair does, with
 //! nothing else (no RPC, no LOG, no metadata), so that a benchmark can put the pair's ratio next to
-//! the ratio the copies alone allow, measured in the same run:
+//! the ratio the copies alone get, measured in the same run:
 //!
 //! - **unpaired** (`--listen`): the site-a role takes a stream from the client over TCP and writes
 //!   it into a file through the page cache, one 1 MiB block after the other on one thread; at the

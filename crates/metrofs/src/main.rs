@@ -119,7 +119,7 @@ enum Cmd {
     /// Drive any NFSv3 export and print what it sustains (throughput, latency, metadata rates).
     Bench(metrofs_bench::BenchArgs),
     /// Move a sequential write's bytes the way an unpaired and a paired fs do, and nothing else:
-    /// what the copies alone allow on this machine (bench/pair.sh's baseline).
+    /// what the copies alone cost on this machine (bench/pair.sh's reference).
     Copies(metrofs_bench::copies::CopiesArgs),
     /// Run a quorum server: arbitrates which array of a domain goes on when the two lose
     /// each other.
