@@ -226,9 +226,14 @@ fn with_new_file(
     if direct {
         o.custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32);
     }
-    let f = o
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let f = o.open(&path).with_context(|| {
+        let why = if direct {
+            " with O_DIRECT (does its file system take direct I/O?)"
+        } else {
+            ""
+        };
+        format!("creating {}{why}", path.display())
+    })?;
     let r = body(f);
     if !keep {
         std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
