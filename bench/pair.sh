@@ -136,10 +136,13 @@ pair_normal_before() {
         wait_normal 300
     fi
 }
-# pair_changes_since ID: how many state or link events of the pair site-a logged after event ID.
-pair_changes_since() {
-    "$METROFS" events --json --after "$1" --limit 1000 --api "$A" |
-        jq -r --arg p "$PAIR" '[.[] | select((.kind == "state" or .kind == "link") and (.pair == $p or .pair == null))] | length'
+# pair_changes_md ID: nothing when site-a logged no state or link event of the pair after
+# event ID; else a sentence for the rounds' markdown saying how many.
+pair_changes_md() {
+    local n
+    n=$("$METROFS" events --json --after "$1" --limit 1000 --api "$A" |
+        jq -r --arg p "$PAIR" '[.[] | select((.kind == "state" or .kind == "link") and (.pair == $p or .pair == null))] | length')
+    [ "$n" = 0 ] || echo " **The pair changed state or lost its link $n time(s) during these rounds** (site-a's event log): the paired rounds were not all Normal."
 }
 
 # pair_small_rounds: the small-file workload again, in SMALL_ROUNDS short rounds of
@@ -168,11 +171,9 @@ pair_small_rounds() {
         ratios+=("$(echo "100 * $p / $s" | bc -l)")
     done
     SMALL_RATIO=$(echo "$(lat_median "${ratios[@]}") / 100" | bc -l)
-    changes=$(pair_changes_since "$ev0")
+    changes=$(pair_changes_md "$ev0")
     SMALL_ROUNDS_MD="Alternating small-file rounds (\`metrofs bench URL --files $SMALL_ROUND_FILES --depth $DEPTH --only small-files --json\`, $SMALL_ROUNDS rounds, solo then paired in odd rounds, paired then solo in even ones): paired / unpaired of the same round **$(printf %.0f "$(echo "100 * $SMALL_RATIO" | bc -l)") %** median ($(round_list "${ratios[@]}") %; files/s unpaired $(round_list "${solos[@]}"), paired $(round_list "${paireds[@]}")). The small-file target is judged on this median."
-    if [ "$changes" != 0 ]; then
-        SMALL_ROUNDS_MD+=" **The pair changed state or lost its link $changes time(s) during these rounds** (site-a's event log): the paired rounds were not all Normal."
-    fi
+    SMALL_ROUNDS_MD+=$changes
     log "small-file rounds: paired / unpaired $(printf %.2f "$SMALL_RATIO") (median of the per-round ratios)"
 }
 
@@ -224,11 +225,9 @@ pair_seq_rounds() {
     stop_pid "$copies_pid"
     SEQ_RATIO=$(echo "$(lat_median "${ratios[@]}") / 100" | bc -l)
     COPY_RATIO=$(echo "$(lat_median "${cratios[@]}") / 100" | bc -l)
-    changes=$(pair_changes_since "$ev0")
+    changes=$(pair_changes_md "$ev0")
     SEQ_ROUNDS_MD="Alternating sequential-write rounds (\`metrofs bench URL --size $SIZE --depth $DEPTH --only seq-write --json\`, $SEQ_ROUNDS rounds, solo then paired in odd rounds, paired then solo in even ones): paired / unpaired of the same round **$(printf %.0f "$(echo "100 * $SEQ_RATIO" | bc -l)") %** median ($(round_list "${ratios[@]}") %; MiB/s unpaired $(round_list "${solos[@]}"), paired $(round_list "${paireds[@]}")). The sequential-write target is judged on this median. In the same rounds, **the copies alone** (\`metrofs copies write 127.0.0.1:PORT --size $SIZE\` against \`metrofs copies serve\`, its files beside site-a's and site-b's data: one TCP stream into site-a's page cache, and for the paired stream on to site-b's disk past its cache, nothing else) went **$(printf %.0f "$(echo "100 * $COPY_RATIO" | bc -l)") %** as fast paired as unpaired, median ($(round_list "${cratios[@]}") %; MiB/s unpaired $(round_list "${csolos[@]}"), paired $(round_list "${cpaireds[@]}")): the same measure, in the same rounds, for a program that moves the bytes the way a pair must and does nothing else."
-    if [ "$changes" != 0 ]; then
-        SEQ_ROUNDS_MD+=" **The pair changed state or lost its link $changes time(s) during these rounds** (site-a's event log): the paired rounds were not all Normal."
-    fi
+    SEQ_ROUNDS_MD+=$changes
     log "sequential-write rounds: paired / unpaired $(printf %.2f "$SEQ_RATIO"), the copies alone $(printf %.2f "$COPY_RATIO") (medians of the per-round ratios)"
 }
 
@@ -290,7 +289,6 @@ pair_targets() {
         k=${mp%%=*}; rest=${mp#*=}; p=${rest%%|*}
         S[$k]=$(pair_median solo "$p"); P[$k]=$(pair_median paired "$p")
     done
-    PAIR_LIMIT[seqw]=$(awk -v s="${S[seqw]}" 'BEGIN { print 0.7 * s }')
     PAIR_RESULT[seqw]=$(pair_check "$SEQ_RATIO" ">=" 0.7)
     PAIR_MEASURED[seqw]="$(pct "$SEQ_RATIO" 1) (median of the alternating rounds; the copies alone: $(pct "$COPY_RATIO" 1)); long runs: $(fmt "${P[seqw]}") vs $(fmt "${S[seqw]}") MiB/s = $(pct "${P[seqw]}" "${S[seqw]}")"
     local d

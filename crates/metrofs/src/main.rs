@@ -173,7 +173,12 @@ fn block_on_with(
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(f) {
+    exit_code(rt.block_on(f))
+}
+
+/// A command's result as the process's exit: 0, or the error printed and 1.
+fn exit_code(r: anyhow::Result<()>) -> ExitCode {
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -221,13 +226,7 @@ fn main() -> ExitCode {
             init_logging(tracing::Level::WARN);
             block_on(metrofs_bench::run(b))
         }
-        Cmd::Copies(c) => match metrofs_bench::copies::run(c) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(1)
-            }
-        },
+        Cmd::Copies(c) => exit_code(metrofs_bench::copies::run(c)),
         Cmd::Quorum(q) => quorum_cmd::run(q),
     }
 }
